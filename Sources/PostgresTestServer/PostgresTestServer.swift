@@ -336,7 +336,8 @@ public final class PostgresTestServer: Sendable {
 
     /// Creates the configured database and roles through `psql` on the Unix socket.
     private func createDatabaseAndRoles() async throws {
-        var statements: [String] = ["SET log_statement = 'none';"]
+        // Keep the passwords out of the server log, also when a statement fails.
+        var statements: [String] = ["SET log_statement = 'none';", "SET log_min_error_statement = 'panic';"]
         for role in configuration.roles {
             var sql = "CREATE ROLE \(Self.quotedIdentifier(role.name)) LOGIN"
             if role.isSuperuser { sql += " SUPERUSER" }
@@ -349,7 +350,7 @@ public final class PostgresTestServer: Sendable {
                     + "OWNER \(Self.quotedIdentifier(configuration.user));"
             )
         }
-        guard statements.count > 1 else { return }
+        guard statements.count > 2 else { return }
         do {
             _ = try await psql(statements.joined(separator: "\n"), database: "postgres")
         } catch let error as PostgresTestServerError {

@@ -30,6 +30,8 @@ final class ChildProcess: Sendable {
     private struct Waiters {
         var nextID: UInt64 = 0
         var continuations: [UInt64: CheckedContinuation<ProcessTermination?, Never>] = [:]
+        /// The timeout timers of waiters that have one; cancelled when the child exits, so none lingers.
+        var timers: [UInt64: Task<Void, Never>] = [:]
     }
 
     private enum ExitState {
@@ -97,16 +99,20 @@ final class ChildProcess: Sendable {
     }
 
     fileprivate func finish(_ termination: ProcessTermination) {
-        let waiters: [CheckedContinuation<ProcessTermination?, Never>] = exitState.withLock { state in
+        let waiters: Waiters? = exitState.withLock { state in
             switch state {
             case .running(let waiters):
                 state = .exited(termination)
-                return Array(waiters.continuations.values)
+                return waiters
             case .exited:
-                return []
+                return nil
             }
         }
-        for waiter in waiters {
+        guard let waiters else { return }
+        for timer in waiters.timers.values {
+            timer.cancel()
+        }
+        for waiter in waiters.continuations.values {
             waiter.resume(returning: termination)
         }
     }
@@ -159,9 +165,18 @@ final class ChildProcess: Sendable {
             guard let id = registered.id, let timeout else { return }
             // An unstructured timer, so a cancelled caller still waits the full timeout. Whichever of the timer and
             // `finish` removes the waiter first resumes it; the other finds it gone.
-            Task { [weak self] in
+            let timer = Task { [weak self] in
                 try? await Task.sleep(for: timeout)
                 self?.timeOut(waiterID: id)
+            }
+            let stored = exitState.withLock { state in
+                guard case .running(var waiters) = state, waiters.continuations[id] != nil else { return false }
+                waiters.timers[id] = timer
+                state = .running(waiters)
+                return true
+            }
+            if !stored {
+                timer.cancel()
             }
         }
     }
@@ -171,6 +186,7 @@ final class ChildProcess: Sendable {
             switch state {
             case .running(var waiters):
                 let continuation = waiters.continuations.removeValue(forKey: waiterID)
+                waiters.timers[waiterID] = nil
                 state = .running(waiters)
                 return continuation
             case .exited:

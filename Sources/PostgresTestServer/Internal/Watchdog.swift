@@ -21,8 +21,12 @@ final class Watchdog: Sendable {
             if [ -n "$pid" ] && [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$dir/data" ]; then
                 kill -QUIT "$pid" 2>/dev/null
                 i=0
-                while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-                kill -KILL "$pid" 2>/dev/null
+                # A zombie (the parent is gone and init may not reap it) has no cwd any more: that counts as gone.
+                while [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$dir/data" ] && [ "$i" -lt 100 ]; do
+                    sleep 0.1
+                    i=$((i + 1))
+                done
+                [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$dir/data" ] && kill -KILL "$pid" 2>/dev/null
             fi
         fi
         rm -rf -- "$dir"
