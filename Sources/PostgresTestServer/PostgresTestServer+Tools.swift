@@ -69,7 +69,7 @@ extension PostgresTestServer {
         defer { files.remove() }
         let child: ChildProcess
         do {
-            child = try ChildProcess.spawn(
+            child = try await ChildProcess.spawn(
                 executable: executable,
                 arguments: arguments,
                 environment: toolEnvironment,
