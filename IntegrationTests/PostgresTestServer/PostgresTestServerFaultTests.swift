@@ -4,11 +4,11 @@ import Synchronization
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 @Suite("PostgresTestServer under faults")
@@ -153,9 +153,9 @@ private final class PortBlocker: Sendable {
 
     init() throws {
         #if canImport(Glibc) || canImport(Musl)
-        let socketType = Int32(SOCK_STREAM.rawValue)
+            let socketType = Int32(SOCK_STREAM.rawValue)
         #else
-        let socketType = SOCK_STREAM
+            let socketType = SOCK_STREAM
         #endif
         let fd = socket(AF_INET, socketType, 0)
         var address = sockaddr_in()

@@ -2,11 +2,11 @@ import Foundation
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A private, throwaway PostgreSQL server for integration tests, benchmarks and demos.
@@ -30,7 +30,8 @@ import Darwin
 /// ```
 ///
 /// All methods may be called from any task; `start()`, `stop(mode:)`, `restart(mode:)` and `destroy()` must not
-/// overlap (a call made while another is in progress throws ``PostgresTestServerError/Code-swift.struct/invalidState``).
+/// overlap (a call made while another is in progress throws
+/// ``PostgresTestServerError/Code-swift.struct/invalidState``).
 public final class PostgresTestServer: Sendable {
     /// The configuration the server was started with.
     public var configuration: Configuration { cluster.configuration }
@@ -92,9 +93,9 @@ public final class PostgresTestServer: Sendable {
     ///
     /// - Parameter configuration: How to set the server up; the defaults suit most tests.
     /// - Returns: The running server. Call ``destroy()`` when done, or use ``withServer(_:_:)`` instead.
-    /// - Throws: ``PostgresTestServerError``: `.binariesNotFound` (with the package to install), `.invalidConfiguration`
-    ///   naming the field, `.startFailed` or `.startTimedOut` with the log's tail, and others; `CancellationError`
-    ///   when the task is cancelled during start-up.
+    /// - Throws: ``PostgresTestServerError``: `.binariesNotFound` (with the package to install),
+    ///   `.invalidConfiguration` naming the field, `.startFailed` or `.startTimedOut` with the log's tail, and
+    ///   others; `CancellationError` when the task is cancelled during start-up.
     public static func start(_ configuration: Configuration = Configuration()) async throws -> PostgresTestServer {
         try await start(configuration, pickingPortsWith: System.freeLoopbackPort)
     }
@@ -407,6 +408,7 @@ extension PostgresTestServer {
         /// Stops at once without a checkpoint, like a crash; the next start runs recovery (SIGQUIT).
         public static let immediate = ShutdownMode(signal: SIGQUIT, name: "immediate")
 
+        /// `smart`, `fast` or `immediate`.
         public var description: String { name }
     }
 }
