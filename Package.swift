@@ -14,6 +14,7 @@ let package = Package(
     products: [
         .library(name: "ResourcePool", targets: ["ResourcePool"]),
         .library(name: "ResourcePoolTestKit", targets: ["ResourcePoolTestKit"]),
+        .library(name: "PostgresTestServer", targets: ["PostgresTestServer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
@@ -42,6 +43,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "PostgresTestServer",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ResourcePoolTests",
             dependencies: [
@@ -50,6 +55,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ReservoirIntegrationTests",
+            dependencies: ["PostgresTestServer"],
+            path: "IntegrationTests",
             swiftSettings: swiftSettings
         ),
     ]
