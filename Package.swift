@@ -14,6 +14,7 @@ let package = Package(
     products: [
         .library(name: "ResourcePool", targets: ["ResourcePool"]),
         .library(name: "ResourcePoolTestKit", targets: ["ResourcePoolTestKit"]),
+        .library(name: "PostgresPool", targets: ["PostgresPool"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
@@ -22,6 +23,38 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
     ],
     targets: [
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        .target(
+            name: "PostgresPool",
+            dependencies: [
+                "CLibPQ",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PostgresIntegrationTests",
+            dependencies: [
+                "PostgresPool",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "IntegrationTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PostgresPoolTests",
+            dependencies: [
+                "PostgresPool",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "ResourcePool",
             dependencies: [
