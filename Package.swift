@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "ResourcePool", targets: ["ResourcePool"]),
         .library(name: "ResourcePoolTestKit", targets: ["ResourcePoolTestKit"]),
         .library(name: "PostgresPool", targets: ["PostgresPool"]),
+        // For the driver benchmark's raw-libpq baseline; applications use PostgresPool.
+        .library(name: "CLibPQ", targets: ["CLibPQ"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
