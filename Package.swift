@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "PostgresPool", targets: ["PostgresPool"]),
         // For the driver benchmark's raw-libpq baseline; applications use PostgresPool.
         .library(name: "CLibPQ", targets: ["CLibPQ"]),
+        .library(name: "PostgresTestServer", targets: ["PostgresTestServer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
@@ -38,15 +39,6 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "PostgresIntegrationTests",
-            dependencies: [
-                "PostgresPool",
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            path: "IntegrationTests",
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -76,6 +68,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "PostgresTestServer",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ResourcePoolTests",
             dependencies: [
@@ -84,6 +80,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ReservoirIntegrationTests",
+            dependencies: [
+                "PostgresTestServer",
+                "PostgresPool",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "IntegrationTests",
             swiftSettings: swiftSettings
         ),
     ]

@@ -137,8 +137,17 @@ extension ConnectionCore {
             pollfd(fd: -1, events: 0, revents: 0),
             pollfd(fd: wakeupDescriptor, events: Int16(POLLIN), revents: 0),
         ]
+        var batch: [UnownedJob] = []
+        batch.reserveCapacity(16)
         while true {
             lock.lock()
+            if !jobs.isEmpty {
+                swap(&batch, &jobs)
+                lock.unlock()
+                for job in batch { job.runSynchronously(on: asUnownedTaskExecutor()) }
+                batch.removeAll(keepingCapacity: true)
+                continue
+            }
             if closeRequested {
                 lock.unlock()
                 return
@@ -152,6 +161,7 @@ extension ConnectionCore {
                 if !paused { events |= Int16(POLLIN) }
                 if needsWrite { events |= Int16(POLLOUT) }
             }
+            threadIsPolling = true
             lock.unlock()
             descriptors[0].fd = events == 0 ? -1 : socket
             descriptors[0].events = events
@@ -166,6 +176,7 @@ extension ConnectionCore {
                 return
             }
             if descriptors[1].revents != 0 { clibpq_wakeup_drain(wakeupDescriptor) }
+            lock.withLock { threadIsPolling = false }
             let socketEvents = descriptors[0].revents
             processEvents(
                 readable: socketEvents & Int16(POLLIN | POLLHUP | POLLERR) != 0,
@@ -263,7 +274,10 @@ extension ConnectionCore {
         threadFinished = true
         let closers = closeContinuations
         closeContinuations = []
+        let orphans = jobs
+        jobs = []
         lock.unlock()
+        for job in orphans { globalConcurrentExecutor.enqueue(job) }
         completions.resumeAll()
         for closer in closers { closer.resume() }
         logger.debug("postgres connection closed")

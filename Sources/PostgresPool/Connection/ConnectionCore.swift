@@ -87,7 +87,7 @@ final class Command: @unchecked Sendable {
 /// and one to resume the task, like a blocking call plus one hand-off. Everything below `lock` is protected by
 /// it; libpq is only ever called with the lock held, except for `PQcancel` and the connect phase, which only the
 /// connection thread performs while no other thread can reach the handle.
-final class ConnectionCore: @unchecked Sendable {
+final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     let lock = ConnectionLock()
     let logger: Logger
     let configuration: PostgresConnection.Configuration
@@ -111,6 +111,10 @@ final class ConnectionCore: @unchecked Sendable {
     var listeners: [String: [UInt64: AsyncStream<PostgresNotification>.Continuation]] = [:]
     var backendProcessID: Int32 = 0
     var connectContinuation: UnsafeContinuation<Void, any Error>?
+    /// Jobs of tasks that prefer this connection's thread as their executor.
+    var jobs: [UnownedJob] = []
+    /// The thread is in (or about to enter) `poll()` and must be woken for new jobs.
+    var threadIsPolling = false
     var closeContinuations: [UnsafeContinuation<Void, Never>] = []
 
     init(configuration: PostgresConnection.Configuration, logger: Logger) {
@@ -122,6 +126,29 @@ final class ConnectionCore: @unchecked Sendable {
 
     deinit {
         if wakeupDescriptor >= 0 { Glibc.close(wakeupDescriptor) }
+    }
+
+    // MARK: The connection thread as a task executor.
+
+    /// Runs jobs of tasks that prefer this executor on the connection's thread, between socket events.
+    ///
+    /// A task pinned here (`withTaskExecutorPreference`) sends, waits and decodes without any thread hop: the
+    /// thread that reads the answer also runs the task's continuation. Once the thread has ended, jobs go to
+    /// the global concurrent executor, so a task pinned to a closed connection still runs.
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        lock.lock()
+        if threadFinished {
+            lock.unlock()
+            globalConcurrentExecutor.enqueue(job)
+            return
+        }
+        jobs.append(job)
+        if threadIsPolling {
+            threadIsPolling = false
+            wakeThread()
+        }
+        lock.unlock()
     }
 
     // MARK: Helpers that require the lock.
