@@ -14,6 +14,9 @@ let package = Package(
     products: [
         .library(name: "ResourcePool", targets: ["ResourcePool"]),
         .library(name: "ResourcePoolTestKit", targets: ["ResourcePoolTestKit"]),
+        .library(name: "PostgresPool", targets: ["PostgresPool"]),
+        // For the driver benchmark's raw-libpq baseline; applications use PostgresPool.
+        .library(name: "CLibPQ", targets: ["CLibPQ"]),
         .library(name: "PostgresTestServer", targets: ["PostgresTestServer"]),
     ],
     dependencies: [
@@ -23,6 +26,29 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
     ],
     targets: [
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        .target(
+            name: "PostgresPool",
+            dependencies: [
+                "CLibPQ",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PostgresPoolTests",
+            dependencies: [
+                "PostgresPool",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "ResourcePool",
             dependencies: [
@@ -59,7 +85,11 @@ let package = Package(
         ),
         .testTarget(
             name: "ReservoirIntegrationTests",
-            dependencies: ["PostgresTestServer"],
+            dependencies: [
+                "PostgresTestServer",
+                "PostgresPool",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "IntegrationTests",
             swiftSettings: swiftSettings
         ),
