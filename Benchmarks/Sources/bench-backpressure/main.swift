@@ -10,6 +10,8 @@ var rounds = 3
 var skipSlow = false
 var onlyChannels = false
 var onlyLimiters = false
+var onlyContender: String? = nil
+var onlyScenario: String? = nil
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
@@ -18,6 +20,8 @@ while let argument = arguments.next() {
     case "--skip-slow": skipSlow = true
     case "--channels": onlyChannels = true
     case "--limiters": onlyLimiters = true
+    case "--only": onlyContender = arguments.next()
+    case "--scenario": onlyScenario = arguments.next()
     default:
         FileHandle.standardError.write(Data("unknown argument \(argument)\n".utf8))
         exit(64)
@@ -42,6 +46,9 @@ if !onlyLimiters {
             // Interleave: rotate the order every round so no contender always runs first or last.
             let applicable = contenders.filter { !($0.singleConsumerOnly && scenario.consumers > 1) }
                 .filter { !(skipSlow && slow.contains($0.name)) }
+                .filter { onlyContender == nil || $0.name == onlyContender }
+            if onlyScenario != nil && scenario.name != onlyScenario { continue }
+            if applicable.isEmpty { continue }
             let offset = round % applicable.count
             for contender in applicable[offset...] + applicable[..<offset] {
                 let measurement = await measure(messages: messages) {

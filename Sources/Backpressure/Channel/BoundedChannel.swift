@@ -143,12 +143,15 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
         let weight = self.weight(of: element)
         let action = state.withLock { $0.send(element, weight: weight) }
         switch action {
-        case .enqueued(let effects):
-            if !effects.isEmpty { perform(effects) }
+        case .enqueued:
+            return
+        case .deliver(let consumer, let element):
+            consumer.resume(returning: .element(element))
+        case .enqueuedWithEffects(let effects):
+            perform(effects)
         case .failed(let element, let code):
             throw SendError(element: element, error: Self.error(code))
-        case .mustSuspend(let element):
-            let id = state.withLock { $0.makeID() }
+        case .mustSuspend(let element, let id):
             try await sendSuspending(element, weight: weight, id: id)
         }
     }
@@ -170,12 +173,15 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
         let weight = self.weight(of: element)
         let action = state.withLock { $0.send(element, weight: weight) }
         switch action {
-        case .enqueued(let effects):
-            if !effects.isEmpty { perform(effects) }
+        case .enqueued:
+            return
+        case .deliver(let consumer, let element):
+            consumer.resume(returning: .element(element))
+        case .enqueuedWithEffects(let effects):
+            perform(effects)
         case .failed(let element, let code):
             throw SendError(element: element, error: Self.error(code))
-        case .mustSuspend(let element):
-            let id = state.withLock { $0.makeID() }
+        case .mustSuspend(let element, let id):
             let deadline = clock.now.advanced(by: timeout)
             let result: Result<Void, SendError> = await withTaskGroup(of: Void.self) { group in
                 group.addTask { [self] in
@@ -213,11 +219,15 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
         let weight = self.weight(of: element)
         let action = state.withLock { $0.send(element, weight: weight) }
         switch action {
-        case .enqueued(let effects):
-            if !effects.isEmpty { perform(effects) }
+        case .enqueued:
+            return
+        case .deliver(let consumer, let element):
+            consumer.resume(returning: .element(element))
+        case .enqueuedWithEffects(let effects):
+            perform(effects)
         case .failed(let element, let code):
             throw SendError(element: element, error: Self.error(code))
-        case .mustSuspend(let element):
+        case .mustSuspend(let element, _):
             throw SendError(element: element, error: Self.error(.channelFull))
         }
     }
@@ -225,6 +235,7 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
     @inlinable
     func sendSuspending(_ element: Element, weight: Int, id: UInt64) async throws(SendError) {
         let start = ContinuousClock.now
+        var didSuspend = false
         let result = await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: ProducerContinuation) in
                 let action: StateMachine.SendOrWaitAction = state.withLock {
@@ -237,19 +248,25 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
                     )
                 }
                 switch action {
-                case .enqueued(let effects):
-                    if !effects.isEmpty { perform(effects) }
+                case .enqueued:
+                    continuation.resume(returning: .sent)
+                case .deliver(let consumer, let element):
+                    consumer.resume(returning: .element(element))
+                    continuation.resume(returning: .sent)
+                case .enqueuedWithEffects(let effects):
+                    perform(effects)
                     continuation.resume(returning: .sent)
                 case .failed(let element, let code):
                     continuation.resume(returning: .failed(element, code))
-                case .suspended:
-                    metrics.producerSuspended(state: self.statistics)
+                case .suspended(let bufferedElements, _):
+                    didSuspend = true
+                    metrics.producerSuspended(bufferedElements: bufferedElements)
                 }
             }
         } onCancel: {
             self.producerCancelled(id: id, code: .cancelled)
         }
-        metrics.producerResumed(waited: start.duration(to: .now), state: self.statistics)
+        if didSuspend { metrics.producerResumed(waited: start.duration(to: .now)) }
         switch result {
         case .sent, .reserved:
             return
@@ -359,13 +376,17 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
     public func receive() async throws(BackpressureError) -> Element? {
         let action = state.withLock { $0.receive() }
         switch action {
-        case .element(let element, let effects):
-            if !effects.isEmpty { perform(effects) }
+        case .element(let element):
+            return element
+        case .elementAndProducer(let element, let producer, let result):
+            producer.resume(returning: result)
+            return element
+        case .elementAndEffects(let element, let effects):
+            perform(effects)
             return element
         case .end:
             return nil
-        case .mustSuspend:
-            let id = state.withLock { $0.makeID() }
+        case .mustSuspend(let id):
             return try await receiveSuspending(id: id)
         }
     }
@@ -376,8 +397,13 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
     @inlinable
     public func tryReceive() -> Element? {
         switch state.withLock({ $0.receive() }) {
-        case .element(let element, let effects):
-            if !effects.isEmpty { perform(effects) }
+        case .element(let element):
+            return element
+        case .elementAndProducer(let element, let producer, let result):
+            producer.resume(returning: result)
+            return element
+        case .elementAndEffects(let element, let effects):
+            perform(effects)
             return element
         case .end, .mustSuspend:
             return nil
@@ -392,8 +418,13 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
                     $0.receiveOrWait(id: id, token: continuation, isCancelled: Task.isCancelled)
                 }
                 switch action {
-                case .element(let element, let effects):
-                    if !effects.isEmpty { perform(effects) }
+                case .element(let element):
+                    continuation.resume(returning: .element(element))
+                case .elementAndProducer(let element, let producer, let result):
+                    producer.resume(returning: result)
+                    continuation.resume(returning: .element(element))
+                case .elementAndEffects(let element, let effects):
+                    perform(effects)
                     continuation.resume(returning: .element(element))
                 case .end:
                     continuation.resume(returning: .end)

@@ -5,13 +5,13 @@ import CoreMetrics
 /// | Name | Type | Dimensions | Meaning |
 /// |---|---|---|---|
 /// | `backpressure.channel.depth` | gauge | `channel` | buffered elements, sampled when producers suspend/resume |
-/// | `backpressure.channel.producers_waiting` | gauge | `channel` | producers suspended for room |
+/// | `backpressure.channel.producers_waiting` | meter | `channel` | producers suspended for room |
 /// | `backpressure.channel.dropped` | counter | `channel`, `reason` | elements passed to the drop callback |
 /// | `backpressure.channel.producer_wait` | timer | `channel` | time a suspended producer waited |
 @usableFromInline
 struct ChannelMetrics: Sendable {
     let depth: Gauge
-    let producersWaiting: Gauge
+    let producersWaiting: Meter
     let droppedOldest: Counter
     let droppedNewest: Counter
     let droppedCancelled: Counter
@@ -20,7 +20,7 @@ struct ChannelMetrics: Sendable {
     init(label: String, factory: any MetricsFactory) {
         let dimensions = [("channel", label)]
         self.depth = Gauge(label: "backpressure.channel.depth", dimensions: dimensions, factory: factory)
-        self.producersWaiting = Gauge(
+        self.producersWaiting = Meter(
             label: "backpressure.channel.producers_waiting",
             dimensions: dimensions,
             factory: factory
@@ -48,16 +48,15 @@ struct ChannelMetrics: Sendable {
     }
 
     @usableFromInline
-    func producerSuspended<Element>(state: BoundedChannel<Element>.Statistics) {
-        depth.record(state.bufferedElements)
-        producersWaiting.record(state.waitingProducers)
+    func producerSuspended(bufferedElements: Int) {
+        depth.record(bufferedElements)
+        producersWaiting.increment()
     }
 
     @usableFromInline
-    func producerResumed<Element>(waited: Duration, state: BoundedChannel<Element>.Statistics) {
+    func producerResumed(waited: Duration) {
+        producersWaiting.decrement()
         producerWait.recordNanoseconds(waited.nanoseconds)
-        depth.record(state.bufferedElements)
-        producersWaiting.record(state.waitingProducers)
     }
 }
 

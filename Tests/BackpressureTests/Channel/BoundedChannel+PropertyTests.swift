@@ -81,13 +81,22 @@ struct BoundedChannelPropertyTests {
                         token: "p\(nextID)",
                         isCancelled: Bool.random(using: &random) && Bool.random(using: &random)
                     ) {
-                    case .enqueued(let effects): track(effects)
+                    case .enqueued: break
+                    case .deliver(_, let value): ledger.received.append(value)
+                    case .enqueuedWithEffects(let effects): track(effects)
                     case .suspended: waitingProducers.append(nextID)
                     case .failed(let value, _): ledger.handedBack.append(value)
                     }
                 case 3, 4, 5:
                     switch machine.receiveOrWait(id: nextID, token: "c\(nextID)", isCancelled: false) {
-                    case .element(let value, let effects):
+                    case .element(let value):
+                        ledger.received.append(value)
+                    case .elementAndProducer(let value, let producer, let result):
+                        ledger.received.append(value)
+                        var effects = TestChannel.Effects()
+                        effects.producers = .one((producer, result))
+                        track(effects)
+                    case .elementAndEffects(let value, let effects):
                         ledger.received.append(value)
                         track(effects)
                     case .suspended: waitingConsumers.append(nextID)

@@ -28,18 +28,29 @@ func describe(_ effects: TestChannel.Effects) -> [String] {
 
 func describe(_ action: TestChannel.SendAction) -> String {
     switch action {
-    case .enqueued(let effects): "enqueued \(describe(effects))"
-    case .mustSuspend(let element): "suspend \(element)"
+    case .enqueued: "enqueued []"
+    case .deliver(let consumer, let element): "enqueued [\"\(consumer) <- \(element)\"]"
+    case .enqueuedWithEffects(let effects): "enqueued \(describe(effects))"
+    case .mustSuspend(let element, _): "suspend \(element)"
     case .failed(let element, let code): "failed \(element) \(code)"
     }
 }
 
 func describe(_ action: TestChannel.ReceiveAction) -> String {
     switch action {
-    case .element(let element, let effects): "element \(element) \(describe(effects))"
+    case .element(let element): "element \(element) []"
+    case .elementAndProducer(let element, let producer, let result):
+        "element \(element) \(describe(oneProducer: producer, result))"
+    case .elementAndEffects(let element, let effects): "element \(element) \(describe(effects))"
     case .end: "end"
     case .mustSuspend: "suspend"
     }
+}
+
+func describe(oneProducer producer: String, _ result: TestChannel.ProducerResult) -> [String] {
+    var effects = TestChannel.Effects()
+    effects.producers = .one((producer, result))
+    return describe(effects)
 }
 
 @Suite("Bounded channel state machine")

@@ -222,6 +222,7 @@ struct BoundedChannelTests {
         let producer = Task { try await channel.send(2) }
         #expect(await eventually { channel.statistics.waitingProducers == 1 })
         #expect(metrics.value("backpressure.channel.producers_waiting", [("channel", "channel")]) == 1)
+        #expect(metrics.value("backpressure.channel.depth", [("channel", "channel")]) == 1)
         _ = try await channel.receive()
         try await producer.value
         #expect(metrics.timings("backpressure.channel.producer_wait", [("channel", "channel")]).count == 1)
