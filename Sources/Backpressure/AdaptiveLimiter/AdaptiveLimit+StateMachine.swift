@@ -8,6 +8,8 @@ struct AdaptiveLimitStateMachine: Sendable {
     @usableFromInline var baseline: Double?
     @usableFromInline var windowCount = 0
     @usableFromInline var windowSum = 0.0
+    /// The fastest sample of the window: the best estimate of the no-load latency it saw.
+    @usableFromInline var windowMin = Double.infinity
     @usableFromInline var windowDropped = false
     /// The most operations in flight seen during the window (the utilisation guard).
     @usableFromInline var windowMaxInFlight = 0
@@ -42,15 +44,17 @@ struct AdaptiveLimitStateMachine: Sendable {
             guard windowCount >= windowSize else { return nil }
             let mean = windowSum / Double(windowCount)
             let saturated = windowMaxInFlight * 2 >= limit
-            // Baseline: falls at once; rises slowly and only from windows that ran well below the limit.
+            // Baseline: the window's fastest sample (a window that queued everything still had its fastest request
+            // queue least). It falls at once; it rises slowly, and only from windows that ran at under half the
+            // limit, so sustained overload cannot drag it up.
             if let current = baseline {
-                if mean < current {
-                    baseline = mean
+                if windowMin < current {
+                    baseline = windowMin
                 } else if !saturated && !windowDropped {
-                    baseline = current * 0.9 + mean * 0.1
+                    baseline = current * 0.9 + windowMin * 0.1
                 }
             } else if !windowDropped {
-                baseline = mean
+                baseline = windowMin
             }
             let base = baseline ?? mean
             latencyEstimate = base
@@ -96,6 +100,7 @@ struct AdaptiveLimitStateMachine: Sendable {
     mutating func addToWindow(_ value: Double, inFlight: Int, dropped: Bool) {
         windowCount += 1
         windowSum += value
+        windowMin = Swift.min(windowMin, value)
         windowDropped = windowDropped || dropped
         windowMaxInFlight = Swift.max(windowMaxInFlight, inFlight)
     }
@@ -104,6 +109,7 @@ struct AdaptiveLimitStateMachine: Sendable {
     mutating func resetWindow() {
         windowCount = 0
         windowSum = 0
+        windowMin = .infinity
         windowDropped = false
         windowMaxInFlight = 0
     }

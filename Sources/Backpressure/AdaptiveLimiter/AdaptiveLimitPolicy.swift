@@ -51,7 +51,8 @@ public struct AdaptiveLimitPolicy: Hashable, Sendable, CustomStringConvertible {
 
     /// A gradient on latency (in the manner of Netflix's Gradient2 and Envoy's adaptive concurrency).
     ///
-    /// Every `windowSize` samples the limiter compares the window's mean latency with its no-load baseline:
+    /// Every `windowSize` samples the limiter compares the window's mean latency with its no-load baseline (the
+    /// fastest sample seen):
     /// `gradient = clamp(tolerance · baseline / mean, 0.5, 1)`. Below 1 (queueing) the limit shrinks by the
     /// gradient; at 1 it grows by √limit, but only if the window used at least half the limit. Drift guards:
     /// - the limit never grows while latency is above `tolerance × baseline`, nor while the limit is not used
