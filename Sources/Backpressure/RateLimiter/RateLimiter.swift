@@ -89,7 +89,23 @@ public final class RateLimiter<C: Clock>: Sendable where C.Duration == Duration 
     ///   succeed), ``BackpressureError/Code/limiterShutDown`` after ``shutdown()``.
     @inlinable
     public func tryAcquire(permits: Int = 1) throws(BackpressureError) -> Bool {
-        let now = nanoseconds(clock.now)
+        try tryAcquire(permits: permits, at: clock.now)
+    }
+
+    /// Takes `permits` if they are available at `instant`, without reading the clock.
+    ///
+    /// For callers that already hold a timestamp (a request's arrival time): reading the clock is most of the cost of
+    /// ``tryAcquire(permits:)`` on some machines. Pass instants that do not go backwards by more than the burst
+    /// interval; an instant in the past is treated as the moment it names.
+    ///
+    /// - Parameters:
+    ///   - permits: How many permits; default 1.
+    ///   - instant: The current time on the limiter's clock.
+    /// - Returns: `true` when the permits were taken.
+    /// - Throws: As ``tryAcquire(permits:)``.
+    @inlinable
+    public func tryAcquire(permits: Int = 1, at instant: C.Instant) throws(BackpressureError) -> Bool {
+        let now = nanoseconds(instant)
         let result = state.withLock { $0.reserve(permits: Swift.max(1, permits), now: now, maxWait: 0) }
         switch result {
         case .granted:
