@@ -46,7 +46,7 @@ if !onlyLimiters {
             // Interleave: rotate the order every round so no contender always runs first or last.
             let applicable = contenders.filter { !($0.singleConsumerOnly && scenario.consumers > 1) }
                 .filter { !(skipSlow && slow.contains($0.name)) }
-                .filter { onlyContender == nil || $0.name == onlyContender }
+                .filter { onlyContender == nil || onlyContender!.split(separator: ",").contains(Substring($0.name)) }
             if onlyScenario != nil && scenario.name != onlyScenario { continue }
             if applicable.isEmpty { continue }
             let offset = round % applicable.count
