@@ -161,18 +161,19 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
         let start = clock.now
         let now = nanoseconds(start)
         let deadlineNanoseconds = deadline.map(nanoseconds)
-        let action = state.withLock { core -> ConcurrencyLimiterStateMachine<Waiter>.AcquireAction in
+        let (action, inFlight) = state.withLock {
+            core -> (ConcurrencyLimiterStateMachine<Waiter>.AcquireAction, Int) in
             let action = core.machine.acquire()
             if case .mustWait = action, let deadlineNanoseconds, core.meanHold > 0 {
                 let ahead = Double(core.machine.waiters.count + 1)
                 let predicted = ahead / Double(core.machine.limit) * core.meanHold
-                if now + predicted > deadlineNanoseconds { return .failed(.shed) }
+                if now + predicted > deadlineNanoseconds { return (.failed(.shed), core.machine.inFlight) }
             }
-            return action
+            return (action, core.machine.inFlight)
         }
         switch action {
         case .granted:
-            return grantedPermit(acquiredAt: now)
+            return grantedPermit(acquiredAt: now, inFlight: inFlight)
         case .failed(let code):
             metrics.rejected.increment()
             throw Self.error(code)
@@ -203,13 +204,12 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
                 throw Self.error(failure)
             }
             metrics.waited.recordNanoseconds(Int64(grantedAt - now))
-            return grantedPermit(acquiredAt: grantedAt)
+            return grantedPermit(acquiredAt: grantedAt, inFlight: state.withLock { $0.machine.inFlight })
         }
     }
 
     @usableFromInline
-    func grantedPermit(acquiredAt: Double) -> Permit {
-        let inFlight = state.withLock { $0.machine.inFlight }
+    func grantedPermit(acquiredAt: Double, inFlight: Int) -> Permit {
         metrics.granted.increment()
         metrics.inFlight.record(inFlight)
         return Permit(limiter: self, acquiredAt: acquiredAt, inFlightAtStart: inFlight)
