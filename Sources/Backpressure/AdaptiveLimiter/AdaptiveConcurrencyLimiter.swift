@@ -1,4 +1,5 @@
 import CoreMetrics
+import Logging
 
 /// A concurrency limiter that finds its limit from what it observes.
 ///
@@ -27,13 +28,15 @@ public final class AdaptiveConcurrencyLimiter<C: Clock>: Sendable where C.Durati
     ///   - clock: The clock for latencies, timeouts and deadlines.
     ///   - label: The `limiter` dimension of the metrics.
     ///   - metricsFactory: Where metrics go; `nil` uses `MetricsSystem.factory`.
+    ///   - logger: Where limit changes and shutdown are logged (debug); `nil` logs nothing.
     /// - Throws: ``BackpressureError/Code/invalidConfiguration`` naming the field.
     public init(
         _ policy: AdaptiveLimitPolicy,
         maxQueueLength: Int = 1024,
         clock: C,
         label: String = "adaptive",
-        metricsFactory: (any MetricsFactory)? = nil
+        metricsFactory: (any MetricsFactory)? = nil,
+        logger: Logger? = nil
     ) throws(BackpressureError) {
         try policy.validate()
         guard maxQueueLength >= 0 else {
@@ -46,7 +49,8 @@ public final class AdaptiveConcurrencyLimiter<C: Clock>: Sendable where C.Durati
             clock: clock,
             kind: "adaptive",
             label: label,
-            metricsFactory: metricsFactory
+            metricsFactory: metricsFactory,
+            logger: logger
         )
     }
 
@@ -110,19 +114,22 @@ extension AdaptiveConcurrencyLimiter where C == ContinuousClock {
     ///   - maxQueueLength: The most callers waiting; default 1024.
     ///   - label: The `limiter` dimension of the metrics.
     ///   - metricsFactory: Where metrics go; `nil` uses `MetricsSystem.factory`.
+    ///   - logger: Where limit changes and shutdown are logged (debug); `nil` logs nothing.
     /// - Throws: ``BackpressureError/Code/invalidConfiguration`` naming the field.
     public convenience init(
         _ policy: AdaptiveLimitPolicy,
         maxQueueLength: Int = 1024,
         label: String = "adaptive",
-        metricsFactory: (any MetricsFactory)? = nil
+        metricsFactory: (any MetricsFactory)? = nil,
+        logger: Logger? = nil
     ) throws(BackpressureError) {
         try self.init(
             policy,
             maxQueueLength: maxQueueLength,
             clock: ContinuousClock(),
             label: label,
-            metricsFactory: metricsFactory
+            metricsFactory: metricsFactory,
+            logger: logger
         )
     }
 }

@@ -1,4 +1,5 @@
 import CoreMetrics
+import Logging
 
 extension BoundedChannel {
     /// The settings of a ``BoundedChannel``, validated when the channel is created.
@@ -32,6 +33,9 @@ extension BoundedChannel {
         public var label: String
         /// Where the metrics go; `nil` (the default) uses the process-wide `MetricsSystem.factory`.
         public var metricsFactory: (any MetricsFactory)?
+        /// Where the channel logs `finish()` and `cancel()` (debug, with the number of elements dropped); `nil` (the
+        /// default) logs nothing. The hot paths never log.
+        public var logger: Logger?
 
         /// Settings with the given capacity and defaults for everything else.
         ///
@@ -44,6 +48,7 @@ extension BoundedChannel {
             self.onDrop = nil
             self.label = "channel"
             self.metricsFactory = nil
+            self.logger = nil
         }
 
         /// Settings for a suspending channel with high/low watermarks.

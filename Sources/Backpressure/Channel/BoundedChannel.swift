@@ -1,5 +1,6 @@
 import CoreMetrics
 import DequeModule
+import Logging
 import Synchronization
 
 /// A multi-producer, multi-consumer async channel with a capacity, overflow policies and no silent loss.
@@ -75,6 +76,8 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
     @usableFromInline let weigh: (@Sendable (Element) -> Int)?
     @usableFromInline let onDrop: (@Sendable (Element, DropReason) -> Void)?
     @usableFromInline let metrics: ChannelMetrics
+    let logger: Logger?
+    let label: String
     /// The channel's capacity.
     public let capacity: Int
 
@@ -87,6 +90,8 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
         self.capacity = configuration.capacity
         self.weigh = configuration.weight
         self.onDrop = configuration.onDrop
+        self.logger = configuration.logger
+        self.label = configuration.label
         self.metrics = ChannelMetrics(
             label: configuration.label,
             factory: configuration.metricsFactory ?? MetricsSystem.factory
@@ -459,6 +464,10 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
     public func finish() {
         let effects = state.withLock { $0.finish() }
         perform(effects)
+        logger?.debug(
+            "Channel finished",
+            metadata: [LogKey.channel: "\(label)", LogKey.waiters: "\(effects.producers.count)"]
+        )
     }
 
     /// Ends both sides at once.
@@ -468,6 +477,13 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
     public func cancel() {
         let effects = state.withLock { $0.cancel() }
         perform(effects)
+        logger?.debug(
+            "Channel cancelled",
+            metadata: [
+                LogKey.channel: "\(label)", LogKey.dropped: "\(effects.dropped.count)",
+                LogKey.waiters: "\(effects.producers.count)",
+            ]
+        )
     }
 
     /// A snapshot of the channel's state.

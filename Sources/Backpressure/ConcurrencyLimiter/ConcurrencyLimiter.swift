@@ -1,4 +1,5 @@
 import CoreMetrics
+import Logging
 import Synchronization
 
 /// What an operation's outcome tells an adaptive limiter.
@@ -98,6 +99,8 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
     @usableFromInline let clock: C
     @usableFromInline let origin: C.Instant
     @usableFromInline let metrics: LimiterMetrics
+    let logger: Logger?
+    let label: String
 
     init(
         machine: ConcurrencyLimiterStateMachine<Waiter>,
@@ -105,8 +108,11 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
         clock: C,
         kind: String,
         label: String,
-        metricsFactory: (any MetricsFactory)?
+        metricsFactory: (any MetricsFactory)?,
+        logger: Logger?
     ) {
+        self.logger = logger
+        self.label = label
         self.state = Mutex(Core(machine: machine, adaptive: adaptive))
         self.clock = clock
         self.origin = clock.now
@@ -122,13 +128,15 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
     ///   - clock: The clock for timeouts, deadlines and hold times.
     ///   - label: The `limiter` dimension of the metrics.
     ///   - metricsFactory: Where metrics go; `nil` uses `MetricsSystem.factory`.
+    ///   - logger: Where shutdown is logged (debug); `nil` logs nothing.
     /// - Throws: ``BackpressureError/Code/invalidConfiguration`` naming `limit` or `maxQueueLength`.
     public convenience init(
         limit: Int,
         maxQueueLength: Int = 1024,
         clock: C,
         label: String = "bulkhead",
-        metricsFactory: (any MetricsFactory)? = nil
+        metricsFactory: (any MetricsFactory)? = nil,
+        logger: Logger? = nil
     ) throws(BackpressureError) {
         guard limit >= 1 else { throw .invalid("limit", "The limit must be at least 1, got \(limit).") }
         guard maxQueueLength >= 0 else {
@@ -140,7 +148,8 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
             clock: clock,
             kind: "concurrency",
             label: label,
-            metricsFactory: metricsFactory
+            metricsFactory: metricsFactory,
+            logger: logger
         )
     }
 
@@ -286,8 +295,19 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
         waiter?.resume(returning: nil)
         admitted.forEach { $0.resume(returning: nil) }
         metrics.inFlight.record(inFlightNow)
-        if let newLimit { metrics.limit.record(newLimit) }
+        if let newLimit { limitMoved(to: newLimit, estimate: estimate) }
         if let estimate { metrics.latencyEstimate.record(estimate) }
+    }
+
+    func limitMoved(to newLimit: Int, estimate: Double?) {
+        metrics.limit.record(newLimit)
+        logger?.debug(
+            "Adaptive limit changed",
+            metadata: [
+                LogKey.limiter: "\(label)", LogKey.limit: "\(newLimit)",
+                LogKey.latencyEstimate: "\(Int64(estimate ?? 0))",
+            ]
+        )
     }
 
     func limitChanged(_ newLimit: Int) {
@@ -306,7 +326,7 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
             return (admitted, newLimit, adaptive.latencyEstimate)
         }
         admitted.forEach { $0.resume(returning: nil) }
-        if let newLimit { metrics.limit.record(newLimit) }
+        if let newLimit { limitMoved(to: newLimit, estimate: estimate) }
         if let estimate { metrics.latencyEstimate.record(estimate) }
     }
 
@@ -328,6 +348,7 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
     public func shutdown() {
         let waiters = state.withLock { $0.machine.shutDown() }
         for waiter in waiters { waiter.resume(returning: .limiterShutDown) }
+        logger?.debug("Limiter shut down", metadata: [LogKey.limiter: "\(label)", LogKey.waiters: "\(waiters.count)"])
     }
 
     static func error(_ code: BackpressureError.Code) -> BackpressureError {
@@ -350,19 +371,22 @@ extension ConcurrencyLimiter where C == ContinuousClock {
     ///   - maxQueueLength: The most callers waiting; default 1024.
     ///   - label: The `limiter` dimension of the metrics.
     ///   - metricsFactory: Where metrics go; `nil` uses `MetricsSystem.factory`.
+    ///   - logger: Where shutdown is logged (debug); `nil` logs nothing.
     /// - Throws: ``BackpressureError/Code/invalidConfiguration`` naming the field.
     public convenience init(
         limit: Int,
         maxQueueLength: Int = 1024,
         label: String = "bulkhead",
-        metricsFactory: (any MetricsFactory)? = nil
+        metricsFactory: (any MetricsFactory)? = nil,
+        logger: Logger? = nil
     ) throws(BackpressureError) {
         try self.init(
             limit: limit,
             maxQueueLength: maxQueueLength,
             clock: ContinuousClock(),
             label: label,
-            metricsFactory: metricsFactory
+            metricsFactory: metricsFactory,
+            logger: logger
         )
     }
 }

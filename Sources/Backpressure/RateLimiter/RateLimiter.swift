@@ -1,4 +1,5 @@
 import CoreMetrics
+import Logging
 import Synchronization
 
 /// A rate limiter: a token bucket (GCRA) or a smoothly warming-up limiter, generic over its clock.
@@ -49,6 +50,8 @@ public final class RateLimiter<C: Clock>: Sendable where C.Duration == Duration 
     @usableFromInline let clock: C
     @usableFromInline let origin: C.Instant
     @usableFromInline let metrics: LimiterMetrics
+    let logger: Logger?
+    let label: String
 
     /// Creates a rate limiter.
     ///
@@ -57,15 +60,19 @@ public final class RateLimiter<C: Clock>: Sendable where C.Duration == Duration 
     ///   - clock: The clock to read and to sleep on.
     ///   - label: The `limiter` dimension of the metrics.
     ///   - metricsFactory: Where metrics go; `nil` uses `MetricsSystem.factory`.
+    ///   - logger: Where policy changes and shutdown are logged (debug); `nil` logs nothing.
     /// - Throws: ``BackpressureError/Code/invalidConfiguration`` naming `rate`, `burst`, `warmupPeriod` or
     ///   `coldFactor`.
     public init(
         _ policy: RateLimitPolicy,
         clock: C,
         label: String = "rate_limiter",
-        metricsFactory: (any MetricsFactory)? = nil
+        metricsFactory: (any MetricsFactory)? = nil,
+        logger: Logger? = nil
     ) throws(BackpressureError) {
         try policy.validate()
+        self.logger = logger
+        self.label = label
         self.clock = clock
         self.origin = clock.now
         self.state = Mutex(RateLimiterStateMachine(policy: policy, now: 0))
@@ -213,6 +220,7 @@ public final class RateLimiter<C: Clock>: Sendable where C.Duration == Duration 
         try policy.validate()
         let now = nanoseconds(clock.now)
         state.withLock { $0.policyChanged(to: policy, now: now) }
+        logger?.debug("Rate limit changed", metadata: [LogKey.limiter: "\(label)", LogKey.policy: "\(policy)"])
     }
 
     /// Changes the rate, keeping the kind of policy and its other settings.
@@ -240,6 +248,7 @@ public final class RateLimiter<C: Clock>: Sendable where C.Duration == Duration 
     /// Callers already sleeping until their slot are not woken early; cancel their tasks to stop them.
     public func shutdown() {
         state.withLock { $0.shutDown() }
+        logger?.debug("Rate limiter shut down", metadata: [LogKey.limiter: "\(label)"])
     }
 
     @usableFromInline
@@ -263,12 +272,14 @@ extension RateLimiter where C == ContinuousClock {
     ///   - policy: How permits are spaced.
     ///   - label: The `limiter` dimension of the metrics.
     ///   - metricsFactory: Where metrics go; `nil` uses `MetricsSystem.factory`.
+    ///   - logger: Where policy changes and shutdown are logged (debug); `nil` logs nothing.
     /// - Throws: ``BackpressureError/Code/invalidConfiguration`` naming the field.
     public convenience init(
         _ policy: RateLimitPolicy,
         label: String = "rate_limiter",
-        metricsFactory: (any MetricsFactory)? = nil
+        metricsFactory: (any MetricsFactory)? = nil,
+        logger: Logger? = nil
     ) throws(BackpressureError) {
-        try self.init(policy, clock: ContinuousClock(), label: label, metricsFactory: metricsFactory)
+        try self.init(policy, clock: ContinuousClock(), label: label, metricsFactory: metricsFactory, logger: logger)
     }
 }

@@ -178,6 +178,22 @@ struct BoundedChannelTests {
         #expect(channel.statistics.waitingConsumers == 0)
     }
 
+    @Test("a consumer whose task is already cancelled fails at once on an empty channel")
+    func consumerCancelledBeforeSuspend() async throws {
+        let channel = try BoundedChannel<Int>(capacity: 1)
+        let consumer = Task { () -> BackpressureError.Code? in
+            withUnsafeCurrentTask { $0?.cancel() }
+            do throws(BackpressureError) {
+                _ = try await channel.receive()
+                return nil
+            } catch {
+                return error.code
+            }
+        }
+        #expect(await consumer.value == .cancelled)
+        #expect(channel.statistics.waitingConsumers == 0)
+    }
+
     @Test("trySend hands the element back when full")
     func trySendFull() throws {
         let channel = try BoundedChannel<Int>(capacity: 1)

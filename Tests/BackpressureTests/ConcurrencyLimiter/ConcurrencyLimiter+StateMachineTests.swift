@@ -107,6 +107,24 @@ struct ConcurrencyLimiterTests {
         held.release()
     }
 
+    @Test("a limiter caller whose task is already cancelled fails at once instead of queueing")
+    func limiterCancelledBeforeSuspend() async throws {
+        let limiter = try ConcurrencyLimiter(limit: 1, clock: ManualClock())
+        let held = try await limiter.acquire()
+        let waiter = Task { () -> BackpressureError.Code? in
+            withUnsafeCurrentTask { $0?.cancel() }
+            do throws(BackpressureError) {
+                _ = try await limiter.acquire()
+                return nil
+            } catch {
+                return error.code
+            }
+        }
+        #expect(await waiter.value == .cancelled)
+        #expect(limiter.statistics.waiting == 0)
+        held.release()
+    }
+
     @Test("a cancelled waiter leaves the queue with cancelled")
     func cancellation() async throws {
         let limiter = try ConcurrencyLimiter(limit: 1, clock: ManualClock())
