@@ -73,6 +73,21 @@ func bulkheadThroughput(cyclesPerTask: Int) async -> Double {
     return Double(64 * cyclesPerTask) / elapsed
 }
 
+/// Contended token bucket without waiting: 64 tasks calling `acquire()` on a rate nobody reaches; acquires per second.
+func rateAcquireThroughput(callsPerTask: Int) async -> Double {
+    let limiter = try! RateLimiter(.tokenBucket(rate: 1e12, burst: 1_000_000))
+    let elapsed = await seconds {
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<64 {
+                group.addTask {
+                    for _ in 0..<callsPerTask { try! await limiter.acquire() }
+                }
+            }
+        }
+    }
+    return Double(64 * callsPerTask) / elapsed
+}
+
 /// Contended token bucket: 64 tasks calling `acquire()` at a target rate for `duration`; returns achieved/target.
 func rateAccuracy(rate: Double, burst: Int, duration: Duration) async -> Double {
     let limiter = try! RateLimiter(.tokenBucket(rate: rate, burst: burst))
@@ -101,6 +116,7 @@ func runLimiterBenchmarks() async -> [(String, String)] {
     var refused: [Double] = []
     var bulkhead: [Double] = []
     var grantedAt: [Double] = []
+    var rateAcquire: [Double] = []
     var clockRead: [Double] = []
     for _ in 0..<5 {
         clockRead.append(await clockReadCost(iterations: 2_000_000))
@@ -108,6 +124,7 @@ func runLimiterBenchmarks() async -> [(String, String)] {
         grantedAt.append(await tryAcquireAtCost(iterations: 2_000_000))
         refused.append(await tryAcquireRefusedCost(iterations: 2_000_000))
         bulkhead.append(await bulkheadThroughput(cyclesPerTask: 5_000))
+        rateAcquire.append(await rateAcquireThroughput(callsPerTask: 10_000))
     }
     // A burst of 10 permits holds 10 ms of schedule at 1000/s but only 0.5 ms at 20 000/s: with 64 tasks on two
     // busy cores, a consumer that wakes later than that loses the slot (a token bucket banks no more than its burst).
@@ -124,6 +141,7 @@ func runLimiterBenchmarks() async -> [(String, String)] {
     print("| tryAcquire(at:) granted, caller supplies the instant | \(format(median(grantedAt), 1)) ns | \(format(grantedAt.min()!, 1))–\(format(grantedAt.max()!, 1)) ns |")
     print("| tryAcquire refused, uncontended | \(format(median(refused), 1)) ns | \(format(refused.min()!, 1))–\(format(refused.max()!, 1)) ns |")
     print("| bulkhead withPermit, 64 tasks, limit 8 | \(formatRate(median(bulkhead)))/s | \(formatRate(bulkhead.min()!))–\(formatRate(bulkhead.max()!)) |")
+    print("| token bucket acquire, 64 tasks, never waiting | \(formatRate(median(rateAcquire)))/s | \(formatRate(rateAcquire.min()!))–\(formatRate(rateAcquire.max()!)) |")
     for (rate, burst, ratio) in accuracy {
         print("| token bucket acquire, 64 tasks, \(Int(rate))/s burst \(burst), 3 s | achieved/target \(format(ratio, 4)) | one run |")
     }
@@ -133,6 +151,7 @@ func runLimiterBenchmarks() async -> [(String, String)] {
         ("limiter.try_acquire_at_ns", format(median(grantedAt), 1)),
         ("limiter.clock_read_ns", format(median(clockRead), 1)),
         ("limiter.bulkhead_64_tasks_per_s", "\(Int(median(bulkhead)))"),
+        ("limiter.rate_acquire_64_tasks_per_s", "\(Int(median(rateAcquire)))"),
         ("limiter.rate_accuracy_1000_burst10", format(accuracy[0].2, 4)),
         ("limiter.rate_accuracy_20000_burst10", format(accuracy[1].2, 4)),
         ("limiter.rate_accuracy_20000_burst200", format(accuracy[2].2, 4)),
