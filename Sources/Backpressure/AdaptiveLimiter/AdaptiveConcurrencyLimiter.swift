@@ -65,7 +65,7 @@ public final class AdaptiveConcurrencyLimiter<C: Clock>: Sendable where C.Durati
     /// - Parameters:
     ///   - timeout: The longest wait in the queue.
     ///   - deadline: Shed at once when the predicted queueing time ends after it.
-    /// - Returns: The permit; release it with the operation's ``ConcurrencyLimiter/Outcome``.
+    /// - Returns: The permit; release it with the operation's ``LimiterOutcome``.
     /// - Throws: As ``ConcurrencyLimiter/acquire(timeout:deadline:)``.
     public func acquire(
         timeout: Duration? = nil,

@@ -50,7 +50,7 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
     public typealias Outcome = LimiterOutcome
 
     /// A slot in the limiter. Release it with ``release(outcome:)``; dropping it releases it as
-    /// ``Outcome/ignored``. `~Copyable`, so it is released exactly once.
+    /// ``LimiterOutcome/ignored``. `~Copyable`, so it is released exactly once.
     public struct Permit: ~Copyable, @unchecked Sendable {
         // Unchecked: the only reference is an `Unmanaged` to the (Sendable) limiter, retained once by this permit
         // and released exactly once, by `release(outcome:)` or by `deinit`.
@@ -67,7 +67,7 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
 
         /// Gives the slot back and reports the outcome (the hold time is the latency sample).
         ///
-        /// - Parameter outcome: What the operation's result tells an adaptive limiter; default ``Outcome/success``.
+        /// - Parameter outcome: What the operation's result tells an adaptive limiter; default ``LimiterOutcome/success``.
         public consuming func release(outcome: Outcome = .success) {
             let limiter = self.limiter.takeRetainedValue()
             let acquiredAt = self.acquiredAt
@@ -248,7 +248,7 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
 
     /// Runs `body` holding a slot; the slot is returned on every path.
     ///
-    /// An error thrown by `body` is rethrown; for an adaptive limiter it counts as ``Outcome/ignored`` (use
+    /// An error thrown by `body` is rethrown; for an adaptive limiter it counts as ``LimiterOutcome/ignored`` (use
     /// ``acquire(timeout:deadline:)`` and ``Permit/release(outcome:)`` to report drops).
     ///
     /// - Parameters:
