@@ -1,6 +1,5 @@
-import Testing
-
 import Backpressure
+import Testing
 
 // The code in docs/backpressure.md and in the DocC articles, compiled and run. Keep them the same.
 

@@ -136,14 +136,28 @@ func runLimiterBenchmarks() async -> [(String, String)] {
     print("")
     print("| limiter measurement | median | spread (min–max) |")
     print("|---|---|---|")
-    print("| tryAcquire granted, uncontended | \(format(median(granted), 1)) ns | \(format(granted.min()!, 1))–\(format(granted.max()!, 1)) ns |")
-    print("| ContinuousClock.now (the floor of any clock-reading call) | \(format(median(clockRead), 1)) ns | \(format(clockRead.min()!, 1))–\(format(clockRead.max()!, 1)) ns |")
-    print("| tryAcquire(at:) granted, caller supplies the instant | \(format(median(grantedAt), 1)) ns | \(format(grantedAt.min()!, 1))–\(format(grantedAt.max()!, 1)) ns |")
-    print("| tryAcquire refused, uncontended | \(format(median(refused), 1)) ns | \(format(refused.min()!, 1))–\(format(refused.max()!, 1)) ns |")
-    print("| bulkhead withPermit, 64 tasks, limit 8 | \(formatRate(median(bulkhead)))/s | \(formatRate(bulkhead.min()!))–\(formatRate(bulkhead.max()!)) |")
-    print("| token bucket acquire, 64 tasks, never waiting | \(formatRate(median(rateAcquire)))/s | \(formatRate(rateAcquire.min()!))–\(formatRate(rateAcquire.max()!)) |")
+    print(
+        "| tryAcquire granted, uncontended | \(format(median(granted), 1)) ns | \(format(granted.min()!, 1))–\(format(granted.max()!, 1)) ns |"
+    )
+    print(
+        "| ContinuousClock.now (the floor of any clock-reading call) | \(format(median(clockRead), 1)) ns | \(format(clockRead.min()!, 1))–\(format(clockRead.max()!, 1)) ns |"
+    )
+    print(
+        "| tryAcquire(at:) granted, caller supplies the instant | \(format(median(grantedAt), 1)) ns | \(format(grantedAt.min()!, 1))–\(format(grantedAt.max()!, 1)) ns |"
+    )
+    print(
+        "| tryAcquire refused, uncontended | \(format(median(refused), 1)) ns | \(format(refused.min()!, 1))–\(format(refused.max()!, 1)) ns |"
+    )
+    print(
+        "| bulkhead withPermit, 64 tasks, limit 8 | \(formatRate(median(bulkhead)))/s | \(formatRate(bulkhead.min()!))–\(formatRate(bulkhead.max()!)) |"
+    )
+    print(
+        "| token bucket acquire, 64 tasks, never waiting | \(formatRate(median(rateAcquire)))/s | \(formatRate(rateAcquire.min()!))–\(formatRate(rateAcquire.max()!)) |"
+    )
     for (rate, burst, ratio) in accuracy {
-        print("| token bucket acquire, 64 tasks, \(Int(rate))/s burst \(burst), 3 s | achieved/target \(format(ratio, 4)) | one run |")
+        print(
+            "| token bucket acquire, 64 tasks, \(Int(rate))/s burst \(burst), 3 s | achieved/target \(format(ratio, 4)) | one run |"
+        )
     }
     return [
         ("limiter.try_acquire_ns", format(median(granted), 1)),

@@ -34,8 +34,9 @@ let scenarios = [
     Scenario(name: "p4_c4", producers: 4, consumers: 4),
 ]
 
-print("bench-backpressure: \(messages) Int messages per run, capacity \(capacity), \(rounds) rounds, "
-    + "\(ProcessInfo.processInfo.activeProcessorCount) cores, allocations counted: \(interposerActive)")
+print(
+    "bench-backpressure: \(messages) Int messages per run, capacity \(capacity), \(rounds) rounds, "
+        + "\(ProcessInfo.processInfo.activeProcessorCount) cores, allocations counted: \(interposerActive)")
 
 var results: [String: [Measurement]] = [:]  // "scenario/contender"
 let slow: Set<String> = ["async_channel", "async_stream_unbounded", "async_stream_oldest64"]
@@ -105,7 +106,9 @@ for scenario in scenarios where !onlyLimiters {
     if let runs = results["\(scenario.name)/bounded_channel"] {
         print("channel.\(scenario.name).msgs_per_s=\(Int(median(runs.map(\.rate))))")
         if interposerActive {
-            print("channel.\(scenario.name).mallocs_per_msg=\(format(median(runs.map { Double($0.mallocs) / Double(messages) }), 4))")
+            print(
+                "channel.\(scenario.name).mallocs_per_msg=\(format(median(runs.map { Double($0.mallocs) / Double(messages) }), 4))"
+            )
         }
     }
 }

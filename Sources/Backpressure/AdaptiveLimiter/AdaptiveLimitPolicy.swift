@@ -127,7 +127,9 @@ public struct AdaptiveLimitPolicy: Hashable, Sendable, CustomStringConvertible {
     }
 
     func validate() throws(BackpressureError) {
-        guard minLimit >= 1 else { throw .invalid("minLimit", "The minimum limit must be at least 1, got \(minLimit).") }
+        guard minLimit >= 1 else {
+            throw .invalid("minLimit", "The minimum limit must be at least 1, got \(minLimit).")
+        }
         guard maxLimit >= minLimit else {
             throw .invalid("maxLimit", "The maximum limit (\(maxLimit)) must be at least the minimum (\(minLimit)).")
         }
@@ -136,15 +138,23 @@ public struct AdaptiveLimitPolicy: Hashable, Sendable, CustomStringConvertible {
         }
         switch base {
         case .aimd(let threshold, let ratio):
-            guard threshold > .zero else { throw .invalid("latencyThreshold", "The latency threshold must be above zero.") }
-            guard ratio >= 0.5, ratio < 1 else { throw .invalid("backoffRatio", "The backoff ratio must be in 0.5..<1.") }
+            guard threshold > .zero else {
+                throw .invalid("latencyThreshold", "The latency threshold must be above zero.")
+            }
+            guard ratio >= 0.5, ratio < 1 else {
+                throw .invalid("backoffRatio", "The backoff ratio must be in 0.5..<1.")
+            }
         case .gradient(let tolerance, let smoothing, let window):
-            guard tolerance.isFinite, tolerance >= 1 else { throw .invalid("tolerance", "The tolerance must be at least 1.") }
+            guard tolerance.isFinite, tolerance >= 1 else {
+                throw .invalid("tolerance", "The tolerance must be at least 1.")
+            }
             guard smoothing > 0, smoothing <= 1 else { throw .invalid("smoothing", "The smoothing must be in (0, 1].") }
             guard window >= 1 else { throw .invalid("windowSize", "The window size must be at least 1.") }
         case .poolWaitTime(let target, let ratio, let window):
             guard target > .zero else { throw .invalid("target", "The target wait must be above zero.") }
-            guard ratio >= 0.5, ratio < 1 else { throw .invalid("backoffRatio", "The backoff ratio must be in 0.5..<1.") }
+            guard ratio >= 0.5, ratio < 1 else {
+                throw .invalid("backoffRatio", "The backoff ratio must be in 0.5..<1.")
+            }
             guard window >= 1 else { throw .invalid("windowSize", "The window size must be at least 1.") }
         }
     }

@@ -504,10 +504,10 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
     /// Performs what the state machine decided, outside the lock.
     @inlinable
     func perform(_ effects: StateMachine.Effects) {
-        effects.consumers.forEach { consumer, result in consumer.resume(returning: result) }
-        effects.producers.forEach { producer, result in producer.resume(returning: result) }
+        effects.consumers.visit { consumer, result in consumer.resume(returning: result) }
+        effects.producers.visit { producer, result in producer.resume(returning: result) }
         if !effects.dropped.isEmpty {
-            effects.dropped.forEach { element, reason in
+            effects.dropped.visit { element, reason in
                 metrics.dropped(reason)
                 onDrop?(element, reason)
             }

@@ -166,7 +166,8 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
     /// - Throws: ``BackpressureError/Code/queueFull``, ``BackpressureError/Code/shed``,
     ///   ``BackpressureError/Code/timedOut``, ``BackpressureError/Code/cancelled``,
     ///   ``BackpressureError/Code/limiterShutDown``.
-    public func acquire(timeout: Duration? = nil, deadline: C.Instant? = nil) async throws(BackpressureError) -> Permit {
+    public func acquire(timeout: Duration? = nil, deadline: C.Instant? = nil) async throws(BackpressureError) -> Permit
+    {
         let start = clock.now
         let now = nanoseconds(start)
         let deadlineNanoseconds = deadline.map(nanoseconds)
@@ -293,7 +294,7 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
             return (waiter, admitted, newLimit, core.adaptive?.latencyEstimate, core.machine.inFlight)
         }
         waiter?.resume(returning: nil)
-        admitted.forEach { $0.resume(returning: nil) }
+        admitted.visit { $0.resume(returning: nil) }
         metrics.inFlight.record(inFlightNow)
         if let newLimit { limitMoved(to: newLimit, estimate: estimate) }
         if let estimate { metrics.latencyEstimate.record(estimate) }
@@ -312,7 +313,7 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
 
     func limitChanged(_ newLimit: Int) {
         let admitted = state.withLock { $0.machine.limitChanged(to: newLimit) }
-        admitted.forEach { $0.resume(returning: nil) }
+        admitted.visit { $0.resume(returning: nil) }
         metrics.limit.record(newLimit)
     }
 
@@ -325,7 +326,7 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
             let admitted = newLimit.map { core.machine.limitChanged(to: $0) } ?? .none
             return (admitted, newLimit, adaptive.latencyEstimate)
         }
-        admitted.forEach { $0.resume(returning: nil) }
+        admitted.visit { $0.resume(returning: nil) }
         if let newLimit { limitMoved(to: newLimit, estimate: estimate) }
         if let estimate { metrics.latencyEstimate.record(estimate) }
     }
@@ -338,7 +339,9 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
                 inFlight: core.machine.inFlight,
                 waiting: core.machine.waiters.count,
                 meanHoldTime: core.meanHold > 0 ? .nanosecondsDouble(core.meanHold) : nil,
-                latencyEstimate: core.adaptive.flatMap { $0.latencyEstimate > 0 ? .nanosecondsDouble($0.latencyEstimate) : nil }
+                latencyEstimate: core.adaptive.flatMap {
+                    $0.latencyEstimate > 0 ? .nanosecondsDouble($0.latencyEstimate) : nil
+                }
             )
         }
     }

@@ -118,7 +118,8 @@ public final class SlidingWindowLimiter<C: Clock>: Sendable where C.Duration == 
         self.window = window
         self.clock = clock
         self.origin = clock.now
-        self.state = Mutex(SlidingWindowStateMachine(limit: limit, window: window.nanosecondsDouble, segments: segments))
+        self.state = Mutex(
+            SlidingWindowStateMachine(limit: limit, window: window.nanosecondsDouble, segments: segments))
         self.metrics = LimiterMetrics(
             kind: "sliding_window",
             label: label,

@@ -40,7 +40,7 @@ enum OneOrMany<Value> {
     }
 
     @inlinable
-    func forEach(_ body: (Value) throws -> Void) rethrows {
+    func visit(_ body: (Value) throws -> Void) rethrows {
         switch self {
         case .none: return
         case .one(let value): try body(value)

@@ -47,7 +47,9 @@ struct AdaptiveLimitStateMachineTests {
         // Gradient2 terms, where its queue headroom made the limit grow without bound).
         var limits: [Int] = []
         for _ in 0..<1000 {
-            for _ in 0..<10 { _ = machine.sampleRecorded(latency: 16 * Self.ms, inFlight: machine.limit, dropped: false) }
+            for _ in 0..<10 {
+                _ = machine.sampleRecorded(latency: 16 * Self.ms, inFlight: machine.limit, dropped: false)
+            }
             limits.append(machine.limit)
         }
         #expect(machine.baseline == 10 * Self.ms)
@@ -109,8 +111,10 @@ struct OverloadSimulation {
 
         func start(_ request: (admittedAt: Double, inFlight: Int), at now: Double) {
             busy += 1
-            let entry = (at: now + serviceTime, admittedAt: request.admittedAt, queuedFor: now - request.admittedAt,
-                         inFlight: request.inFlight)
+            let entry = (
+                at: now + serviceTime, admittedAt: request.admittedAt, queuedFor: now - request.admittedAt,
+                inFlight: request.inFlight
+            )
             let index = completions.firstIndex { $0.at > entry.at } ?? completions.endIndex
             completions.insert(entry, at: index)
         }
@@ -129,7 +133,9 @@ struct OverloadSimulation {
                         poolSignal
                         ? state.poolWaitRecorded(wait: completion.queuedFor, inFlight: completion.inFlight)
                         : state.sampleRecorded(latency: latency, inFlight: completion.inFlight, dropped: false)
-                    if poolSignal { _ = state.sampleRecorded(latency: latency, inFlight: completion.inFlight, dropped: false) }
+                    if poolSignal {
+                        _ = state.sampleRecorded(latency: latency, inFlight: completion.inFlight, dropped: false)
+                    }
                     if let newLimit { _ = machine.limitChanged(to: newLimit) }
                     adaptive = state
                 }

@@ -14,13 +14,13 @@ struct BoundedChannelPropertyTests {
         var dropped: [Int] = []
 
         mutating func apply(_ effects: TestChannel.Effects) {
-            effects.consumers.forEach { _, result in
+            effects.consumers.visit { _, result in
                 if case .element(let value) = result { received.append(value) }
             }
-            effects.producers.forEach { _, result in
+            effects.producers.visit { _, result in
                 if case .failed(let value?, _) = result { handedBack.append(value) }
             }
-            effects.dropped.forEach { value, _ in dropped.append(value) }
+            effects.dropped.visit { value, _ in dropped.append(value) }
         }
 
         func check() {
@@ -54,14 +54,14 @@ struct BoundedChannelPropertyTests {
 
             func track(_ effects: TestChannel.Effects) {
                 ledger.apply(effects)
-                effects.producers.forEach { token, result in
+                effects.producers.visit { token, result in
                     let id = UInt64(token.dropFirst())!
                     waitingProducers.removeAll { $0 == id }
                     if let weight = reserveWaiters.removeValue(forKey: id), case .reserved = result {
                         permits.append(weight)
                     }
                 }
-                effects.consumers.forEach { token, _ in
+                effects.consumers.visit { token, _ in
                     let id = UInt64(token.dropFirst())!
                     waitingConsumers.removeAll { $0 == id }
                 }
@@ -137,7 +137,9 @@ struct BoundedChannelPropertyTests {
                 }
                 #expect(machine.level <= capacity || machine.reserved > 0)
                 #expect(machine.consumers.isEmpty || machine.buffer.isEmpty)
-                #expect(machine.level == machine.reserved + (weighted ? machine.weights.reduce(0, +) : machine.buffer.count))
+                #expect(
+                    machine.level == machine.reserved + (weighted ? machine.weights.reduce(0, +) : machine.buffer.count)
+                )
             }
             // Use or release every permit, then cancel: whatever is left is dropped or handed back.
             for weight in permits {

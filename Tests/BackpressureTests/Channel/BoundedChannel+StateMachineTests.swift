@@ -8,21 +8,21 @@ typealias TestChannel = BoundedChannelStateMachine<Int, String, String>
 
 func describe(_ effects: TestChannel.Effects) -> [String] {
     var lines: [String] = []
-    effects.consumers.forEach { token, result in
+    effects.consumers.visit { token, result in
         switch result {
         case .element(let value): lines.append("\(token) <- \(value)")
         case .end: lines.append("\(token) <- end")
         case .failed(let code): lines.append("\(token) <- \(code)")
         }
     }
-    effects.producers.forEach { token, result in
+    effects.producers.visit { token, result in
         switch result {
         case .sent: lines.append("\(token) sent")
         case .reserved: lines.append("\(token) reserved")
         case .failed(let element, let code): lines.append("\(token) failed \(code) \(element.map(String.init) ?? "-")")
         }
     }
-    effects.dropped.forEach { element, reason in lines.append("drop \(element) \(reason)") }
+    effects.dropped.visit { element, reason in lines.append("drop \(element) \(reason)") }
     return lines
 }
 
@@ -187,7 +187,8 @@ struct BoundedChannelStateMachineTests {
     func cancelledBeforeSuspend() {
         var channel = machine(capacity: 1)
         _ = channel.send(1, weight: 1)
-        guard case .failed(let element, let code) = channel.sendOrWait(2, weight: 1, id: 1, token: "p", isCancelled: true)
+        guard
+            case .failed(let element, let code) = channel.sendOrWait(2, weight: 1, id: 1, token: "p", isCancelled: true)
         else {
             Issue.record("expected failure")
             return

@@ -139,7 +139,9 @@ struct BoundedChannelTests {
         #expect(try await channel.receive() == 1)
         #expect(try await channel.receive() == 2)
         #expect(try await channel.receive() == nil)
-        #expect(sendFailure(of: Int.self) { () throws(BoundedChannel<Int>.SendError) in try channel.trySend(4) } == .channelFinished)
+        #expect(
+            sendFailure(of: Int.self) { () throws(BoundedChannel<Int>.SendError) in try channel.trySend(4) }
+                == .channelFinished)
     }
 
     @Test("cancel passes buffered elements to the drop callback and ends waiting consumers")
@@ -285,10 +287,15 @@ struct BoundedChannelTests {
         configuration.weight = { $0.utf8.count }
         let channel = try BoundedChannel(configuration: configuration)
         try channel.trySend("123456")
-        #expect(sendFailure(of: String.self) { () throws(BoundedChannel<String>.SendError) in try channel.trySend("12345") } == .channelFull)
+        #expect(
+            sendFailure(of: String.self) { () throws(BoundedChannel<String>.SendError) in try channel.trySend("12345") }
+                == .channelFull)
         try channel.trySend("1234")
         #expect(channel.statistics.level == 10)
-        #expect(sendFailure(of: String.self) { () throws(BoundedChannel<String>.SendError) in try channel.trySend("12345678901") } == .elementTooLarge)
+        #expect(
+            sendFailure(of: String.self) { () throws(BoundedChannel<String>.SendError) in
+                try channel.trySend("12345678901")
+            } == .elementTooLarge)
     }
 
     @Test("a watermark channel resumes producers only after draining to the low mark")

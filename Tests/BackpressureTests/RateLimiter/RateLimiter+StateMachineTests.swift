@@ -54,7 +54,9 @@ struct RateLimiterStateMachineTests {
         var machine = RateLimiterStateMachine(policy: .tokenBucket(rate: 1, burst: 1), now: 0)
         #expect(machine.reserve(permits: 1, now: 0, maxWait: 0) == .granted(readyAt: 0, cost: Self.second))
         #expect(machine.reserve(permits: 1, now: 0, maxWait: 0.5 * Self.second) == .wouldExceed(readyAt: Self.second))
-        #expect(machine.reserve(permits: 1, now: 0, maxWait: Self.second) == .granted(readyAt: Self.second, cost: Self.second))
+        #expect(
+            machine.reserve(permits: 1, now: 0, maxWait: Self.second)
+                == .granted(readyAt: Self.second, cost: Self.second))
     }
 
     @Test("a request larger than the burst can never succeed")
@@ -73,7 +75,9 @@ struct RateLimiterStateMachineTests {
         }
         #expect(readyAt == 0.2 * Self.second)
         machine.refunded(readyAt: readyAt, cost: cost, now: 0.1 * Self.second)
-        #expect(machine.reserve(permits: 1, now: 0.1 * Self.second, maxWait: nil) == .granted(readyAt: 0.2 * Self.second, cost: cost))
+        #expect(
+            machine.reserve(permits: 1, now: 0.1 * Self.second, maxWait: nil)
+                == .granted(readyAt: 0.2 * Self.second, cost: cost))
     }
 
     @Test("a reservation whose time has passed is not refunded")
@@ -81,7 +85,8 @@ struct RateLimiterStateMachineTests {
         var machine = RateLimiterStateMachine(policy: .tokenBucket(rate: 5, burst: 1), now: 0)
         guard case .granted(let readyAt, let cost) = machine.reserve(permits: 1, now: 0, maxWait: nil) else { return }
         machine.refunded(readyAt: readyAt, cost: cost, now: 0.1 * Self.second)
-        #expect(machine.reserve(permits: 1, now: 0.1 * Self.second, maxWait: 0) == .wouldExceed(readyAt: 0.2 * Self.second))
+        #expect(
+            machine.reserve(permits: 1, now: 0.1 * Self.second, maxWait: 0) == .wouldExceed(readyAt: 0.2 * Self.second))
     }
 
     @Test("changing the rate carries the owed permits over")

@@ -24,13 +24,15 @@ struct RateLimiterTests {
         let order = Collector<Int>()
         var tasks: [Task<Void, any Error>] = []
         for index in 0..<4 {
-            tasks.append(Task {
-                try await limiter.acquire()
-                order.append(index)
-            })
+            tasks.append(
+                Task {
+                    try await limiter.acquire()
+                    order.append(index)
+                })
             await clock.waitForSleepers(index + 1)
         }
-        #expect(clock.sleeperDeadlines == [.milliseconds(100), .milliseconds(200), .milliseconds(300), .milliseconds(400)])
+        #expect(
+            clock.sleeperDeadlines == [.milliseconds(100), .milliseconds(200), .milliseconds(300), .milliseconds(400)])
         clock.advance(by: .milliseconds(250))
         #expect(await eventually { order.values.count == 2 })
         clock.advance(by: .milliseconds(150))
@@ -127,7 +129,8 @@ struct RateLimiterTests {
     @Test("grants and rejections are counted")
     func metrics() throws {
         let metrics = TestMetrics()
-        let limiter = try RateLimiter(.tokenBucket(rate: 1, burst: 1), clock: ManualClock(), label: "api", metricsFactory: metrics)
+        let limiter = try RateLimiter(
+            .tokenBucket(rate: 1, burst: 1), clock: ManualClock(), label: "api", metricsFactory: metrics)
         _ = try limiter.tryAcquire()
         _ = try limiter.tryAcquire()
         let dimensions = [("kind", "rate"), ("limiter", "api")]
@@ -168,10 +171,13 @@ struct SlidingWindowLimiterTests {
         try await waiter.value
     }
 
-    @Test("invalid settings name the field", arguments: [(0, 1, 10, "limit"), (1, 0, 10, "window"), (1, 1, 0, "segments")])
+    @Test(
+        "invalid settings name the field",
+        arguments: [(0, 1, 10, "limit"), (1, 0, 10, "window"), (1, 1, 0, "segments")])
     func invalid(limit: Int, seconds: Int, segments: Int, field: String) {
         do {
-            _ = try SlidingWindowLimiter(limit: limit, window: .seconds(seconds), segments: segments, clock: ManualClock())
+            _ = try SlidingWindowLimiter(
+                limit: limit, window: .seconds(seconds), segments: segments, clock: ManualClock())
             Issue.record("expected an error")
         } catch {
             #expect(error.field == field)

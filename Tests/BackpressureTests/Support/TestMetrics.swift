@@ -48,7 +48,9 @@ final class TestMetrics: MetricsFactory, Sendable {
     func destroyRecorder(_ handler: any RecorderHandler) {}
     func destroyTimer(_ handler: any TimerHandler) {}
 
-    private final class Handler: CounterHandler, FloatingPointCounterHandler, MeterHandler, RecorderHandler, TimerHandler {
+    private final class Handler: CounterHandler, FloatingPointCounterHandler, MeterHandler, RecorderHandler,
+        TimerHandler
+    {
         let metrics: TestMetrics
         let key: String
 
