@@ -26,8 +26,8 @@ extension BoundedChannel {
         /// as 1. An element heavier than the capacity is refused with ``BackpressureError/Code/elementTooLarge``.
         public var weight: (@Sendable (Element) -> Int)?
         /// Receives every element the channel discards: those a drop policy evicts and those still buffered when the
-        /// channel is cancelled. Called synchronously, outside the lock, on the task that caused the drop; each
-        /// element at most once. Elements handed back to a producer in an error do not come here.
+        /// channel is cancelled or released. Called synchronously, outside the lock, on the task that caused the
+        /// drop; each element at most once. Elements handed back to a producer in an error do not come here.
         public var onDrop: (@Sendable (Element, DropReason) -> Void)?
         /// The `channel` dimension of the channel's metrics.
         public var label: String

@@ -124,6 +124,15 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
         try self.init(configuration: configuration)
     }
 
+    // A channel released with elements still buffered passes them to the drop callback, so that elements owning
+    // resources are never lost silently. No producer or consumer can be waiting here: a suspended task keeps the
+    // channel alive.
+    deinit {
+        guard let onDrop else { return }
+        let effects = state.withLock { $0.cancel() }
+        effects.dropped.visit { element, reason in onDrop(element, reason) }
+    }
+
     @inlinable
     func weight(of element: Element) -> Int {
         guard let weigh else { return 1 }

@@ -163,6 +163,18 @@ struct BoundedChannelTests {
         #expect(try await consumer.value == nil)
     }
 
+    @Test("a channel released with elements buffered passes them to the drop callback")
+    func deinitDrops() throws {
+        let dropped = Collector<String>()
+        do {
+            let channel = try BoundedChannel<Int>(capacity: 4) { value, reason in dropped.append("\(value) \(reason)") }
+            try channel.trySend(1)
+            try channel.trySend(2)
+            _ = channel.tryReceive()
+        }
+        #expect(dropped.values == ["2 channel_cancelled"])
+    }
+
     @Test("a consumer cancelled while waiting throws cancelled")
     func consumerCancelled() async throws {
         let channel = try BoundedChannel<Int>(capacity: 1)
