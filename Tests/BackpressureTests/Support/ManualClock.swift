@@ -111,7 +111,7 @@ final class ManualClock: Clock, Sendable {
 /// Yields until `condition` holds; fails the test (returns false) after many tries. A rendezvous for state that
 /// another task reaches without a hook to await, such as "the producer is now suspended in the channel".
 @discardableResult
-func eventually(_ condition: () -> Bool, tries: Int = 200_000) async -> Bool {
+func eventually(_ condition: () -> Bool, tries: Int = 2_000_000) async -> Bool {
     for _ in 0..<tries {
         if condition() { return true }
         await Task.yield()
