@@ -18,6 +18,7 @@ let package = Package(
         // For the driver benchmark's raw-libpq baseline; applications use PostgresPool.
         .library(name: "CLibPQ", targets: ["CLibPQ"]),
         .library(name: "PostgresTestServer", targets: ["PostgresTestServer"]),
+        .library(name: "Backpressure", targets: ["Backpressure"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
@@ -91,6 +92,25 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "IntegrationTests",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "Backpressure",
+            dependencies: [
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BackpressureTests",
+            dependencies: [
+                "Backpressure",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

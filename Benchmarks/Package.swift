@@ -17,6 +17,7 @@ let package = Package(
         .package(name: "Reservoir", path: ".."),
         .package(url: "https://github.com/vapor/postgres-nio.git", exact: "1.33.2"),
         .package(url: "https://github.com/apple/swift-async-algorithms.git", exact: "1.1.4"),
+        .package(url: "https://github.com/ordo-one/malloc-interposer.git", exact: "1.6.1"),
     ],
     targets: [
         .executableTarget(
@@ -26,6 +27,16 @@ let package = Package(
                 .product(name: "CLibPQ", package: "Reservoir"),
             ],
             path: "Sources/bench-driver",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "bench-backpressure",
+            dependencies: [
+                .product(name: "Backpressure", package: "Reservoir"),
+                .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
+                .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
+            ],
+            path: "Sources/bench-backpressure",
             swiftSettings: swiftSettings
         ),
     ]
