@@ -408,7 +408,8 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             fail(active, with: error, completions: &completions)
         }
         while let waiter = waiters.popFirst() { completions.append(waiter, .failure(error)) }
-        for (_, channel) in listeners { for (_, continuation) in channel { continuation.finish() } }
+        // Finished after the lock is released: finishing runs the stream's termination handler, which locks.
+        for (_, channel) in listeners { for (_, continuation) in channel { completions.listenersToFinish.append(continuation) } }
         listeners = [:]
     }
 
@@ -424,6 +425,7 @@ struct Completions {
     private var first: (UnsafeContinuation<CommandOutcome, Never>, CommandOutcome)?
     private var rest: [(UnsafeContinuation<CommandOutcome, Never>, CommandOutcome)] = []
     var streamWakeups: [UnsafeContinuation<Void, Never>] = []
+    var listenersToFinish: [AsyncStream<PostgresNotification>.Continuation] = []
 
     mutating func append(_ command: Command, _ outcome: CommandOutcome) {
         if case .stream(_, let stream) = command.kind { stream.finish(outcome, completions: &self) }
@@ -436,5 +438,6 @@ struct Completions {
         if let first { first.0.resume(returning: first.1) }
         for (continuation, outcome) in rest { continuation.resume(returning: outcome) }
         for continuation in streamWakeups { continuation.resume() }
+        for listener in listenersToFinish { listener.finish() }
     }
 }
