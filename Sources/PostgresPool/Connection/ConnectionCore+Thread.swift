@@ -10,7 +10,7 @@ extension ConnectionCore {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
                 lock.withLock { connectContinuation = continuation }
                 let thread = Thread { [self] in threadMain() }
-                thread.name = "postgres-connection"
+                thread.name = "reservoir-pg"
                 thread.stackSize = 512 * 1024
                 thread.start()
             }
