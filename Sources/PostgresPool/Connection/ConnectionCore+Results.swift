@@ -12,7 +12,7 @@ extension ConnectionCore {
                 if count == 0 { return }
                 command.discardingCopyOut = false
             }
-            if case .stream(_, let stream) = command.kind {
+            if let stream = command.stream {
                 if command.cancelRequested {
                     stream.discarding = true
                     stream.paused = false
@@ -25,7 +25,7 @@ extension ConnectionCore {
                 return
             }
             guard let result = PQgetResult(connection) else {
-                if case .pipeline = command.kind, command.phase == .execute { continue }
+                if command.kind == .pipeline, command.phase == .execute { continue }
                 statementFinished(command, on: connection, completions: &completions)
                 continue
             }
@@ -60,8 +60,8 @@ extension ConnectionCore {
                 } else {
                     PQclear(result)
                 }
-            case .stream(_, let stream):
-                if command.phase == .execute, PQntuples(result) > 0, !stream.discarding {
+            case .stream:
+                if let stream = command.stream, command.phase == .execute, PQntuples(result) > 0, !stream.discarding {
                     stream.append(PostgresResultStorage(result), completions: &completions)
                 } else {
                     PQclear(result)
@@ -77,7 +77,7 @@ extension ConnectionCore {
             }
         case PGRES_PIPELINE_SYNC:
             PQclear(result)
-            guard case .pipeline(let queries) = command.kind else { return }
+            guard command.kind == .pipeline else { return }
             if command.phase == .resetSingleRowMode { return }
             if let error = command.pipelineCurrentError {
                 command.pipelineResults.append(.failure(error))
@@ -87,7 +87,7 @@ extension ConnectionCore {
             command.pipelineCurrent = nil
             command.pipelineCurrentError = nil
             command.pipelineIndex += 1
-            if command.pipelineIndex == queries.count {
+            if command.pipelineIndex == command.queries.count {
                 PQexitPipelineMode(connection)
                 complete(command, .pipeline(command.pipelineResults), completions: &completions)
             }
@@ -98,9 +98,7 @@ extension ConnectionCore {
                     code: .server,
                     message: "the statement was skipped because an earlier statement in its pipeline segment failed"
                 )
-                if case .pipeline(let queries) = command.kind, command.pipelineIndex < queries.count {
-                    error.statement = queries[command.pipelineIndex].sql
-                }
+                error.statement = command.statementText
                 command.pipelineCurrentError = error
             }
         case PGRES_COPY_OUT:
@@ -120,13 +118,9 @@ extension ConnectionCore {
             )
         default:
             // PGRES_FATAL_ERROR, PGRES_BAD_RESPONSE and anything unexpected.
-            var statement = command.statementText
-            if case .pipeline(let queries) = command.kind, command.pipelineIndex < queries.count {
-                statement = queries[command.pipelineIndex].sql
-            }
-            let error = PostgresError.from(result: result, connection: connection, statement: statement)
+            let error = PostgresError.from(result: result, connection: connection, statement: command.statementText)
             PQclear(result)
-            if case .pipeline = command.kind {
+            if command.kind == .pipeline {
                 if command.pipelineCurrentError == nil { command.pipelineCurrentError = error }
             } else if command.error == nil {
                 command.error = error
@@ -186,8 +180,8 @@ extension ConnectionCore {
                 } else {
                     complete(command, .done, completions: &completions)
                 }
-            case .script(let sql):
-                let upper = sql.uppercased()
+            case .script:
+                let upper = command.script.uppercased()
                 if upper.contains("DISCARD") || upper.contains("DEALLOCATE") { statementCache.removeAll() }
                 complete(command, .done, completions: &completions)
             case .stream, .pipeline, .acquireSession:

@@ -49,6 +49,7 @@ extension ConnectionCore {
     // MARK: The thread.
 
     private func threadMain() {
+        clibpq_set_thread_name("reservoir-pg")
         let connectResult = connectOnThread()
         lock.lock()
         let continuation = connectContinuation
@@ -157,7 +158,7 @@ extension ConnectionCore {
             if isConnected, let connection {
                 socket = PQsocket(connection)
                 let paused: Bool
-                if let active, case .stream(_, let stream) = active.kind { paused = stream.paused } else { paused = false }
+                paused = active?.stream?.paused ?? false
                 if !paused { events |= Int16(POLLIN) }
                 if needsWrite { events |= Int16(POLLOUT) }
             }
