@@ -19,11 +19,13 @@ struct TransactionTests {
     func commit() async throws {
         try await TestDatabase.withConnection { (connection: PostgresConnection) async throws in
             let table = try await makeTable(connection)
-            let status = try await connection.withTransaction { transaction in
+            let (status, busy) = try await connection.withTransaction { transaction in
                 try await transaction.execute("INSERT INTO \(identifier: table) VALUES (1), (2)")
-                return connection.transactionStatus
+                return (connection.transactionStatus, connection.isBusy)
             }
             #expect(status == .inTransaction)
+            #expect(busy)
+            #expect(!connection.isBusy)
             #expect(connection.transactionStatus == .idle)
             #expect(try await count(table, on: connection) == 2)
         }

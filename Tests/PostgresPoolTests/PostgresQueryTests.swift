@@ -54,10 +54,10 @@ struct DecodingTests {
 
     @Test("a wrong type is a type mismatch and short data is an invalid value")
     func failures() {
-        cell(.text, [1, 2, 3, 4]) { cell in
+        _ = cell(.text, [1, 2, 3, 4]) { cell in
             #expect(throws: PostgresDecodingFailure.typeMismatch) { try Int32(postgresCell: cell) }
         }
-        cell(.int8, [1, 2]) { cell in
+        _ = cell(.int8, [1, 2]) { cell in
             #expect(throws: PostgresDecodingFailure.self) { try Int64(postgresCell: cell) }
         }
     }

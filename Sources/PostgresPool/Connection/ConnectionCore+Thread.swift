@@ -250,7 +250,7 @@ extension ConnectionCore {
     }
 
     /// Forwards parsed notifications to listeners. Requires the lock.
-    private func deliverNotifications(_ connection: OpaquePointer) {
+    func deliverNotifications(_ connection: OpaquePointer) {
         while let notify = PQnotifies(connection) {
             let channel = String(cString: notify.pointee.relname)
             let payload = String(cString: notify.pointee.extra)
