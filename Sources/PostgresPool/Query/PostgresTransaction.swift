@@ -28,6 +28,7 @@ extension PostgresConnection {
     /// - Throws: What `body` throws (after rolling back); ``PostgresError`` when `BEGIN` or `COMMIT` fails (a
     ///   failed `COMMIT`, such as a serialization failure, means nothing was committed); `CancellationError`
     ///   when the task was cancelled (after rolling back).
+    @discardableResult
     public func withTransaction<Result>(
         isolation: IsolationLevel? = nil,
         readOnly: Bool = false,
@@ -154,6 +155,7 @@ public struct PostgresTransaction: Sendable {
     /// - Parameter body: The work to do inside the savepoint.
     /// - Returns: What `body` returns.
     /// - Throws: What `body` throws, after rolling back to the savepoint.
+    @discardableResult
     public func withSavepoint<Result>(_ body: (PostgresTransaction) async throws -> Result) async throws -> Result {
         try await connection.withTransaction(body)
     }
