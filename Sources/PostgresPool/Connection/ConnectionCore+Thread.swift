@@ -194,19 +194,15 @@ extension ConnectionCore {
             lock.unlock()
             return
         }
-        if needsWrite {
-            // Read before flushing: the server may be blocked sending us data (notices) and not reading ours.
-            if readable, PQconsumeInput(connection) == 0 {
-                brokeWithMessage(connection, completions: &completions)
-            } else {
-                switch PQflush(connection) {
-                case 0: needsWrite = false
-                case 1: break
-                default: brokeWithMessage(connection, completions: &completions)
-                }
-            }
-        } else if readable, PQconsumeInput(connection) == 0 {
+        // Read first, then flush: the server may be blocked sending us results (or notices) and not reading ours.
+        if readable, PQconsumeInput(connection) == 0 {
             brokeWithMessage(connection, completions: &completions)
+        } else if needsWrite {
+            switch PQflush(connection) {
+            case 0: needsWrite = false
+            case 1: break
+            default: brokeWithMessage(connection, completions: &completions)
+            }
         }
         if isConnected {
             if let active {
