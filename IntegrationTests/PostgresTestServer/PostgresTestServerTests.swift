@@ -3,11 +3,11 @@ import PostgresTestServer
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 @Suite("PostgresTestServer")
@@ -20,16 +20,21 @@ struct PostgresTestServerTests {
 
             let overSocket = try await server.runTool(
                 "psql",
-                arguments: ["-X", "-A", "-t", "-d", server.connection.unixSocketConnectionString, "-c",
-                    "SELECT current_user || ',' || current_database() || ',' || coalesce(inet_server_addr()::text, 'socket')"]
+                arguments: [
+                    "-X", "-A", "-t", "-d", server.connection.unixSocketConnectionString, "-c",
+                    "SELECT current_user || ',' || current_database() || ','"
+                        + " || coalesce(inet_server_addr()::text, 'socket')",
+                ]
             )
             #expect(overSocket.succeeded, "\(overSocket.standardError)")
             #expect(overSocket.standardOutput == "postgres,postgres,socket\n")
 
             let overTCP = try await server.runTool(
                 "psql",
-                arguments: ["-X", "-A", "-t", "-d", server.connection.tcpConnectionString, "-c",
-                    "SELECT inet_server_addr()::text || ':' || inet_server_port()"]
+                arguments: [
+                    "-X", "-A", "-t", "-d", server.connection.tcpConnectionString, "-c",
+                    "SELECT inet_server_addr()::text || ':' || inet_server_port()",
+                ]
             )
             #expect(overTCP.succeeded, "\(overTCP.standardError)")
             #expect(overTCP.standardOutput == "127.0.0.1/32:\(server.connection.port)\n")
@@ -39,7 +44,9 @@ struct PostgresTestServerTests {
     @Test("passes server settings through and applies the fast defaults")
     func appliesSettings() async throws {
         var configuration = PostgresTestServer.Configuration()
-        configuration.settings = ["max_connections": "37", "statement_timeout": "1234ms", "application_name": "it has spaces"]
+        configuration.settings = [
+            "max_connections": "37", "statement_timeout": "1234ms", "application_name": "it has spaces",
+        ]
         try await PostgresTestServer.withServer(configuration) { server in
             let output = try await server.psql(
                 """
@@ -64,7 +71,9 @@ struct PostgresTestServerTests {
             try await server.stop()
             #expect(!server.isRunning)
             #expect(!processExists(firstPID))
-            #expect(await #expect(throws: PostgresTestServerError.self) { try await server.psql("SELECT 1") }?.code == .toolFailed)
+            #expect(
+                await #expect(throws: PostgresTestServerError.self) { try await server.psql("SELECT 1") }?.code
+                    == .toolFailed)
 
             try await server.start()
             #expect(server.isRunning)
@@ -148,16 +157,20 @@ struct PostgresTestServerTests {
         try await PostgresTestServer.withServer(configuration) { server in
             let wrong = try await server.runTool(
                 "psql",
-                arguments: ["-X", "-A", "-t", "-c", "SELECT 1", "-d",
-                    server.connection.connectionString(transport: .tcp, user: "app", password: "wrong")]
+                arguments: [
+                    "-X", "-A", "-t", "-c", "SELECT 1", "-d",
+                    server.connection.connectionString(transport: .tcp, user: "app", password: "wrong"),
+                ]
             )
             #expect(!wrong.succeeded)
             #expect(wrong.standardError.contains("password authentication failed for user \"app\""))
 
             let right = try await server.runTool(
                 "psql",
-                arguments: ["-X", "-A", "-t", "-c", "SELECT current_user || '@' || current_database()", "-d",
-                    server.connection.connectionString(transport: .tcp, user: "app", password: "right 'secret'")]
+                arguments: [
+                    "-X", "-A", "-t", "-c", "SELECT current_user || '@' || current_database()", "-d",
+                    server.connection.connectionString(transport: .tcp, user: "app", password: "right 'secret'"),
+                ]
             )
             #expect(right.succeeded, "\(right.standardError)")
             #expect(right.standardOutput == "app@app_db\n")
@@ -185,8 +198,10 @@ struct PostgresTestServerTests {
 
             let wrong = try await server.runTool(
                 "psql",
-                arguments: ["-X", "-c", "SELECT 1", "-d",
-                    server.connection.connectionString(transport: .tcp, password: "hunter3")]
+                arguments: [
+                    "-X", "-c", "SELECT 1", "-d",
+                    server.connection.connectionString(transport: .tcp, password: "hunter3"),
+                ]
             )
             #expect(wrong.standardError.contains("password authentication failed for user \"postgres\""))
         }

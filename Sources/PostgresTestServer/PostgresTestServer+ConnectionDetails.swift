@@ -17,6 +17,7 @@ extension PostgresTestServer {
 
         var isUnixSocket: Bool { base == .unixSocket }
 
+        /// `unixSocket` or `tcp`.
         public var description: String { isUnixSocket ? "unixSocket" : "tcp" }
     }
 
@@ -175,7 +176,8 @@ extension PostgresTestServer {
 
         /// Quotes a value for a libpq keyword/value string when needed.
         static func quoted(_ value: String) -> String {
-            let needsQuotes = value.isEmpty || value.contains { $0 == " " || $0 == "'" || $0 == "\\" || $0.isWhitespace }
+            let needsQuotes =
+                value.isEmpty || value.contains { $0 == " " || $0 == "'" || $0 == "\\" || $0.isWhitespace }
             guard needsQuotes else { return value }
             var escaped = "'"
             for character in value {

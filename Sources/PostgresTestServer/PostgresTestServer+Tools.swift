@@ -1,11 +1,11 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 extension PostgresTestServer {
@@ -69,7 +69,7 @@ extension PostgresTestServer {
         defer { files.remove() }
         let child: ChildProcess
         do {
-            child = try ChildProcess.spawn(
+            child = try await ChildProcess.spawn(
                 executable: executable,
                 arguments: arguments,
                 environment: toolEnvironment,

@@ -2,11 +2,11 @@ import Foundation
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A private, throwaway PostgreSQL server for integration tests, benchmarks and demos.
@@ -30,7 +30,8 @@ import Darwin
 /// ```
 ///
 /// All methods may be called from any task; `start()`, `stop(mode:)`, `restart(mode:)` and `destroy()` must not
-/// overlap (a call made while another is in progress throws ``PostgresTestServerError/Code-swift.struct/invalidState``).
+/// overlap (a call made while another is in progress throws
+/// ``PostgresTestServerError/Code-swift.struct/invalidState``).
 public final class PostgresTestServer: Sendable {
     /// The configuration the server was started with.
     public var configuration: Configuration { cluster.configuration }
@@ -92,18 +93,31 @@ public final class PostgresTestServer: Sendable {
     ///
     /// - Parameter configuration: How to set the server up; the defaults suit most tests.
     /// - Returns: The running server. Call ``destroy()`` when done, or use ``withServer(_:_:)`` instead.
-    /// - Throws: ``PostgresTestServerError``: `.binariesNotFound` (with the package to install), `.invalidConfiguration`
-    ///   naming the field, `.startFailed` or `.startTimedOut` with the log's tail, and others; `CancellationError`
-    ///   when the task is cancelled during start-up.
+    /// - Throws: ``PostgresTestServerError``: `.binariesNotFound` (with the package to install),
+    ///   `.invalidConfiguration` naming the field, `.startFailed` or `.startTimedOut` with the log's tail, and
+    ///   others; `CancellationError` when the task is cancelled during start-up.
     public static func start(_ configuration: Configuration = Configuration()) async throws -> PostgresTestServer {
+        try await start(configuration, pickingPortsWith: System.freeLoopbackPort)
+    }
+
+    /// ``start(_:)`` with the free-port picker replaced, so tests can force a port collision.
+    package static func start(
+        _ configuration: Configuration,
+        pickingPortsWith pickPort: () throws -> Int
+    ) async throws -> PostgresTestServer {
         try configuration.validate()
         let environment = ProcessInfo.processInfo.environment
         let binaries = try BinaryLocator.locate(searchPath: configuration.binarySearchPath, environment: environment)
         let launcher = try Cluster.launcher(for: configuration, searchPath: binaries.toolDirectories)
-        let directory = try makePrivateDirectory(configuration: configuration, launcher: launcher)
+        try Task.checkCancellation()
+        let directory = try Cluster.makePrivateDirectory(
+            configuration: configuration,
+            launcher: launcher,
+            prefix: "reservoir-postgres-"
+        )
         let watchdog: Watchdog
         do {
-            watchdog = try Watchdog(directory: directory)
+            watchdog = try await Watchdog.start(directory: directory)
         } catch {
             try? FileManager.default.removeItem(atPath: directory)
             throw error
@@ -119,7 +133,7 @@ public final class PostgresTestServer: Sendable {
         var postmaster: ChildProcess?
         do {
             try await cluster.initialize()
-            let (port, child) = try await startFirstTime(cluster)
+            let (port, child) = try await startFirstTime(cluster, pickPort: pickPort)
             postmaster = child
             let server = PostgresTestServer(cluster: cluster, watchdog: watchdog, port: port, postmaster: child)
             try await server.createDatabaseAndRoles()
@@ -266,6 +280,11 @@ public final class PostgresTestServer: Sendable {
         if let failure { throw failure }
     }
 
+    /// A free TCP port on 127.0.0.1 (the kernel's pick), for tests that need one.
+    package static func freeLoopbackPort() throws -> Int {
+        try System.freeLoopbackPort()
+    }
+
     /// For tests of the abandonment path: a function that waits (up to 30 seconds) until the watchdog has
     /// finished cleaning up, returning whether it did. Holding it does not keep the server alive.
     package func watchdogFinished() -> @Sendable () async -> Bool {
@@ -275,57 +294,18 @@ public final class PostgresTestServer: Sendable {
 
     // MARK: - Internals
 
-    private static func makePrivateDirectory(configuration: Configuration, launcher: Cluster.Launcher) throws
-        -> String
-    {
-        // The socket path `<folder>/.s.PGSQL.<port>` must fit in sun_path (108 bytes).
-        let maximumParentLength = 70
-        var parent: String
-        if let configured = configuration.temporaryDirectory {
-            parent = configured
-            guard parent.utf8.count <= maximumParentLength else {
-                throw PostgresTestServerError(
-                    .invalidConfiguration,
-                    "Configuration field `temporaryDirectory` is longer than \(maximumParentLength) bytes; the Unix "
-                        + "socket's path would not fit."
-                )
-            }
-        } else if System.isRoot {
-            parent = "/tmp"
-        } else {
-            parent = NSTemporaryDirectory()
-            if parent.utf8.count > maximumParentLength || parent.isEmpty { parent = "/tmp" }
-        }
-        while parent.count > 1 && parent.hasSuffix("/") { parent.removeLast() }
-        let directory = try System.makeTemporaryDirectory(template: parent + "/reservoir-postgres-XXXXXX")
-        do {
-            try System.changeMode(directory, 0o700)
-            switch launcher {
-            case .direct:
-                break
-            case .setpriv(_, let uid, let gid):
-                try System.changeOwner(directory, uid: uid, gid: gid)
-            case .runuser(_, let user):
-                if let ids = System.user(named: user) {
-                    try System.changeOwner(directory, uid: ids.uid, gid: ids.gid)
-                }
-            }
-        } catch {
-            try? FileManager.default.removeItem(atPath: directory)
-            throw error
-        }
-        return directory
-    }
-
     /// Starts the postmaster for the first time, on the configured port or on a free one, retrying a port taken
     /// between the pick and the server's bind.
-    private static func startFirstTime(_ cluster: Cluster) async throws -> (Int, ChildProcess) {
+    private static func startFirstTime(
+        _ cluster: Cluster,
+        pickPort: () throws -> Int
+    ) async throws -> (Int, ChildProcess) {
         if let port = cluster.configuration.port {
             return (port, try await cluster.startPostmaster(port: port))
         }
         var attempt = 1
         while true {
-            let port = try System.freeLoopbackPort()
+            let port = try pickPort()
             do {
                 return (port, try await cluster.startPostmaster(port: port))
             } catch let failure as Cluster.StartFailure where failure.portInUse && attempt < 8 {
@@ -338,6 +318,11 @@ public final class PostgresTestServer: Sendable {
     private func createDatabaseAndRoles() async throws {
         // Keep the passwords out of the server log, also when a statement fails.
         var statements: [String] = ["SET log_statement = 'none';", "SET log_min_error_statement = 'panic';"]
+        if let password = configuration.password {
+            statements.append(
+                "ALTER ROLE \(Self.quotedIdentifier(configuration.user)) PASSWORD \(Self.quotedLiteral(password));"
+            )
+        }
         for role in configuration.roles {
             var sql = "CREATE ROLE \(Self.quotedIdentifier(role.name)) LOGIN"
             if role.isSuperuser { sql += " SUPERUSER" }
@@ -423,6 +408,7 @@ extension PostgresTestServer {
         /// Stops at once without a checkpoint, like a crash; the next start runs recovery (SIGQUIT).
         public static let immediate = ShutdownMode(signal: SIGQUIT, name: "immediate")
 
+        /// `smart`, `fast` or `immediate`.
         public var description: String { name }
     }
 }

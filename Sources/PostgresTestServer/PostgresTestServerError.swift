@@ -51,6 +51,7 @@ public struct PostgresTestServerError: Error, CustomStringConvertible, Equatable
         /// Indicates that a client tool exited with a non-zero status.
         public static let toolFailed = Code(.toolFailed)
 
+        /// The code's name, such as `binariesNotFound`.
         public var description: String {
             switch base {
             case .binariesNotFound: "binariesNotFound"
@@ -106,6 +107,7 @@ public struct PostgresTestServerError: Error, CustomStringConvertible, Equatable
         self.line = line
     }
 
+    /// The code, the message, the underlying error and the log's tail; never a password.
     public var description: String {
         var text = "PostgresTestServerError.\(code): \(message)"
         if let underlying {
@@ -117,6 +119,7 @@ public struct PostgresTestServerError: Error, CustomStringConvertible, Equatable
         return text
     }
 
+    /// Two values are equal when their codes are equal.
     public static func == (lhs: PostgresTestServerError, rhs: PostgresTestServerError) -> Bool {
         lhs.code == rhs.code
     }

@@ -2,11 +2,11 @@ import Foundation
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// How a child process ended.
@@ -54,7 +54,12 @@ final class ChildProcess: Sendable {
         self.exitState = Mutex(.running(Waiters()))
     }
 
-    /// Starts a child process.
+    /// Starts a child process with no signals blocked.
+    ///
+    /// A child inherits the signal mask of the thread that spawns it, and Swift's cooperative threads (libdispatch
+    /// workers) block SIGTERM, SIGINT, SIGQUIT and most others: a tool spawned from one would ignore SIGTERM (the
+    /// PostgreSQL server unblocks its own, `psql` and `pgbench` do not). So the spawn runs on a short-lived thread
+    /// whose mask is empty.
     ///
     /// - Parameters:
     ///   - executable: Absolute path of the program.
@@ -70,10 +75,10 @@ final class ChildProcess: Sendable {
         arguments: [String],
         environment: [String: String],
         workingDirectory: String,
-        standardInput: Any? = nil,
+        standardInput: FileHandle? = nil,
         standardOutput: FileHandle? = nil,
         standardError: FileHandle? = nil
-    ) throws -> ChildProcess {
+    ) async throws -> ChildProcess {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -92,7 +97,21 @@ final class ChildProcess: Sendable {
             )
             box.finish(termination)
         }
-        try process.run()
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let thread = Thread {
+                var nothingBlocked = sigset_t()
+                sigemptyset(&nothingBlocked)
+                pthread_sigmask(SIG_SETMASK, &nothingBlocked, nil)
+                do {
+                    try process.run()
+                    continuation.resume()
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+            thread.name = "PostgresTestServer spawn"
+            thread.start()
+        }
         let child = ChildProcess(process: process, executable: executable)
         box.attach(child)
         return child

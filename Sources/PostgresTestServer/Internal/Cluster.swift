@@ -1,17 +1,17 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Everything fixed about one throwaway cluster: its folder, programs, user and how to launch them.
 struct Cluster: Sendable {
     /// How the server programs are launched when this process runs as root.
-    enum Launcher: Sendable, Equatable {
+    enum Launcher: Sendable, Hashable {
         /// Run directly: this process is not root.
         case direct
         /// `setpriv --reuid … --regid … --init-groups --`: execs, so the child is the program itself.
@@ -27,6 +27,15 @@ struct Cluster: Sendable {
                 return (path, ["--reuid=\(uid)", "--regid=\(gid)", "--init-groups", "--", executable] + arguments)
             case .runuser(let path, let user):
                 return (path, ["-u", user, "--", executable] + arguments)
+            }
+        }
+
+        /// The user the programs run as when it differs from ours.
+        var owner: (uid: uid_t, gid: gid_t)? {
+            switch self {
+            case .direct: nil
+            case .setpriv(_, let uid, let gid): (uid, gid)
+            case .runuser(_, let user): System.user(named: user)
             }
         }
 
@@ -85,29 +94,81 @@ struct Cluster: Sendable {
 
     // MARK: - initdb
 
-    /// Runs `initdb` and writes `pg_hba.conf`.
+    /// Fills `data/`: a copy of this process's template cluster (see ``TemplateClusters``), or a fresh `initdb` when
+    /// ``PostgresTestServer/Configuration/usesTemplateCluster`` is off; then writes `pg_hba.conf`.
     func initialize() async throws {
-        var arguments = [
+        if configuration.usesTemplateCluster {
+            let template = try await TemplateClusters.shared.template(for: self)
+            try await copyCluster(from: template.dataDirectory)
+        } else {
+            try await Self.runInitdb(
+                binaries: binaries,
+                launcher: launcher,
+                environment: serverEnvironment,
+                user: configuration.user,
+                dataDirectory: dataDirectory,
+                logPath: directory + "/initdb.log"
+            )
+        }
+        try writeServerFile(dataDirectory + "/pg_hba.conf", contents: hostBasedAuthentication(), mode: 0o600)
+    }
+
+    /// Runs `initdb` (UTF-8, C locale, trust, no fsync) as the server's user.
+    static func runInitdb(
+        binaries: PostgresBinaries,
+        launcher: Launcher,
+        environment: [String: String],
+        user: String,
+        dataDirectory: String,
+        logPath: String
+    ) async throws {
+        let arguments = [
             "-D", dataDirectory,
-            "-U", configuration.user,
+            "-U", user,
             "-E", "UTF8",
             "--locale=C",
             "-A", "trust",
             "--no-sync",
         ]
-        let passwordFile = directory + "/initdb-password"
-        if let password = configuration.password {
-            try writeServerFile(passwordFile, contents: password + "\n", mode: 0o600)
-            arguments.append("--pwfile=\(passwordFile)")
-        }
-        defer { try? FileManager.default.removeItem(atPath: passwordFile) }
-
-        let logPath = directory + "/initdb.log"
+        let folder = (dataDirectory as NSString).deletingLastPathComponent
         let log = try System.openForAppending(logPath)
+        defer { try? log.close() }
         let command = launcher.command(binaries.initdb, arguments)
         let child: ChildProcess
         do {
-            child = try ChildProcess.spawn(
+            child = try await ChildProcess.spawn(
+                executable: command.executable,
+                arguments: command.arguments,
+                environment: environment,
+                workingDirectory: folder,
+                standardOutput: log,
+                standardError: log
+            )
+        } catch {
+            throw PostgresTestServerError(.initializationFailed, "Could not run \(binaries.initdb).", underlying: error)
+        }
+        let termination = await child.waitForExit()
+        guard termination.succeeded else {
+            throw PostgresTestServerError(
+                .initializationFailed,
+                "initdb failed (\(termination)) in \(dataDirectory).",
+                logTail: tail(ofFile: logPath, lines: 30)
+            )
+        }
+    }
+
+    /// Copies a stopped cluster with `cp -a`, as the server's user, so ownership and modes stay right.
+    private func copyCluster(from source: String) async throws {
+        guard let copy = BinaryLocator.firstExecutable(named: "cp", in: ["/bin", "/usr/bin"]) else {
+            throw PostgresTestServerError(.initializationFailed, "`cp` was not found in /bin or /usr/bin.")
+        }
+        let logPath = directory + "/initdb.log"
+        let log = try System.openForAppending(logPath)
+        defer { try? log.close() }
+        let command = launcher.command(copy, ["-a", source, dataDirectory])
+        let child: ChildProcess
+        do {
+            child = try await ChildProcess.spawn(
                 executable: command.executable,
                 arguments: command.arguments,
                 environment: serverEnvironment,
@@ -116,22 +177,62 @@ struct Cluster: Sendable {
                 standardError: log
             )
         } catch {
-            throw PostgresTestServerError(
-                .initializationFailed,
-                "Could not run \(binaries.initdb).",
-                underlying: error
-            )
+            throw PostgresTestServerError(.initializationFailed, "Could not run \(copy).", underlying: error)
         }
         let termination = await child.waitForExit()
-        try? log.close()
         guard termination.succeeded else {
             throw PostgresTestServerError(
                 .initializationFailed,
-                "initdb failed (\(termination)) in \(dataDirectory).",
+                "Copying the template cluster \(source) failed (\(termination)).",
                 logTail: Self.tail(ofFile: logPath, lines: 30)
             )
         }
-        try writeServerFile(dataDirectory + "/pg_hba.conf", contents: hostBasedAuthentication(), mode: 0o600)
+    }
+
+    /// Makes a private folder (mode 0700, owned by the server's user) under the configured or default temporary
+    /// folder, named `<prefix>XXXXXX`.
+    static func makePrivateDirectory(
+        configuration: PostgresTestServer.Configuration,
+        launcher: Launcher,
+        prefix: String
+    ) throws -> String {
+        let directory = try System.makeTemporaryDirectory(
+            template: parentDirectory(configuration: configuration) + "/" + prefix + "XXXXXX"
+        )
+        do {
+            try System.changeMode(directory, 0o700)
+            if let owner = launcher.owner {
+                try System.changeOwner(directory, uid: owner.uid, gid: owner.gid)
+            }
+        } catch {
+            try? FileManager.default.removeItem(atPath: directory)
+            throw error
+        }
+        return directory
+    }
+
+    /// The folder private folders are made in.
+    static func parentDirectory(configuration: PostgresTestServer.Configuration) throws -> String {
+        // The socket path `<folder>/.s.PGSQL.<port>` must fit in sun_path (108 bytes) with a 25-byte folder name.
+        let maximumParentLength = 70
+        var parent: String
+        if let configured = configuration.temporaryDirectory {
+            parent = configured
+            guard parent.utf8.count <= maximumParentLength else {
+                throw PostgresTestServerError(
+                    .invalidConfiguration,
+                    "Configuration field `temporaryDirectory` is longer than \(maximumParentLength) bytes; the Unix "
+                        + "socket's path would not fit."
+                )
+            }
+        } else if System.isRoot {
+            parent = "/tmp"
+        } else {
+            parent = NSTemporaryDirectory()
+            if parent.utf8.count > maximumParentLength || parent.isEmpty { parent = "/tmp" }
+        }
+        while parent.count > 1 && parent.hasSuffix("/") { parent.removeLast() }
+        return parent
     }
 
     /// `pg_hba.conf`: trust on the Unix socket; over TCP, `scram-sha-256` for every role with a password and trust
@@ -159,10 +260,8 @@ struct Cluster: Sendable {
             throw PostgresTestServerError(.fileSystem, "Could not write \(path).")
         }
         try System.changeMode(path, mode)
-        if case .setpriv(_, let uid, let gid) = launcher {
-            try System.changeOwner(path, uid: uid, gid: gid)
-        } else if case .runuser(_, let user) = launcher, let ids = System.user(named: user) {
-            try System.changeOwner(path, uid: ids.uid, gid: ids.gid)
+        if let owner = launcher.owner {
+            try System.changeOwner(path, uid: owner.uid, gid: owner.gid)
         }
     }
 
@@ -194,7 +293,7 @@ struct Cluster: Sendable {
         let command = launcher.command(binaries.postgres, arguments)
         let child: ChildProcess
         do {
-            child = try ChildProcess.spawn(
+            child = try await ChildProcess.spawn(
                 executable: command.executable,
                 arguments: command.arguments,
                 environment: serverEnvironment,

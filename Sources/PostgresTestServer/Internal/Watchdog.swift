@@ -39,10 +39,11 @@ final class Watchdog: Sendable {
     /// Starts the watchdog for `directory` (an absolute, canonical path).
     ///
     /// - Throws: ``PostgresTestServerError/Code-swift.struct/fileSystem`` when the pipe or the shell cannot be made.
-    init(directory: String) throws {
+    static func start(directory: String) async throws -> Watchdog {
         let pipe = try System.makePipe()
+        let child: ChildProcess
         do {
-            child = try ChildProcess.spawn(
+            child = try await ChildProcess.spawn(
                 executable: "/bin/sh",
                 arguments: ["-c", Self.script, "reservoir-postgres-watchdog", directory],
                 environment: ["PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LC_ALL": "C"],
@@ -57,7 +58,12 @@ final class Watchdog: Sendable {
             )
         }
         try? pipe.read.close()
-        writeEnd = Mutex(pipe.write)
+        return Watchdog(child: child, writeEnd: pipe.write)
+    }
+
+    private init(child: ChildProcess, writeEnd: FileHandle) {
+        self.child = child
+        self.writeEnd = Mutex(writeEnd)
     }
 
     /// Tells the watchdog to clean up now (closes the pipe). Synchronous and idempotent, so `deinit` can call it.
