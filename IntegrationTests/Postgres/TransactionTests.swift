@@ -97,6 +97,22 @@ struct TransactionTests {
         }
     }
 
+    @Test("a body that swallows a statement's error does not silently lose its transaction")
+    func swallowedError() async throws {
+        try await TestDatabase.withConnection { (connection: PostgresConnection) async throws in
+            let table = try await makeTable(connection)
+            let error = try await #require(throws: PostgresError.self) {
+                try await connection.withTransaction { transaction in
+                    try await transaction.execute("INSERT INTO \(identifier: table) VALUES (1)")
+                    _ = try? await transaction.execute("SELECT 1/0")  // swallowed: the transaction is now aborted
+                }
+            }
+            #expect(error.sqlState == .inFailedSQLTransaction)
+            #expect(connection.transactionStatus == .idle)
+            #expect(try await count(table, on: connection) == 0)
+        }
+    }
+
     @Test("a read-only transaction rejects writes")
     func readOnly() async throws {
         try await TestDatabase.withConnection { (connection: PostgresConnection) async throws in
