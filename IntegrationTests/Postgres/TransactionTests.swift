@@ -89,6 +89,13 @@ struct TransactionTests {
                 try await connection.withTransaction { inner in
                     try await inner.execute("INSERT INTO \(identifier: table) VALUES (3)")
                 }
+                // A savepoint whose body swallowed an error is rolled back and reported; the outer work survives.
+                await #expect(throws: PostgresError.self) {
+                    try await transaction.withSavepoint { inner in
+                        try await inner.execute("INSERT INTO \(identifier: table) VALUES (4)")
+                        _ = try? await inner.execute("SELECT 1/0")
+                    }
+                }
                 let isolation = try await transaction.query("SHOW transaction_isolation").singleValue(String.self)
                 #expect(isolation == "serializable")
             }

@@ -104,7 +104,13 @@ extension PostgresConnection {
             await rollBack("ROLLBACK TO SAVEPOINT \(name)", scope: scope)
             throw CancellationError()
         }
-        try await runScript("RELEASE SAVEPOINT \(name)", scope: scope)
+        do {
+            try await runScript("RELEASE SAVEPOINT \(name)", scope: scope)
+        } catch {
+            // The body swallowed a statement's error: undo the savepoint so the outer transaction can go on.
+            await rollBack("ROLLBACK TO SAVEPOINT \(name)", scope: scope)
+            throw error
+        }
         return result
     }
 
