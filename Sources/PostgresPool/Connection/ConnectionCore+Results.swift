@@ -26,6 +26,11 @@ extension ConnectionCore {
             }
             guard let result = PQgetResult(connection) else {
                 if command.kind == .pipeline, command.phase == .execute { continue }
+                if command.phase == .prepareAndExecute {
+                    // The end of one statement's results inside the pipeline; the Sync ends the command.
+                    if !command.inDeallocateSegment { command.pipelinedNulls += 1 }
+                    continue
+                }
                 statementFinished(command, on: connection, completions: &completions)
                 continue
             }
@@ -51,6 +56,10 @@ extension ConnectionCore {
         completions: inout Completions
     ) {
         let status = PQresultStatus(result)
+        if command.phase == .prepareAndExecute {
+            handlePipelinedPrepare(result, status: status, of: command, on: connection, completions: &completions)
+            return
+        }
         switch status {
         case PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY, PGRES_SINGLE_TUPLE:
             switch command.kind {
@@ -128,9 +137,65 @@ extension ConnectionCore {
         }
     }
 
+    /// Results of `.prepareAndExecute`: an optional DEALLOCATE segment, then Parse and Execute up to the last Sync.
+    private func handlePipelinedPrepare(
+        _ result: OpaquePointer,
+        status: ExecStatusType,
+        of command: Command,
+        on connection: OpaquePointer,
+        completions: inout Completions
+    ) {
+        switch status {
+        case PGRES_PIPELINE_SYNC:
+            PQclear(result)
+            command.pipelinedSyncs += 1
+            guard command.pipelinedSyncs == (command.evictedName == nil ? 1 : 2) else { return }
+            PQexitPipelineMode(connection)
+            if !command.prepareFailed, command.pipelinedNulls >= 1, let key = command.statementKey,
+                let name = command.statementName
+            {
+                // The statement exists on the server even when its first execution failed: keep it.
+                statementCache.insert(key, name: name)
+            }
+            if let error = command.error {
+                complete(command, .failure(error), completions: &completions)
+            } else if let storage = command.result {
+                complete(command, .rows(storage), completions: &completions)
+            } else {
+                complete(command, .done, completions: &completions)
+            }
+        case PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY, PGRES_SINGLE_TUPLE:
+            if !command.inDeallocateSegment, command.pipelinedNulls == 1 {
+                command.result = PostgresResultStorage(result)
+            } else {
+                PQclear(result)
+            }
+        case PGRES_PIPELINE_ABORTED:
+            PQclear(result)
+        case PGRES_FATAL_ERROR, PGRES_BAD_RESPONSE, PGRES_NONFATAL_ERROR:
+            let error = PostgresError.from(result: result, connection: connection, statement: command.statementText)
+            PQclear(result)
+            // A failed DEALLOCATE (for example inside an aborted transaction) only leaks a server-side statement.
+            guard !command.inDeallocateSegment else { return }
+            if command.pipelinedNulls == 0 { command.prepareFailed = true }
+            if command.error == nil { command.error = error }
+        default:
+            PQclear(result)
+            if command.error == nil {
+                command.error = PostgresError(
+                    code: .unsupported,
+                    message: "the statement returned a result this driver does not support (COPY or replication)"
+                )
+            }
+        }
+    }
+
     /// Called when `PQgetResult` returned NULL: the current phase's statement is done. Requires the lock.
     private func statementFinished(_ command: Command, on connection: OpaquePointer, completions: inout Completions) {
         switch command.phase {
+        case .prepareAndExecute:
+            // Handled by `handlePipelinedPrepare`; NULLs inside the pipeline never get here.
+            return
         case .resetSingleRowMode:
             command.error = nil
             command.phase = .execute

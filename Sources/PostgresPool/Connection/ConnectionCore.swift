@@ -35,6 +35,9 @@ enum CommandPhase {
     case deallocate
     /// Preparing the statement under `statementName`.
     case prepare
+    /// Preparing and running a new statement in one round trip (pipeline mode: [DEALLOCATE, Sync,] Parse,
+    /// Bind/Execute, Sync).
+    case prepareAndExecute
     /// Running the statement (prepared or unnamed), or the script, pipeline or stream.
     case execute
 }
@@ -74,6 +77,10 @@ final class Command: @unchecked Sendable {
     var cancelSent = false
     var retriedAfterMissingStatement = false
     var discardingCopyOut = false
+    // `.prepareAndExecute` state: Syncs and end-of-statement NULLs seen, and whether the Parse failed.
+    var pipelinedSyncs = 0
+    var pipelinedNulls = 0
+    var prepareFailed = false
     // Pipeline state.
     var pipelineIndex = 0
     var pipelineResults: [Result<PostgresRows, PostgresError>] = []
@@ -116,6 +123,9 @@ final class Command: @unchecked Sendable {
         self.stream = stream
         self.sessionToAcquire = session
     }
+
+    /// Whether `.prepareAndExecute` is still reading the DEALLOCATE segment before the first Sync.
+    var inDeallocateSegment: Bool { evictedName != nil && pipelinedSyncs == 0 }
 
     var statementText: String? {
         switch kind {
@@ -337,7 +347,12 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                 case .miss(let name, let evicted):
                     command.statementName = name
                     command.evictedName = evicted
-                    command.phase = evicted == nil ? .prepare : .deallocate
+                    if singleRowModeDirty {
+                        // libpq 15 would apply a stale single-row mode to the pipelined Execute: two round trips.
+                        command.phase = evicted == nil ? .prepare : .deallocate
+                    } else {
+                        command.phase = .prepareAndExecute
+                    }
                 }
             }
         case .stream:
@@ -385,6 +400,24 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             sent = query.bindings.types.withUnsafeBufferPointer { types in
                 PQsendPrepare(connection, name, query.sql, Int32(types.count), types.baseAddress)
             }
+        case .prepareAndExecute:
+            guard command.kind == .query, let name = command.statementName,
+                PQenterPipelineMode(connection) == 1
+            else { return false }
+            if let evicted = command.evictedName {
+                guard PQsendQueryParams(connection, "DEALLOCATE " + evicted, 0, nil, nil, nil, nil, 0) == 1,
+                    PQpipelineSync(connection) == 1
+                else { return false }
+            }
+            let query = command.query
+            let prepared = query.bindings.types.withUnsafeBufferPointer { types in
+                PQsendPrepare(connection, name, query.sql, Int32(types.count), types.baseAddress)
+            }
+            guard prepared == 1 else { return false }
+            sent = query.bindings.withUnsafeParameters { count, _, values, lengths, formats in
+                PQsendQueryPrepared(connection, name, count, values, lengths, formats, 1)
+            }
+            guard sent == 1, PQpipelineSync(connection) == 1 else { return false }
         case .execute:
             switch command.kind {
             case .query:
