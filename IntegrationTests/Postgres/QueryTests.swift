@@ -190,6 +190,20 @@ struct QueryTests {
         }
     }
 
+    @Test("a task pinned to a connection keeps running after the connection closes")
+    func pinnedAfterClose() async throws {
+        let connection = try await TestDatabase.connect()
+        let value = try await connection.withPinnedExecution {
+            let before = try await connection.query("SELECT 1").singleValue(Int32.self)
+            await connection.close()
+            // The thread is gone; the task's next steps run on the global executor.
+            let after = try? await connection.query("SELECT 2")  // fails: the connection is closed
+            return (before ?? 0) + (after == nil ? 1 : 10)
+        }
+        #expect(value == 2)
+        #expect(connection.isClosed)
+    }
+
     @Test("server notices go to the logger")
     func notices() async throws {
         let recorder = LogRecorder()

@@ -177,7 +177,6 @@ extension ConnectionCore {
                 return
             }
             if descriptors[1].revents != 0 { clibpq_wakeup_drain(wakeupDescriptor) }
-            lock.withLock { threadIsPolling = false }
             let socketEvents = descriptors[0].revents
             processEvents(
                 readable: socketEvents & Int16(POLLIN | POLLHUP | POLLERR) != 0,
@@ -190,6 +189,7 @@ extension ConnectionCore {
     private func processEvents(readable: Bool, writable: Bool) {
         var completions = Completions()
         lock.lock()
+        threadIsPolling = false
         guard isConnected, let connection else {
             lock.unlock()
             return
