@@ -109,7 +109,7 @@ extension ResourcePool {
             keepingAlive: self.core.machine.counts.keepingAlive,
             closing: self.core.machine.counts.closing,
             waiting: self.core.machine.waiters.count,
-            oldestWaiterAge: self.core.machine.waiters.first.map { now - $0.enqueuedAt },
+            oldestWaiterAge: self.core.machine.waiters.oldest.map { now - $0.enqueuedAt },
             minimumSize: self.configuration.minimumSize,
             maximumSize: self.configuration.maximumSize,
             circuitBreakerOpen: self.core.machine.creation.circuitBreakerOpen,
