@@ -35,13 +35,21 @@ public struct ResourcePoolStatistics: Sendable {
 
     /// Counts since the pool was created.
     public struct Totals: Sendable, Equatable {
+        /// Leases handed to callers.
         public var acquisitions = 0
+        /// Acquires that timed out.
         public var timeouts = 0
+        /// Acquires turned away at once (too many waiters, circuit breaker open, shutting down).
         public var rejections = 0
+        /// Waiters whose task was cancelled.
         public var cancellations = 0
+        /// Resources created.
         public var creations = 0
+        /// Failed creations (including a throwing after-create hook).
         public var creationFailures = 0
+        /// Resources that failed the before-lease validation.
         public var validationFailures = 0
+        /// Hooks that threw.
         public var hookFailures = 0
         /// Leases dropped without release (exact leaks).
         public var leaksDropped = 0
@@ -62,13 +70,13 @@ public struct ResourcePoolStatistics: Sendable {
         public var acquisitions: Int
         /// Acquire timeouts in the window.
         public var timeouts: Int
-        /// Leases granted per second (λ in Little's law).
+        /// Acquire requests per second that were served or timed out: the offered load (λ in Little's law).
         public var acquireRate: Double
         /// Mean time a resource was held per lease (W in Little's law); `nil` without releases.
         public var meanHoldTime: Duration?
         /// 99th percentile hold time (≈6 % precision).
         public var p99HoldTime: Duration?
-        /// Mean wait for a lease, zero for leases served at once.
+        /// Mean wait of the requests in the window (served, timed out or cancelled), zero for leases served at once.
         public var meanWaitTime: Duration?
         /// 99th percentile wait (≈6 % precision).
         public var p99WaitTime: Duration?
