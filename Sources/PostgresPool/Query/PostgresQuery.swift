@@ -64,6 +64,15 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
             sql.append(String(bindings.count))
         }
 
+        /// Binds an optional value as the next parameter: `nil` binds SQL NULL.
+        ///
+        /// - Parameter value: The value or `nil`.
+        @inlinable public mutating func appendInterpolation<Value: PostgresEncodable>(_ value: Value?) {
+            bindings.append(value)
+            sql.append("$")
+            sql.append(String(bindings.count))
+        }
+
         /// Writes `identifier` as a quoted SQL identifier (`"my ""table"""`).
         ///
         /// Use it for table or column names chosen at run time. The name is quoted, so it cannot end the

@@ -33,7 +33,8 @@ extension Array: PostgresEncodable where Element: PostgresArrayElement {
     public static var postgresType: PostgresDataType { Element.postgresArrayType }
 
     public func encode(into buffer: inout PostgresEncodingBuffer) {
-        if let bytes = self as? [UInt8] {
+        // Check the element type, not the value: an empty array of any type casts to [UInt8].
+        if Element.self == UInt8.self, let bytes = self as? [UInt8] {
             buffer.writeBytes(bytes)
         } else {
             PostgresArrayCoding.encode(self, into: &buffer)

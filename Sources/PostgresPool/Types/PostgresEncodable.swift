@@ -113,6 +113,8 @@ public struct PostgresBindings: Sendable, Hashable {
             slots.append(
                 Slot(offset: Int32(start), length: Int32(buffer.bytes.count - start), format: Value.postgresFormat.rawValue)
             )
+            // libpq reads text-format values up to a NUL terminator and ignores their length.
+            if Value.postgresFormat == .text { buffer.bytes.append(0) }
         }
         types.append(Value.postgresType.rawValue)
     }
