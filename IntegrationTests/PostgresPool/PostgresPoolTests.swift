@@ -99,11 +99,12 @@ struct PostgresPoolTests {
         }
     }
 
-    @Test("DISCARD ALL resets session state between callers and prepared statements still work")
-    func discardAllReset() async throws {
+    @Test("DISCARD ALL and the clean reset reset session state between callers; prepared statements still work",
+          arguments: [PostgresPool.SessionReset.discardAll, .clean])
+    func sessionReset(reset: PostgresPool.SessionReset) async throws {
         try await PoolTest.withPool(configure: {
             $0.pool.maximumSize = 1
-            $0.sessionReset = .discardAll
+            $0.sessionReset = reset
         }) { pool in
             try await pool.withConnection { connection in
                 try await connection.execute("SET search_path TO pg_catalog")

@@ -73,6 +73,7 @@ extension PostgresPool {
     public struct SessionReset: Sendable, Hashable, CustomStringConvertible {
         enum Base: Hashable {
             case none
+            case clean
             case discardAll
         }
 
@@ -82,6 +83,13 @@ extension PostgresPool {
         /// next caller. Fast; right when callers do not change session state.
         public static let none = SessionReset(base: .none)
 
+        /// Everything `DISCARD ALL` does except deallocating prepared statements (`CLOSE ALL`, `SET SESSION
+        /// AUTHORIZATION DEFAULT`, `RESET ALL`, `UNLISTEN *`, `pg_advisory_unlock_all()`, `DISCARD TEMP`,
+        /// `DISCARD SEQUENCES`), in one round trip after every lease: each caller starts from a fresh session and
+        /// the statement cache stays warm. Session defaults given at connect time (`application_name`, the pool's
+        /// `statement_timeout`) survive `RESET ALL`.
+        public static let clean = SessionReset(base: .clean)
+
         /// `DISCARD ALL` after every lease (one more round trip): each caller starts from a fresh session. It also
         /// drops prepared statements, so the connection's statement cache is emptied with it and statements are
         /// prepared again on their next use.
@@ -90,6 +98,7 @@ extension PostgresPool {
         public var description: String {
             switch base {
             case .none: "none"
+            case .clean: "clean"
             case .discardAll: "discardAll"
             }
         }

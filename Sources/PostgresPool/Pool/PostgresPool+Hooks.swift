@@ -67,6 +67,10 @@ struct PostgresPoolHooks: Sendable {
         switch sessionReset.base {
         case .none:
             return .keep
+        case .clean:
+            guard await runDetached(on: connection, { try await connection.cleanSession() }) else { return .discard }
+            instruments.sessionReset()
+            return .keep
         case .discardAll:
             guard await runDetached(on: connection, { try await connection.resetSession() }) else { return .discard }
             instruments.sessionReset()
