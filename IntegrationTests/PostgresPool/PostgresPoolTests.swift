@@ -30,6 +30,25 @@ struct PostgresPoolTests {
         }
     }
 
+    @Test("pipelines run cached statements prepared, and a failed prepare is not left in the cache")
+    func pipelinesUsePreparedStatements() async throws {
+        try await PoolTest.withPool(configure: { $0.pool.maximumSize = 1 }) { pool in
+            for _ in 0..<2 {
+                let results = try await pool.pipeline([
+                    "SELECT \(Int32(1))", "SELECT \(Int32(2))", "SELEC 1", "SELECT 1 / \(Int32(0))",
+                ])
+                #expect(try results[0].get().singleValue(Int32.self) == 1)
+                #expect(try results[1].get().singleValue(Int32.self) == 2)
+                #expect((try? results[2].get()) == nil)
+                #expect((try? results[3].get()) == nil)
+                let cached = try await pool.withConnection { $0.cachedStatementCount }
+                #expect(cached == 2)  // SELECT $1 and SELECT 1 / $1; not the syntax error
+            }
+            let prepared = try await pool.query("SELECT count(*)::int4 FROM pg_prepared_statements").singleValue(Int32.self)
+            #expect(prepared == 3)  // the two above and this statement
+        }
+    }
+
     @Test("a lease returned inside a transaction is rolled back before the next caller, and counted with its site")
     func dirtyReturnInTransaction() async throws {
         let table = TestDatabase.uniqueName("dirty")

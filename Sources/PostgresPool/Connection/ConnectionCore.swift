@@ -61,6 +61,8 @@ final class Command: @unchecked Sendable {
     var pipelineResults: [Result<PostgresRows, PostgresError>] = []
     var pipelineCurrent: PostgresResultStorage?
     var pipelineCurrentError: PostgresError?
+    /// Statements this pipeline prepares, by index: removed from the cache again if their segment fails.
+    var pipelinePrepared: [Int: StatementCache.Key] = [:]
 
     init(id: UInt64, kind: CommandKind, scope: UInt64?, continuation: UnsafeContinuation<CommandOutcome, Never>?) {
         self.id = id
@@ -360,9 +362,34 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                 sent = PQsendQuery(connection, sql)
             case .pipeline(let queries):
                 guard PQenterPipelineMode(connection) == 1 else { return false }
-                for query in queries {
-                    sent = query.bindings.withUnsafeParameters { count, types, values, lengths, formats in
-                        PQsendQueryParams(connection, query.sql, count, types, values, lengths, formats, 1)
+                for (index, query) in queries.enumerated() {
+                    // Cached statements run prepared (bind + execute only on the server). A statement seen for the
+                    // first time is prepared in its own segment while the cache has room (a pipeline cannot
+                    // deallocate to make room); otherwise it runs unnamed.
+                    var name: String?
+                    if statementCache.isEnabled {
+                        let key = StatementCache.Key(sql: query.sql, types: query.bindings.types)
+                        if let cached = statementCache.hit(key) {
+                            name = cached
+                        } else if statementCache.hasRoom {
+                            let newName = statementCache.makeName()
+                            let prepared = query.bindings.types.withUnsafeBufferPointer { types in
+                                PQsendPrepare(connection, newName, query.sql, Int32(types.count), types.baseAddress)
+                            }
+                            guard prepared == 1 else { return false }
+                            statementCache.insert(key, name: newName)
+                            command.pipelinePrepared[index] = key
+                            name = newName
+                        }
+                    }
+                    if let name {
+                        sent = query.bindings.withUnsafeParameters { count, _, values, lengths, formats in
+                            PQsendQueryPrepared(connection, name, count, values, lengths, formats, 1)
+                        }
+                    } else {
+                        sent = query.bindings.withUnsafeParameters { count, types, values, lengths, formats in
+                            PQsendQueryParams(connection, query.sql, count, types, values, lengths, formats, 1)
+                        }
                     }
                     guard sent == 1, PQpipelineSync(connection) == 1 else { return false }
                 }
