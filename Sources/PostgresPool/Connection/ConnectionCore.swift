@@ -362,6 +362,19 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                 sent = PQsendQuery(connection, sql)
             case .pipeline(let queries):
                 guard PQenterPipelineMode(connection) == 1 else { return false }
+                // libpq 15 flushes at every PQpipelineSync: one write per statement. Corking a TCP socket for the
+                // batch sends it in as few segments as possible, so the server wakes once instead of once per
+                // statement (measured in bench-postgres). Unix sockets refuse the option; nothing changes there.
+                let socket = PQsocket(connection)
+                var cork: Int32 = 1
+                let corked = queries.count > 1
+                    && setsockopt(socket, Int32(IPPROTO_TCP), TCP_CORK, &cork, socklen_t(MemoryLayout<Int32>.size)) == 0
+                defer {
+                    if corked {
+                        var uncork: Int32 = 0
+                        _ = setsockopt(socket, Int32(IPPROTO_TCP), TCP_CORK, &uncork, socklen_t(MemoryLayout<Int32>.size))
+                    }
+                }
                 for (index, query) in queries.enumerated() {
                     // Cached statements run prepared (bind + execute only on the server). A statement seen for the
                     // first time is prepared in its own segment while the cache has room (a pipeline cannot
