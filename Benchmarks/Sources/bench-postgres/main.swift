@@ -8,7 +8,8 @@
 // PostgresClient), RUSAGE_CHILDREN around pgbench (the tool is a child of this process). CPU is user + system time;
 // context switches are voluntary + involuntary. The server's own cost is not counted.
 //
-// Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS per phase (default 2), BENCH_CONCURRENCY (e.g. "1,8,64").
+// Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS per phase (default 2), BENCH_CONCURRENCY (e.g. "1,8,64"),
+// BENCH_SYSTEMS (e.g. "ours" to profile one client alone; default all three: "ours,nio,pgbench").
 import Foundation
 import Glibc
 import PostgresTestServer
@@ -17,6 +18,7 @@ let environment = ProcessInfo.processInfo.environment
 let rounds = max(1, Int(environment["BENCH_ROUNDS"] ?? "") ?? 3)
 let phaseSeconds = max(1, Int(environment["BENCH_SECONDS"] ?? "") ?? 2)
 let concurrencies = (environment["BENCH_CONCURRENCY"] ?? "1,8,64").split(separator: ",").compactMap { Int($0) }
+let selectedSystems = Set((environment["BENCH_SYSTEMS"] ?? "ours,nio,pgbench").split(separator: ",").map(String.init))
 let poolConnections = 8
 let accounts: Int32 = 1_000_000  // pgbench: 100 000 rows per scale unit, scale 10
 
@@ -203,6 +205,14 @@ enum System: String, CaseIterable {
     case ours = "PostgresPool"
     case nio = "PostgresClient"
     case pgbench = "pgbench"
+
+    var key: String {
+        switch self {
+        case .ours: "ours"
+        case .nio: "nio"
+        case .pgbench: "pgbench"
+        }
+    }
 }
 
 var results: [Int: [System: Series]] = [:]
@@ -222,7 +232,7 @@ try await withThrowingTaskGroup(of: Void.self) { group in
     for round in 0..<rounds {
         for clients in concurrencies {
             let order = (0..<3).map { System.allCases[($0 + round) % 3] }
-            for system in order {
+            for system in order where selectedSystems.contains(system.key) {
                 let sample: Sample
                 switch system {
                 case .ours:
