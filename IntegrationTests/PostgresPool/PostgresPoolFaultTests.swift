@@ -46,6 +46,7 @@ struct PostgresPoolFaultTests {
             await #expect(throws: CancellationError.self) { try await task.value }
             kill(backend, SIGCONT)
             #expect(pool.statistics.cancellationsClosed == 1)
+            #expect(pool.statistics.fatalErrors == 0)
             let next = try await pool.withConnection { $0.backendProcessID }
             #expect(next != backend)
         }

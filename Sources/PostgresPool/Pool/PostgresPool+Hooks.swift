@@ -13,15 +13,29 @@ struct PostgresPoolHooks: Sendable {
 
     /// Runs before every lease, in the acquiring task. Returns `false` to have the connection replaced.
     ///
-    /// The check without a round trip (`isAlive()`: open, and nothing unprompted from the server) costs one
-    /// non-blocking `poll()`; the round trip runs only after idle time or a connection error.
+    /// The check without a round trip (open, and nothing unprompted from the server) costs one non-blocking
+    /// `poll()`; the round trip runs after idle time, after a connection error, or when the server sent something
+    /// unprompted.
     func validate(_ connection: PostgresConnection, context: ResourceValidationContext) async throws -> Bool {
-        guard connection.isAlive() else {
+        var suspect = false
+        switch connection.idleInputPending() {
+        case .none:
             instruments.validationFailed()
             return false
+        case .some(true):
+            // The server spoke while nobody asked: usually a termination (its FATAL message arrives before the
+            // end of the stream, so libpq may still report the connection as fine). Parse it, then prove the
+            // connection with a round trip.
+            guard connection.isAlive() else {
+                instruments.validationFailed()
+                return false
+            }
+            suspect = true
+        case .some(false):
+            break
         }
         let idleTooLong = validationIdleThreshold.map { context.idleDuration >= $0 } ?? false
-        guard context.validationRequested || idleTooLong else { return true }
+        guard suspect || context.validationRequested || idleTooLong else { return true }
         // A cancelled acquirer gets the connection unchecked: its first statement fails with CancellationError
         // and the connection comes straight back, still idle. Validating here would fail and close a healthy one.
         if Task.isCancelled { return true }
@@ -43,8 +57,11 @@ struct PostgresPoolHooks: Sendable {
     func released(_ connection: PostgresConnection, context: ResourceReleaseContext) async -> ResourceReleaseDecision {
         if context.markedBroken { return .discard }
         if connection.isClosed {
-            // Lost, terminated by the server, or closed by the cancellation watchdog. A loss may have hit every
-            // connection (server restart, failover): validate the idle ones before their next lease.
+            // Closed by the cancellation watchdog: this connection's statement hung, nothing says the others are
+            // affected.
+            if context.error is CancellationError { return .discard }
+            // Lost or terminated by the server. A loss may have hit every connection (server restart, failover):
+            // validate the idle ones before their next lease.
             instruments.fatalError()
             logger.debug("connection closed while leased; replacing it", metadata: ["lease.site": "\(context.acquireSite)"])
             return .discardAndValidateIdle
