@@ -24,6 +24,7 @@ let package = Package(
             dependencies: [
                 .product(name: "PostgresPool", package: "Reservoir"),
                 .product(name: "CLibPQ", package: "Reservoir"),
+                .product(name: "PostgresTestServer", package: "Reservoir"),
             ],
             path: "Sources/bench-driver",
             swiftSettings: swiftSettings

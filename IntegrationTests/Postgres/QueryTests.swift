@@ -123,6 +123,29 @@ struct QueryTests {
         }
     }
 
+    @Test("a new statement is prepared and run in one round trip; failures never leak prepared statements")
+    func prepareAndExecute() async throws {
+        try await TestDatabase.withConnection { (connection: PostgresConnection) async throws in
+            let table = TestDatabase.uniqueName("prep")
+            try await connection.unsafeExecuteScript("CREATE TABLE \(table) (id int PRIMARY KEY)")
+            try await connection.execute("INSERT INTO \(identifier: table) VALUES (\(Int32(1)))")
+            for _ in 0..<3 {
+                // The statement is valid, its execution fails: it stays prepared, once.
+                await #expect(throws: PostgresError.self) {
+                    try await connection.execute("INSERT INTO \(identifier: table) VALUES (\(Int32(1)))")
+                }
+            }
+            // A statement the server cannot parse is not cached.
+            await #expect(throws: PostgresError.self) { try await connection.query("SELEC \(Int32(1))") }
+            let prepared = try await connection.query(
+                "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE \("INSERT INTO%")"
+            )
+            #expect(try prepared.singleValue(Int.self) == 1)
+            #expect(connection.cachedStatementCount == 2)
+            #expect(connection.transactionStatus == .idle)
+        }
+    }
+
     @Test("the statement cache can be turned off and recovers from DISCARD ALL")
     func statementCacheOff() async throws {
         try await TestDatabase.withConnection(configure: { $0.statementCacheCapacity = 0 }) { (connection: PostgresConnection) async throws in
@@ -165,6 +188,20 @@ struct QueryTests {
             }
             #expect(sum == 4950)
         }
+    }
+
+    @Test("a task pinned to a connection keeps running after the connection closes")
+    func pinnedAfterClose() async throws {
+        let connection = try await TestDatabase.connect()
+        let value = try await connection.withPinnedExecution {
+            let before = try await connection.query("SELECT 1").singleValue(Int32.self)
+            await connection.close()
+            // The thread is gone; the task's next steps run on the global executor.
+            let after = try? await connection.query("SELECT 2")  // fails: the connection is closed
+            return (before ?? 0) + (after == nil ? 1 : 10)
+        }
+        #expect(value == 2)
+        #expect(connection.isClosed)
     }
 
     @Test("server notices go to the logger")

@@ -5,6 +5,7 @@
 import CLibPQ
 import Foundation
 import PostgresPool
+import PostgresTestServer
 
 let arguments = CommandLine.arguments
 let rounds = Int(ProcessInfo.processInfo.environment["BENCH_ROUNDS"] ?? "") ?? 15
@@ -107,8 +108,16 @@ func percentile(_ values: [Double], _ p: Double) -> Double {
     return sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * p).rounded()))]
 }
 
-let conninfo = ProcessInfo.processInfo.environment["BENCH_PG"]
-    ?? "host=/tmp/pgdev port=54329 user=postgres dbname=postgres gssencmode=disable"
+// A throwaway server (Unix socket, as the measurements in DESIGN.md); BENCH_PG points at another one instead.
+var server: PostgresTestServer?
+let conninfo: String
+if let given = ProcessInfo.processInfo.environment["BENCH_PG"] {
+    conninfo = given
+} else {
+    let started = try await PostgresTestServer.start()
+    server = started
+    conninfo = started.connection.unixSocketConnectionString + " gssencmode=disable"
+}
 let raw = try RawLibPQ(conninfo: conninfo)
 let connection = try await PostgresConnection.connect(configuration: .init(connectionString: conninfo))
 
@@ -126,6 +135,22 @@ var driverMicros: [Double] = []
 var pinnedMicros: [Double] = []
 var ratios: [Double] = []
 var pinnedRatios: [Double] = []
+// BENCH_ONLY=raw|pinned|cooperative runs one variant alone (for profiling its CPU cost) and prints no ratio.
+if let only = ProcessInfo.processInfo.environment["BENCH_ONLY"] {
+    let clock = ContinuousClock()
+    let start = clock.now
+    let queries = rounds * perRound
+    switch only {
+    case "raw": _ = await Task.detached { raw.run(queries) }.value
+    case "pinned": _ = try await pinnedRound(connection, queries)
+    default: _ = try await driverRound(connection, queries)
+    }
+    print("\(only): \(queries) queries in \(clock.now - start)")
+    await connection.close()
+    try await server?.stop()
+    exit(0)
+}
+
 for round in 0..<rounds {
     // Three variants per round, rotating the order so that none always runs first.
     var seconds = [0.0, 0.0, 0.0]
@@ -161,6 +186,7 @@ func ratioLine(_ name: String, _ ratios: [Double]) -> String {
 print(ratioLine("ratio pinned / raw (per round)", pinnedRatios))
 print(ratioLine("ratio cooperative / raw (per round)", ratios))
 await connection.close()
+try await server?.stop()
 print(String(format: "pg.driver_roundtrip.raw_us=%.2f", median(rawMicros)))
 print(String(format: "pg.driver_roundtrip.pinned_us=%.2f", median(pinnedMicros)))
 print(String(format: "pg.driver_roundtrip.cooperative_us=%.2f", median(driverMicros)))

@@ -12,7 +12,7 @@ extension ConnectionCore {
                 if count == 0 { return }
                 command.discardingCopyOut = false
             }
-            if case .stream(_, let stream) = command.kind {
+            if let stream = command.stream {
                 if command.cancelRequested {
                     stream.discarding = true
                     stream.paused = false
@@ -25,7 +25,12 @@ extension ConnectionCore {
                 return
             }
             guard let result = PQgetResult(connection) else {
-                if case .pipeline = command.kind, command.phase == .execute { continue }
+                if command.kind == .pipeline, command.phase == .execute { continue }
+                if command.phase == .prepareAndExecute {
+                    // The end of one statement's results inside the pipeline; the Sync ends the command.
+                    if !command.inDeallocateSegment { command.pipelinedNulls += 1 }
+                    continue
+                }
                 statementFinished(command, on: connection, completions: &completions)
                 continue
             }
@@ -51,6 +56,10 @@ extension ConnectionCore {
         completions: inout Completions
     ) {
         let status = PQresultStatus(result)
+        if command.phase == .prepareAndExecute {
+            handlePipelinedPrepare(result, status: status, of: command, on: connection, completions: &completions)
+            return
+        }
         switch status {
         case PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY, PGRES_SINGLE_TUPLE:
             switch command.kind {
@@ -60,8 +69,8 @@ extension ConnectionCore {
                 } else {
                     PQclear(result)
                 }
-            case .stream(_, let stream):
-                if command.phase == .execute, PQntuples(result) > 0, !stream.discarding {
+            case .stream:
+                if let stream = command.stream, command.phase == .execute, PQntuples(result) > 0, !stream.discarding {
                     stream.append(PostgresResultStorage(result), completions: &completions)
                 } else {
                     PQclear(result)
@@ -77,7 +86,7 @@ extension ConnectionCore {
             }
         case PGRES_PIPELINE_SYNC:
             PQclear(result)
-            guard case .pipeline(let queries) = command.kind else { return }
+            guard command.kind == .pipeline else { return }
             if command.phase == .resetSingleRowMode { return }
             if let error = command.pipelineCurrentError {
                 command.pipelineResults.append(.failure(error))
@@ -87,7 +96,7 @@ extension ConnectionCore {
             command.pipelineCurrent = nil
             command.pipelineCurrentError = nil
             command.pipelineIndex += 1
-            if command.pipelineIndex == queries.count {
+            if command.pipelineIndex == command.queries.count {
                 PQexitPipelineMode(connection)
                 complete(command, .pipeline(command.pipelineResults), completions: &completions)
             }
@@ -98,9 +107,7 @@ extension ConnectionCore {
                     code: .server,
                     message: "the statement was skipped because an earlier statement in its pipeline segment failed"
                 )
-                if case .pipeline(let queries) = command.kind, command.pipelineIndex < queries.count {
-                    error.statement = queries[command.pipelineIndex].sql
-                }
+                error.statement = command.statementText
                 command.pipelineCurrentError = error
             }
         case PGRES_COPY_OUT:
@@ -120,13 +127,9 @@ extension ConnectionCore {
             )
         default:
             // PGRES_FATAL_ERROR, PGRES_BAD_RESPONSE and anything unexpected.
-            var statement = command.statementText
-            if case .pipeline(let queries) = command.kind, command.pipelineIndex < queries.count {
-                statement = queries[command.pipelineIndex].sql
-            }
-            let error = PostgresError.from(result: result, connection: connection, statement: statement)
+            let error = PostgresError.from(result: result, connection: connection, statement: command.statementText)
             PQclear(result)
-            if case .pipeline = command.kind {
+            if command.kind == .pipeline {
                 if command.pipelineCurrentError == nil, command.pipelineCurrent == nil,
                     let key = command.pipelinePrepared[command.pipelineIndex]
                 {
@@ -141,9 +144,65 @@ extension ConnectionCore {
         }
     }
 
+    /// Results of `.prepareAndExecute`: an optional DEALLOCATE segment, then Parse and Execute up to the last Sync.
+    private func handlePipelinedPrepare(
+        _ result: OpaquePointer,
+        status: ExecStatusType,
+        of command: Command,
+        on connection: OpaquePointer,
+        completions: inout Completions
+    ) {
+        switch status {
+        case PGRES_PIPELINE_SYNC:
+            PQclear(result)
+            command.pipelinedSyncs += 1
+            guard command.pipelinedSyncs == (command.evictedName == nil ? 1 : 2) else { return }
+            PQexitPipelineMode(connection)
+            if !command.prepareFailed, command.pipelinedNulls >= 1, let key = command.statementKey,
+                let name = command.statementName
+            {
+                // The statement exists on the server even when its first execution failed: keep it.
+                statementCache.insert(key, name: name)
+            }
+            if let error = command.error {
+                complete(command, .failure(error), completions: &completions)
+            } else if let storage = command.result {
+                complete(command, .rows(storage), completions: &completions)
+            } else {
+                complete(command, .done, completions: &completions)
+            }
+        case PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY, PGRES_SINGLE_TUPLE:
+            if !command.inDeallocateSegment, command.pipelinedNulls == 1 {
+                command.result = PostgresResultStorage(result)
+            } else {
+                PQclear(result)
+            }
+        case PGRES_PIPELINE_ABORTED:
+            PQclear(result)
+        case PGRES_FATAL_ERROR, PGRES_BAD_RESPONSE, PGRES_NONFATAL_ERROR:
+            let error = PostgresError.from(result: result, connection: connection, statement: command.statementText)
+            PQclear(result)
+            // A failed DEALLOCATE (for example inside an aborted transaction) only leaks a server-side statement.
+            guard !command.inDeallocateSegment else { return }
+            if command.pipelinedNulls == 0 { command.prepareFailed = true }
+            if command.error == nil { command.error = error }
+        default:
+            PQclear(result)
+            if command.error == nil {
+                command.error = PostgresError(
+                    code: .unsupported,
+                    message: "the statement returned a result this driver does not support (COPY or replication)"
+                )
+            }
+        }
+    }
+
     /// Called when `PQgetResult` returned NULL: the current phase's statement is done. Requires the lock.
     private func statementFinished(_ command: Command, on connection: OpaquePointer, completions: inout Completions) {
         switch command.phase {
+        case .prepareAndExecute:
+            // Handled by `handlePipelinedPrepare`; NULLs inside the pipeline never get here.
+            return
         case .resetSingleRowMode:
             command.error = nil
             command.phase = .execute
@@ -193,8 +252,8 @@ extension ConnectionCore {
                 } else {
                     complete(command, .done, completions: &completions)
                 }
-            case .script(let sql):
-                let upper = sql.uppercased()
+            case .script:
+                let upper = command.script.uppercased()
                 if upper.contains("DISCARD") || upper.contains("DEALLOCATE") { statementCache.removeAll() }
                 complete(command, .done, completions: &completions)
             case .stream, .pipeline, .acquireSession:

@@ -10,7 +10,7 @@ extension ConnectionCore {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
                 lock.withLock { connectContinuation = continuation }
                 let thread = Thread { [self] in threadMain() }
-                thread.name = "postgres-connection"
+                thread.name = "reservoir-pg"
                 thread.stackSize = 512 * 1024
                 thread.start()
             }
@@ -49,6 +49,7 @@ extension ConnectionCore {
     // MARK: The thread.
 
     private func threadMain() {
+        clibpq_set_thread_name("reservoir-pg")
         let connectResult = connectOnThread()
         lock.lock()
         let continuation = connectContinuation
@@ -157,7 +158,7 @@ extension ConnectionCore {
             if isConnected, let connection {
                 socket = PQsocket(connection)
                 let paused: Bool
-                if let active, case .stream(_, let stream) = active.kind { paused = stream.paused } else { paused = false }
+                paused = active?.stream?.paused ?? false
                 if !paused { events |= Int16(POLLIN) }
                 if needsWrite { events |= Int16(POLLOUT) }
             }
@@ -176,7 +177,6 @@ extension ConnectionCore {
                 return
             }
             if descriptors[1].revents != 0 { clibpq_wakeup_drain(wakeupDescriptor) }
-            lock.withLock { threadIsPolling = false }
             let socketEvents = descriptors[0].revents
             processEvents(
                 readable: socketEvents & Int16(POLLIN | POLLHUP | POLLERR) != 0,
@@ -189,23 +189,20 @@ extension ConnectionCore {
     private func processEvents(readable: Bool, writable: Bool) {
         var completions = Completions()
         lock.lock()
+        threadIsPolling = false
         guard isConnected, let connection else {
             lock.unlock()
             return
         }
-        if needsWrite {
-            // Read before flushing: the server may be blocked sending us data (notices) and not reading ours.
-            if readable, PQconsumeInput(connection) == 0 {
-                brokeWithMessage(connection, completions: &completions)
-            } else {
-                switch PQflush(connection) {
-                case 0: needsWrite = false
-                case 1: break
-                default: brokeWithMessage(connection, completions: &completions)
-                }
-            }
-        } else if readable, PQconsumeInput(connection) == 0 {
+        // Read first, then flush: the server may be blocked sending us results (or notices) and not reading ours.
+        if readable, PQconsumeInput(connection) == 0 {
             brokeWithMessage(connection, completions: &completions)
+        } else if needsWrite {
+            switch PQflush(connection) {
+            case 0: needsWrite = false
+            case 1: break
+            default: brokeWithMessage(connection, completions: &completions)
+            }
         }
         if isConnected {
             if let active {
@@ -249,7 +246,7 @@ extension ConnectionCore {
     }
 
     /// Forwards parsed notifications to listeners. Requires the lock.
-    private func deliverNotifications(_ connection: OpaquePointer) {
+    func deliverNotifications(_ connection: OpaquePointer) {
         while let notify = PQnotifies(connection) {
             let channel = String(cString: notify.pointee.relname)
             let payload = String(cString: notify.pointee.extra)

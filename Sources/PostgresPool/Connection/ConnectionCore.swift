@@ -35,14 +35,35 @@ enum CommandPhase {
     case deallocate
     /// Preparing the statement under `statementName`.
     case prepare
+    /// Preparing and running a new statement in one round trip (pipeline mode: [DEALLOCATE, Sync,] Parse,
+    /// Bind/Execute, Sync).
+    case prepareAndExecute
     /// Running the statement (prepared or unnamed), or the script, pipeline or stream.
     case execute
 }
 
 /// One command in flight or waiting for the connection. Every stored property is protected by the core's lock.
+///
+/// The command's payload is unpacked into stored constants once, so the hot paths read it without copying an enum
+/// (which would retain and release every array and string in it).
 final class Command: @unchecked Sendable {
+    enum Kind {
+        case query, script, pipeline, stream, acquireSession
+    }
+
     let id: UInt64
-    let kind: CommandKind
+    let kind: Kind
+    /// The statement of `.query` and `.stream`.
+    let query: PostgresQuery
+    let cacheable: Bool
+    /// The SQL of `.script`.
+    let script: String
+    /// The statements of `.pipeline`.
+    let queries: [PostgresQuery]
+    /// The consumer buffer of `.stream`.
+    let stream: StreamState?
+    /// The scope `.acquireSession` makes the owner.
+    let sessionToAcquire: UInt64
     /// The session this command belongs to, or `nil` for a free-standing command.
     let scope: UInt64?
     var continuation: UnsafeContinuation<CommandOutcome, Never>?
@@ -56,6 +77,10 @@ final class Command: @unchecked Sendable {
     var cancelSent = false
     var retriedAfterMissingStatement = false
     var discardingCopyOut = false
+    // `.prepareAndExecute` state: Syncs and end-of-statement NULLs seen, and whether the Parse failed.
+    var pipelinedSyncs = 0
+    var pipelinedNulls = 0
+    var prepareFailed = false
     // Pipeline state.
     var pipelineIndex = 0
     var pipelineResults: [Result<PostgresRows, PostgresError>] = []
@@ -66,17 +91,50 @@ final class Command: @unchecked Sendable {
 
     init(id: UInt64, kind: CommandKind, scope: UInt64?, continuation: UnsafeContinuation<CommandOutcome, Never>?) {
         self.id = id
-        self.kind = kind
         self.scope = scope
         self.continuation = continuation
+        var query = PostgresQuery(unsafeSQL: "")
+        var cacheable = false
+        var script = ""
+        var queries: [PostgresQuery] = []
+        var stream: StreamState?
+        var session: UInt64 = 0
+        switch kind {
+        case .query(let statement, let isCacheable):
+            self.kind = .query
+            query = statement
+            cacheable = isCacheable
+        case .script(let sql):
+            self.kind = .script
+            script = sql
+        case .pipeline(let statements):
+            self.kind = .pipeline
+            queries = statements
+        case .stream(let statement, let state):
+            self.kind = .stream
+            query = statement
+            stream = state
+        case .acquireSession(let scope):
+            self.kind = .acquireSession
+            session = scope
+        }
+        self.query = query
+        self.cacheable = cacheable
+        self.script = script
+        self.queries = queries
+        self.stream = stream
+        self.sessionToAcquire = session
     }
+
+    /// Whether `.prepareAndExecute` is still reading the DEALLOCATE segment before the first Sync.
+    var inDeallocateSegment: Bool { evictedName != nil && pipelinedSyncs == 0 }
 
     var statementText: String? {
         switch kind {
-        case .query(let query, _): query.sql
-        case .stream(let query, _): query.sql
-        case .script(let sql): sql
-        case .pipeline, .acquireSession: nil
+        case .query, .stream: query.sql
+        case .script: script
+        case .pipeline: pipelineIndex < queries.count ? queries[pipelineIndex].sql : nil
+        case .acquireSession: nil
         }
     }
 }
@@ -175,7 +233,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     /// Whether a command of `scope` may take the connection now. Requires the lock.
     func isEligible(_ command: Command) -> Bool {
         guard active == nil else { return false }
-        if case .acquireSession = command.kind { return sessionOwner == nil }
+        if command.kind == .acquireSession { return sessionOwner == nil }
         return sessionOwner == nil || sessionOwner == command.scope
     }
 
@@ -224,7 +282,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             completions.append(command, .cancelled)
         } else if let active, active.id == commandID {
             active.cancelRequested = true
-            if case .stream(_, let stream) = active.kind { stream.paused = false }
+            active.stream?.paused = false
             wakeThread()
         }
         lock.unlock()
@@ -255,14 +313,14 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     /// Sends a command's first step, or completes it at once. Requires the lock and a free connection.
     func start(_ command: Command, completions: inout Completions) {
         switch command.kind {
-        case .acquireSession(let scope):
-            sessionOwner = scope
+        case .acquireSession:
+            sessionOwner = command.sessionToAcquire
             completions.append(command, .done)
             return
-        case .pipeline(let queries) where queries.isEmpty:
+        case .pipeline where command.queries.isEmpty:
             completions.append(command, .pipeline([]))
             return
-        default:
+        case .query, .script, .pipeline, .stream:
             break
         }
         guard let connection, isConnected else {
@@ -275,14 +333,14 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         }
         active = command
         switch command.kind {
-        case .query(let query, let cacheable):
-            if let failure = query.bindings.encodingFailure {
+        case .query:
+            if let failure = command.query.bindings.encodingFailure {
                 active = nil
                 completions.append(command, .failure(failure))
                 return
             }
-            if cacheable, statementCache.isEnabled {
-                let key = StatementCache.Key(sql: query.sql, types: query.bindings.types)
+            if command.cacheable, statementCache.isEnabled {
+                let key = StatementCache.Key(sql: command.query.sql, types: command.query.bindings.types)
                 command.statementKey = key
                 switch statementCache.lookup(key) {
                 case .hit(let name):
@@ -291,17 +349,22 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                 case .miss(let name, let evicted):
                     command.statementName = name
                     command.evictedName = evicted
-                    command.phase = evicted == nil ? .prepare : .deallocate
+                    if singleRowModeDirty {
+                        // libpq 15 would apply a stale single-row mode to the pipelined Execute: two round trips.
+                        command.phase = evicted == nil ? .prepare : .deallocate
+                    } else {
+                        command.phase = .prepareAndExecute
+                    }
                 }
             }
-        case .stream(let query, _):
-            if let failure = query.bindings.encodingFailure {
+        case .stream:
+            if let failure = command.query.bindings.encodingFailure {
                 active = nil
                 completions.append(command, .failure(failure))
                 return
             }
-        case .pipeline(let queries):
-            if let failure = queries.lazy.compactMap(\.bindings.encodingFailure).first {
+        case .pipeline:
+            if let failure = command.queries.lazy.compactMap(\.bindings.encodingFailure).first {
                 active = nil
                 completions.append(command, .failure(failure))
                 return
@@ -334,40 +397,61 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         case .deallocate:
             sent = PQsendQuery(connection, "DEALLOCATE " + (command.evictedName ?? ""))
         case .prepare:
-            guard case .query(let query, _) = command.kind, let name = command.statementName else { return false }
+            guard command.kind == .query, let name = command.statementName else { return false }
+            let query = command.query
             sent = query.bindings.types.withUnsafeBufferPointer { types in
                 PQsendPrepare(connection, name, query.sql, Int32(types.count), types.baseAddress)
             }
+        case .prepareAndExecute:
+            guard command.kind == .query, let name = command.statementName,
+                PQenterPipelineMode(connection) == 1
+            else { return false }
+            if let evicted = command.evictedName {
+                guard PQsendQueryParams(connection, "DEALLOCATE " + evicted, 0, nil, nil, nil, nil, 0) == 1,
+                    PQpipelineSync(connection) == 1
+                else { return false }
+            }
+            let query = command.query
+            let prepared = query.bindings.types.withUnsafeBufferPointer { types in
+                PQsendPrepare(connection, name, query.sql, Int32(types.count), types.baseAddress)
+            }
+            guard prepared == 1 else { return false }
+            sent = query.bindings.withUnsafeParameters { count, _, values, lengths, formats in
+                PQsendQueryPrepared(connection, name, count, values, lengths, formats, 1)
+            }
+            guard sent == 1, PQpipelineSync(connection) == 1 else { return false }
         case .execute:
             switch command.kind {
-            case .query(let query, _):
+            case .query:
                 if let name = command.statementName {
-                    sent = query.bindings.withUnsafeParameters { count, _, values, lengths, formats in
+                    sent = command.query.bindings.withUnsafeParameters { count, _, values, lengths, formats in
                         PQsendQueryPrepared(connection, name, count, values, lengths, formats, 1)
                     }
                 } else {
-                    sent = query.bindings.withUnsafeParameters { count, types, values, lengths, formats in
-                        PQsendQueryParams(connection, query.sql, count, types, values, lengths, formats, 1)
+                    let sql = command.query.sql
+                    sent = command.query.bindings.withUnsafeParameters { count, types, values, lengths, formats in
+                        PQsendQueryParams(connection, sql, count, types, values, lengths, formats, 1)
                     }
                 }
-            case .stream(let query, _):
-                sent = query.bindings.withUnsafeParameters { count, types, values, lengths, formats in
-                    PQsendQueryParams(connection, query.sql, count, types, values, lengths, formats, 1)
+            case .stream:
+                let sql = command.query.sql
+                sent = command.query.bindings.withUnsafeParameters { count, types, values, lengths, formats in
+                    PQsendQueryParams(connection, sql, count, types, values, lengths, formats, 1)
                 }
                 if sent == 1 {
                     PQsetSingleRowMode(connection)
                     singleRowModeDirty = true
                 }
-            case .script(let sql):
-                sent = PQsendQuery(connection, sql)
-            case .pipeline(let queries):
+            case .script:
+                sent = PQsendQuery(connection, command.script)
+            case .pipeline:
                 guard PQenterPipelineMode(connection) == 1 else { return false }
                 // libpq 15 flushes at every PQpipelineSync: one write per statement. Corking a TCP socket for the
                 // batch sends it in as few segments as possible, so the server wakes once instead of once per
                 // statement (measured in bench-postgres). Unix sockets refuse the option; nothing changes there.
                 let socket = PQsocket(connection)
                 var cork: Int32 = 1
-                let corked = queries.count > 1
+                let corked = command.queries.count > 1
                     && setsockopt(socket, Int32(IPPROTO_TCP), TCP_CORK, &cork, socklen_t(MemoryLayout<Int32>.size)) == 0
                 defer {
                     if corked {
@@ -375,7 +459,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                         _ = setsockopt(socket, Int32(IPPROTO_TCP), TCP_CORK, &uncork, socklen_t(MemoryLayout<Int32>.size))
                     }
                 }
-                for (index, query) in queries.enumerated() {
+                for (index, query) in command.queries.enumerated() {
                     // Cached statements run prepared (bind + execute only on the server). A statement seen for the
                     // first time is prepared in its own segment while the cache has room (a pipeline cannot
                     // deallocate to make room); otherwise it runs unnamed.
@@ -411,7 +495,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             }
         }
         guard sent == 1 else { return false }
-        if case .stream = command.kind {} else if command.phase != .resetSingleRowMode { singleRowModeDirty = false }
+        if command.kind != .stream, command.phase != .resetSingleRowMode { singleRowModeDirty = false }
         switch PQflush(connection) {
         case 0:
             needsWrite = false
@@ -448,7 +532,8 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             fail(active, with: error, completions: &completions)
         }
         while let waiter = waiters.popFirst() { completions.append(waiter, .failure(error)) }
-        for (_, channel) in listeners { for (_, continuation) in channel { continuation.finish() } }
+        // Finished after the lock is released: finishing runs the stream's termination handler, which locks.
+        for (_, channel) in listeners { for (_, continuation) in channel { completions.listenersToFinish.append(continuation) } }
         listeners = [:]
     }
 
@@ -464,9 +549,10 @@ struct Completions {
     private var first: (UnsafeContinuation<CommandOutcome, Never>, CommandOutcome)?
     private var rest: [(UnsafeContinuation<CommandOutcome, Never>, CommandOutcome)] = []
     var streamWakeups: [UnsafeContinuation<Void, Never>] = []
+    var listenersToFinish: [AsyncStream<PostgresNotification>.Continuation] = []
 
     mutating func append(_ command: Command, _ outcome: CommandOutcome) {
-        if case .stream(_, let stream) = command.kind { stream.finish(outcome, completions: &self) }
+        if let stream = command.stream { stream.finish(outcome, completions: &self) }
         guard let continuation = command.continuation else { return }
         command.continuation = nil
         if first == nil { first = (continuation, outcome) } else { rest.append((continuation, outcome)) }
@@ -476,5 +562,6 @@ struct Completions {
         if let first { first.0.resume(returning: first.1) }
         for (continuation, outcome) in rest { continuation.resume(returning: outcome) }
         for continuation in streamWakeups { continuation.resume() }
+        for listener in listenersToFinish { listener.finish() }
     }
 }

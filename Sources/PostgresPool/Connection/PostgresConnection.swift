@@ -227,6 +227,7 @@ public final class PostgresConnection: Sendable {
                     // Parse what arrived; a terminated backend shows up as a failed read or a bad status.
                     let readOK = PQconsumeInput(connection) == 1
                     _ = PQisBusy(connection)
+                    core.deliverNotifications(connection)
                     if !readOK || PQstatus(connection) != CONNECTION_OK {
                         let message = PostgresError.connectionMessage(
                             connection, fallback: "the server closed the connection")
@@ -240,6 +241,14 @@ public final class PostgresConnection: Sendable {
         }
         completions.resumeAll()
         return alive
+    }
+
+    /// Whether a command is running or waiting, or a transaction holds the connection.
+    ///
+    /// A pool must not hand a busy connection to someone else (for example one whose stream was abandoned and
+    /// is still draining); it is idle again once the command has finished.
+    public var isBusy: Bool {
+        core.lock.withLock { core.active != nil || !core.waiters.isEmpty || core.sessionOwner != nil }
     }
 
     /// The number of prepared statements currently cached on this connection.

@@ -60,8 +60,7 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
         /// - Parameter value: The value; `nil` binds NULL.
         @inlinable public mutating func appendInterpolation<Value: PostgresEncodable>(_ value: Value) {
             bindings.append(value)
-            sql.append("$")
-            sql.append(String(bindings.count))
+            appendPlaceholder()
         }
 
         /// Binds an optional value as the next parameter: `nil` binds SQL NULL.
@@ -69,8 +68,18 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
         /// - Parameter value: The value or `nil`.
         @inlinable public mutating func appendInterpolation<Value: PostgresEncodable>(_ value: Value?) {
             bindings.append(value)
-            sql.append("$")
-            sql.append(String(bindings.count))
+            appendPlaceholder()
+        }
+
+        /// Appends `$n` for the latest binding without building a temporary string for small `n`.
+        @inlinable mutating func appendPlaceholder() {
+            let number = bindings.count
+            sql.unicodeScalars.append("$")
+            if number < 10 {
+                sql.unicodeScalars.append(Unicode.Scalar(UInt8(48 + number)))
+            } else {
+                sql.append(String(number))
+            }
         }
 
         /// Writes `identifier` as a quoted SQL identifier (`"my ""table"""`).

@@ -45,17 +45,17 @@ extension PostgresError {
             message = String(cString: text).trimmingNewlines()
         }
         let connectionBad = connection.map { PQstatus($0) == CONNECTION_BAD } ?? false
+        let severity = field(CLIBPQ_DIAG_SEVERITY_NONLOCALIZED) ?? field(CLIBPQ_DIAG_SEVERITY)
         let code: PostgresError.Code
-        if let sqlState {
-            let state = SQLState(rawValue: sqlState)
-            let fatal = [SQLState.adminShutdown, .crashShutdown, .databaseDropped, .idleSessionTimeout]
-            code = connectionBad && (fatal.contains(state) || state.errorClass == "08") ? .connectionClosed : .server
-        } else {
+        if sqlState == nil || connectionBad || severity == "FATAL" || severity == "PANIC" {
+            // libpq's own errors carry no SQLSTATE; FATAL and PANIC end the session.
             code = .connectionClosed
+        } else {
+            code = .server
         }
         var error = PostgresError(code: code, message: message ?? "unknown error")
         error.sqlState = sqlState.map(SQLState.init(rawValue:))
-        error.severity = field(CLIBPQ_DIAG_SEVERITY_NONLOCALIZED) ?? field(CLIBPQ_DIAG_SEVERITY)
+        error.severity = severity
         error.detail = field(CLIBPQ_DIAG_MESSAGE_DETAIL)
         error.hint = field(CLIBPQ_DIAG_MESSAGE_HINT)
         error.position = field(CLIBPQ_DIAG_STATEMENT_POSITION).flatMap { Int($0) }

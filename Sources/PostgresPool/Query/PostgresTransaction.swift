@@ -26,8 +26,11 @@ extension PostgresConnection {
     ///   - body: The work to do; receives a handle for issuing statements.
     /// - Returns: What `body` returns.
     /// - Throws: What `body` throws (after rolling back); ``PostgresError`` when `BEGIN` or `COMMIT` fails (a
-    ///   failed `COMMIT`, such as a serialization failure, means nothing was committed); `CancellationError`
-    ///   when the task was cancelled (after rolling back).
+    ///   failed `COMMIT`, such as a serialization failure, means nothing was committed), including
+    ///   `SQLState.inFailedSQLTransaction` when `body` caught a statement's error and returned normally: the
+    ///   server then rolled the transaction back; `CancellationError` when the task was cancelled (after rolling
+    ///   back).
+    @discardableResult
     public func withTransaction<Result>(
         isolation: IsolationLevel? = nil,
         readOnly: Bool = false,
@@ -63,8 +66,22 @@ extension PostgresConnection {
                 await rollBack("ROLLBACK", scope: scope)
                 throw CancellationError()
             }
-            try await runScript("COMMIT", scope: scope)
-            return result
+            // COMMIT in a failed transaction does not fail: the server rolls back and answers "ROLLBACK". That
+            // happens when the body caught a statement's error and returned normally; report it, never hide it.
+            let commit = await core.run(.query(PostgresQuery(unsafeSQL: "COMMIT"), cacheable: false), scope: scope)
+            switch commit {
+            case .rows(let storage) where storage.commandTag == "ROLLBACK":
+                var error = PostgresError(
+                    code: .server,
+                    message: "the transaction was rolled back instead of committed because a statement in it failed"
+                )
+                error.sqlState = .inFailedSQLTransaction
+                error.statement = "COMMIT"
+                throw error
+            case .rows, .done, .pipeline: return result
+            case .failure(let error): throw error
+            case .cancelled: throw CancellationError()
+            }
         }
     }
 
@@ -87,7 +104,13 @@ extension PostgresConnection {
             await rollBack("ROLLBACK TO SAVEPOINT \(name)", scope: scope)
             throw CancellationError()
         }
-        try await runScript("RELEASE SAVEPOINT \(name)", scope: scope)
+        do {
+            try await runScript("RELEASE SAVEPOINT \(name)", scope: scope)
+        } catch {
+            // The body swallowed a statement's error: undo the savepoint so the outer transaction can go on.
+            await rollBack("ROLLBACK TO SAVEPOINT \(name)", scope: scope)
+            throw error
+        }
         return result
     }
 
@@ -154,6 +177,7 @@ public struct PostgresTransaction: Sendable {
     /// - Parameter body: The work to do inside the savepoint.
     /// - Returns: What `body` returns.
     /// - Throws: What `body` throws, after rolling back to the savepoint.
+    @discardableResult
     public func withSavepoint<Result>(_ body: (PostgresTransaction) async throws -> Result) async throws -> Result {
         try await connection.withTransaction(body)
     }
