@@ -40,5 +40,16 @@ let package = Package(
             path: "Sources/bench-backpressure",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "bench-postgres",
+            dependencies: [
+                .product(name: "PostgresPool", package: "Reservoir"),
+                .product(name: "PostgresTestServer", package: "Reservoir"),
+                .product(name: "ResourcePool", package: "Reservoir"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            path: "Sources/bench-postgres",
+            swiftSettings: swiftSettings
+        ),
     ]
 )

@@ -130,6 +130,13 @@ extension ConnectionCore {
             let error = PostgresError.from(result: result, connection: connection, statement: command.statementText)
             PQclear(result)
             if command.kind == .pipeline {
+                if command.pipelineCurrentError == nil, command.pipelineCurrent == nil,
+                    let key = command.pipelinePrepared[command.pipelineIndex]
+                {
+                    // The first result of a segment that prepares is the prepare's: it failed, so the statement
+                    // does not exist on the server. (A failed execute leaves the prepared statement cached.)
+                    statementCache.remove(key)
+                }
                 if command.pipelineCurrentError == nil { command.pipelineCurrentError = error }
             } else if command.error == nil {
                 command.error = error

@@ -86,6 +86,8 @@ final class Command: @unchecked Sendable {
     var pipelineResults: [Result<PostgresRows, PostgresError>] = []
     var pipelineCurrent: PostgresResultStorage?
     var pipelineCurrentError: PostgresError?
+    /// Statements this pipeline prepares, by index: removed from the cache again if their segment fails.
+    var pipelinePrepared: [Int: StatementCache.Key] = [:]
 
     init(id: UInt64, kind: CommandKind, scope: UInt64?, continuation: UnsafeContinuation<CommandOutcome, Never>?) {
         self.id = id
@@ -444,9 +446,47 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                 sent = PQsendQuery(connection, command.script)
             case .pipeline:
                 guard PQenterPipelineMode(connection) == 1 else { return false }
-                for query in command.queries {
-                    sent = query.bindings.withUnsafeParameters { count, types, values, lengths, formats in
-                        PQsendQueryParams(connection, query.sql, count, types, values, lengths, formats, 1)
+                // libpq 15 flushes at every PQpipelineSync: one write per statement. Corking a TCP socket for the
+                // batch sends it in as few segments as possible, so the server wakes once instead of once per
+                // statement (measured in bench-postgres). Unix sockets refuse the option; nothing changes there.
+                let socket = PQsocket(connection)
+                var cork: Int32 = 1
+                let corked = command.queries.count > 1
+                    && setsockopt(socket, Int32(IPPROTO_TCP), TCP_CORK, &cork, socklen_t(MemoryLayout<Int32>.size)) == 0
+                defer {
+                    if corked {
+                        var uncork: Int32 = 0
+                        _ = setsockopt(socket, Int32(IPPROTO_TCP), TCP_CORK, &uncork, socklen_t(MemoryLayout<Int32>.size))
+                    }
+                }
+                for (index, query) in command.queries.enumerated() {
+                    // Cached statements run prepared (bind + execute only on the server). A statement seen for the
+                    // first time is prepared in its own segment while the cache has room (a pipeline cannot
+                    // deallocate to make room); otherwise it runs unnamed.
+                    var name: String?
+                    if statementCache.isEnabled {
+                        let key = StatementCache.Key(sql: query.sql, types: query.bindings.types)
+                        if let cached = statementCache.hit(key) {
+                            name = cached
+                        } else if statementCache.hasRoom {
+                            let newName = statementCache.makeName()
+                            let prepared = query.bindings.types.withUnsafeBufferPointer { types in
+                                PQsendPrepare(connection, newName, query.sql, Int32(types.count), types.baseAddress)
+                            }
+                            guard prepared == 1 else { return false }
+                            statementCache.insert(key, name: newName)
+                            command.pipelinePrepared[index] = key
+                            name = newName
+                        }
+                    }
+                    if let name {
+                        sent = query.bindings.withUnsafeParameters { count, _, values, lengths, formats in
+                            PQsendQueryPrepared(connection, name, count, values, lengths, formats, 1)
+                        }
+                    } else {
+                        sent = query.bindings.withUnsafeParameters { count, types, values, lengths, formats in
+                            PQsendQueryParams(connection, query.sql, count, types, values, lengths, formats, 1)
+                        }
                     }
                     guard sent == 1, PQpipelineSync(connection) == 1 else { return false }
                 }

@@ -51,6 +51,17 @@ struct StatementCache {
         return .miss(name: makeName(), evicting: evicted)
     }
 
+    /// The name of a cached statement (marking it used), or `nil`; never evicts.
+    mutating func hit(_ key: Key) -> String? {
+        guard let index = entries.index(forKey: key) else { return nil }
+        clock += 1
+        entries.values[index].lastUse = clock
+        return entries.values[index].name
+    }
+
+    /// Whether a new statement fits without evicting one.
+    var hasRoom: Bool { entries.count < capacity }
+
     mutating func insert(_ key: Key, name: String) {
         clock += 1
         entries[key] = Entry(name: name, lastUse: clock)

@@ -1,0 +1,304 @@
+// bench-postgres: the point select of `pgbench -S` (SELECT abalance FROM pgbench_accounts WHERE aid = $1, random
+// aid, scale 10) through Reservoir's PostgresPool, postgres-nio 1.33.2's PostgresClient and pgbench itself
+// (`-S -M prepared -j 2`, C and libpq, one connection per client), at 1, 8 and 64 concurrent clients, all over TCP
+// loopback to the same throwaway server, interleaved in rounds (the order rotates every round). Plus pipelined
+// batches of 10 through PostgresPool's pipeline API against the unpipelined rate at 8 clients.
+//
+// Client cost per query comes from getrusage: RUSAGE_SELF around the in-process phases (PostgresPool,
+// PostgresClient), RUSAGE_CHILDREN around pgbench (the tool is a child of this process). CPU is user + system time;
+// context switches are voluntary + involuntary. The server's own cost is not counted.
+//
+// Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS per phase (default 2), BENCH_CONCURRENCY (e.g. "1,8,64"),
+// BENCH_SYSTEMS (e.g. "ours" to profile one client alone; default all three: "ours,nio,pgbench").
+import Foundation
+import Glibc
+import PostgresTestServer
+
+let environment = ProcessInfo.processInfo.environment
+let rounds = max(1, Int(environment["BENCH_ROUNDS"] ?? "") ?? 3)
+let phaseSeconds = max(1, Int(environment["BENCH_SECONDS"] ?? "") ?? 2)
+let concurrencies = (environment["BENCH_CONCURRENCY"] ?? "1,8,64").split(separator: ",").compactMap { Int($0) }
+let selectedSystems = Set((environment["BENCH_SYSTEMS"] ?? "ours,nio,pgbench").split(separator: ",").map(String.init))
+let poolConnections = 8
+let accounts: Int32 = 1_000_000  // pgbench: 100 000 rows per scale unit, scale 10
+
+// MARK: Measuring.
+
+struct Usage {
+    var cpuSeconds: Double
+    var contextSwitches: Int
+
+    static func current(_ who: Int32) -> Usage {
+        var usage = rusage()
+        getrusage(__rusage_who_t(who), &usage)
+        let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+            + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        return Usage(cpuSeconds: cpu, contextSwitches: usage.ru_nvcsw + usage.ru_nivcsw)
+    }
+}
+
+/// One measured phase.
+struct Sample {
+    var queriesPerSecond: Double
+    var p50Microseconds: Double
+    var p99Microseconds: Double
+    var cpuMicrosecondsPerQuery: Double
+    var contextSwitchesPerQuery: Double
+}
+
+func monotonicNanoseconds() -> UInt64 {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+}
+
+func percentile(_ sorted: [UInt64], _ fraction: Double) -> Double {
+    guard !sorted.isEmpty else { return .nan }
+    let index = min(sorted.count - 1, Int((Double(sorted.count) * fraction).rounded(.down)))
+    return Double(sorted[index]) / 1000
+}
+
+/// A small per-task random generator (xorshift64*): no lock, no allocation.
+struct RandomAccount {
+    var state: UInt64
+    mutating func next() -> Int32 {
+        state ^= state >> 12
+        state ^= state << 25
+        state ^= state >> 27
+        return Int32(truncatingIfNeeded: (state &* 2_685_821_657_736_338_717) % UInt64(accounts)) + 1
+    }
+}
+
+/// Runs `clients` tasks, each calling `operation` in a loop for the phase; `queriesPerCall` is 10 for batches.
+func measureInProcess(
+    clients: Int,
+    queriesPerCall: Int = 1,
+    seconds: Int = phaseSeconds,
+    _ operation: @escaping @Sendable (inout RandomAccount) async throws -> Int32
+) async throws -> Sample {
+    let before = Usage.current(RUSAGE_SELF.rawValue)
+    let start = monotonicNanoseconds()
+    let deadline = start + UInt64(seconds) * 1_000_000_000
+    let perTask = try await withThrowingTaskGroup(of: [UInt64].self) { group in
+        for client in 0..<clients {
+            group.addTask {
+                var random = RandomAccount(state: 0x9E37_79B9_7F4A_7C15 &+ UInt64(client) &* 7919)
+                var latencies: [UInt64] = []
+                latencies.reserveCapacity(1 << 16)
+                var checksum: Int32 = 0
+                while true {
+                    let begin = monotonicNanoseconds()
+                    if begin >= deadline { break }
+                    checksum &+= try await operation(&random)
+                    latencies.append(monotonicNanoseconds() - begin)
+                }
+                if checksum == .min { print("") }  // keeps the results alive
+                return latencies
+            }
+        }
+        var all: [[UInt64]] = []
+        for try await latencies in group { all.append(latencies) }
+        return all
+    }
+    let elapsed = Double(monotonicNanoseconds() - start) / 1e9
+    let after = Usage.current(RUSAGE_SELF.rawValue)
+    let latencies = perTask.flatMap { $0 }.sorted()
+    let queries = Double(latencies.count * queriesPerCall)
+    return Sample(
+        queriesPerSecond: queries / elapsed,
+        p50Microseconds: percentile(latencies, 0.5),
+        p99Microseconds: percentile(latencies, 0.99),
+        cpuMicrosecondsPerQuery: (after.cpuSeconds - before.cpuSeconds) * 1e6 / queries,
+        contextSwitchesPerQuery: Double(after.contextSwitches - before.contextSwitches) / queries
+    )
+}
+
+/// Runs pgbench for one phase and reads its per-transaction log for the latency percentiles.
+func measurePgbench(server: PostgresTestServer, clients: Int, label: String) async throws -> Sample {
+    let logDirectory = server.directory + "/pgbench-logs"
+    try? FileManager.default.removeItem(atPath: logDirectory)
+    try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+    let prefix = logDirectory + "/" + label
+    let before = Usage.current(RUSAGE_CHILDREN.rawValue)
+    let output = try await server.pgbench(
+        arguments: [
+            "-n", "-S", "-M", "prepared", "-j", "\(min(2, clients))", "-c", "\(clients)", "-T", "\(phaseSeconds)",
+            "-l", "--log-prefix=\(prefix)",
+        ],
+        environment: ["PGHOST": "127.0.0.1"]
+    )
+    let after = Usage.current(RUSAGE_CHILDREN.rawValue)
+    var tps = Double.nan
+    var transactions = 0
+    for line in output.standardOutput.split(separator: "\n") {
+        if line.hasPrefix("tps = "), let value = Double(line.dropFirst(6).split(separator: " ")[0]) { tps = value }
+        if line.hasPrefix("number of transactions actually processed: "),
+            let value = Int(line.split(separator: " ").last?.split(separator: "/").first ?? "")
+        {
+            transactions = value
+        }
+    }
+    var latencies: [UInt64] = []
+    for file in try FileManager.default.contentsOfDirectory(atPath: logDirectory) where file.hasPrefix(label) {
+        let text = try String(contentsOfFile: logDirectory + "/" + file, encoding: .utf8)
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            if fields.count >= 3, let microseconds = UInt64(fields[2]) { latencies.append(microseconds * 1000) }
+        }
+    }
+    try? FileManager.default.removeItem(atPath: logDirectory)
+    latencies.sort()
+    let queries = Double(max(transactions, latencies.count, 1))
+    return Sample(
+        queriesPerSecond: tps,
+        p50Microseconds: percentile(latencies, 0.5),
+        p99Microseconds: percentile(latencies, 0.99),
+        cpuMicrosecondsPerQuery: (after.cpuSeconds - before.cpuSeconds) * 1e6 / queries,
+        contextSwitchesPerQuery: Double(after.contextSwitches - before.contextSwitches) / queries
+    )
+}
+
+// MARK: Reporting.
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    guard !sorted.isEmpty else { return .nan }
+    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+}
+
+func format(_ value: Double, _ decimals: Int = 1) -> String {
+    String(format: "%.\(decimals)f", value)
+}
+
+struct Series {
+    var samples: [Sample] = []
+    var qps: Double { median(samples.map(\.queriesPerSecond)) }
+    var spread: String {
+        let values = samples.map(\.queriesPerSecond)
+        return "\(format(values.min() ?? .nan, 0))–\(format(values.max() ?? .nan, 0))"
+    }
+    var row: [String] {
+        [
+            format(qps, 0), spread, format(median(samples.map(\.p50Microseconds))),
+            format(median(samples.map(\.p99Microseconds))), format(median(samples.map(\.cpuMicrosecondsPerQuery))),
+            format(median(samples.map(\.contextSwitchesPerQuery)), 2),
+        ]
+    }
+}
+
+// MARK: The run.
+
+var serverConfiguration = PostgresTestServer.Configuration()
+serverConfiguration.settings = ["max_connections": "120", "fsync": "off"]
+serverConfiguration.sharedBuffers = "256MB"
+let server = try await PostgresTestServer.start(serverConfiguration)
+let details = server.connection
+FileHandle.standardError.write(Data("loading pgbench tables at scale 10 …\n".utf8))
+try await server.pgbench(arguments: ["-i", "-s", "10", "-q"], environment: ["PGHOST": "127.0.0.1"])
+
+let ours = try OurPoolRunner(connectionString: details.tcpConnectionString, connections: poolConnections)
+let nio = NIOClientRunner(
+    host: "127.0.0.1", port: details.port, user: details.user, database: details.database,
+    connections: poolConnections)
+
+enum System: String, CaseIterable {
+    case ours = "PostgresPool"
+    case nio = "PostgresClient"
+    case pgbench = "pgbench"
+
+    var key: String {
+        switch self {
+        case .ours: "ours"
+        case .nio: "nio"
+        case .pgbench: "pgbench"
+        }
+    }
+}
+
+var results: [Int: [System: Series]] = [:]
+var unpipelined = Series()
+var pipelined = Series()
+
+try await withThrowingTaskGroup(of: Void.self) { group in
+    group.addTask { try await ours.run() }
+    group.addTask { await nio.run() }
+
+    // Warm-up: connections open, statements prepared, caches hot.
+    FileHandle.standardError.write(Data("warming up …\n".utf8))
+    _ = try await measureInProcess(clients: 8, seconds: 1) { try await ours.select(aid: $0.next()) }
+    _ = try await measureInProcess(clients: 8, seconds: 1) { try await nio.select(aid: $0.next()) }
+    _ = try await measurePgbench(server: server, clients: 8, label: "warmup")
+
+    for round in 0..<rounds {
+        for clients in concurrencies {
+            let order = (0..<3).map { System.allCases[($0 + round) % 3] }
+            for system in order where selectedSystems.contains(system.key) {
+                let sample: Sample
+                switch system {
+                case .ours:
+                    sample = try await measureInProcess(clients: clients) { try await ours.select(aid: $0.next()) }
+                case .nio:
+                    sample = try await measureInProcess(clients: clients) { try await nio.select(aid: $0.next()) }
+                case .pgbench:
+                    sample = try await measurePgbench(server: server, clients: clients, label: "c\(clients)r\(round)")
+                }
+                results[clients, default: [:]][system, default: Series()].samples.append(sample)
+                FileHandle.standardError.write(
+                    Data("round \(round + 1)/\(rounds) c\(clients) \(system.rawValue): \(format(sample.queriesPerSecond, 0)) q/s\n".utf8))
+            }
+        }
+        let batchFirst = round % 2 == 0
+        for batched in [batchFirst, !batchFirst] {
+            if batched {
+                pipelined.samples.append(
+                    try await measureInProcess(clients: poolConnections, queriesPerCall: 10) { random in
+                        var aids: [Int32] = []
+                        aids.reserveCapacity(10)
+                        for _ in 0..<10 { aids.append(random.next()) }
+                        return try await ours.selectBatch(aids: aids)
+                    })
+            } else {
+                unpipelined.samples.append(
+                    try await measureInProcess(clients: poolConnections) { try await ours.select(aid: $0.next()) })
+            }
+        }
+    }
+    ours.shutdown()
+    group.cancelAll()
+}
+
+print("")
+print("Point select, scale 10, TCP loopback, \(rounds) rounds × \(phaseSeconds) s per phase, interleaved.")
+print("PostgresPool and PostgresClient: at most \(poolConnections) connections; pgbench: one connection per client.")
+print("Client cost per query from getrusage (user+system CPU; voluntary+involuntary context switches).")
+print("")
+let header = ["clients", "client", "q/s (median)", "spread", "p50 µs", "p99 µs", "CPU µs/q", "ctx sw/q"]
+print(header.joined(separator: " | "))
+for clients in concurrencies {
+    for system in System.allCases {
+        guard let series = results[clients]?[system] else { continue }
+        print((["\(clients)", system.rawValue] + series.row).joined(separator: " | "))
+    }
+}
+print("\(poolConnections) | PostgresPool unpipelined | " + unpipelined.row.joined(separator: " | "))
+print("\(poolConnections) | PostgresPool batch of 10 | " + pipelined.row.joined(separator: " | "))
+print("")
+for clients in concurrencies {
+    for system in System.allCases {
+        guard let series = results[clients]?[system] else { continue }
+        let key = "pg.select_c\(clients).\(system == .ours ? "postgres_pool" : system == .nio ? "postgres_nio" : "pgbench")"
+        print("\(key).qps=\(format(series.qps, 0))")
+        print("\(key).cpu_us_per_query=\(format(median(series.samples.map(\.cpuMicrosecondsPerQuery)), 2))")
+        print("\(key).context_switches_per_query=\(format(median(series.samples.map(\.contextSwitchesPerQuery)), 2))")
+    }
+}
+print("pg.pipeline_batch10.qps=\(format(pipelined.qps, 0))")
+print("pg.pipeline_batch10.cpu_us_per_query=\(format(median(pipelined.samples.map(\.cpuMicrosecondsPerQuery)), 2))")
+for clients in concurrencies {
+    guard let series = results[clients] else { continue }
+    let mine = series[.ours]?.qps ?? .nan
+    print("pg.select_c\(clients).ratio_vs_postgres_nio=\(format(mine / (series[.nio]?.qps ?? .nan), 2))")
+    print("pg.select_c\(clients).ratio_vs_pgbench=\(format(mine / (series[.pgbench]?.qps ?? .nan), 2))")
+}
+print("pg.pipeline_batch10.ratio_vs_unpipelined=\(format(pipelined.qps / unpipelined.qps, 2))")
+try await server.stop()
