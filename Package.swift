@@ -14,6 +14,10 @@ let package = Package(
     products: [
         .library(name: "ResourcePool", targets: ["ResourcePool"]),
         .library(name: "ResourcePoolTestKit", targets: ["ResourcePoolTestKit"]),
+        .library(name: "PostgresPool", targets: ["PostgresPool"]),
+        // For the driver benchmark's raw-libpq baseline; applications use PostgresPool.
+        .library(name: "CLibPQ", targets: ["CLibPQ"]),
+        .library(name: "PostgresTestServer", targets: ["PostgresTestServer"]),
         .executable(name: "reservoir", targets: ["reservoir"]),
     ],
     dependencies: [
@@ -24,10 +28,34 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
     ],
     targets: [
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        .target(
+            name: "PostgresPool",
+            dependencies: [
+                "CLibPQ",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PostgresPoolTests",
+            dependencies: [
+                "PostgresPool",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "ResourcePool",
             dependencies: [
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -43,6 +71,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "PostgresTestServer",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ResourcePoolTests",
             dependencies: [
@@ -53,17 +85,30 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .testTarget(
+            name: "ReservoirIntegrationTests",
+            dependencies: [
+                "PostgresTestServer",
+                "PostgresPool",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "IntegrationTests",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "ReservoirCommand",
-            dependencies: [],
+            dependencies: [
+                "ResourcePool",
+                "PostgresPool",
+                "PostgresTestServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "reservoir",
-            dependencies: [
-                "ReservoirCommand",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
+            dependencies: ["ReservoirCommand"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -19,5 +19,14 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-async-algorithms.git", exact: "1.1.4"),
     ],
     targets: [
+        .executableTarget(
+            name: "bench-driver",
+            dependencies: [
+                .product(name: "PostgresPool", package: "Reservoir"),
+                .product(name: "CLibPQ", package: "Reservoir"),
+            ],
+            path: "Sources/bench-driver",
+            swiftSettings: swiftSettings
+        ),
     ]
 )

@@ -1,0 +1,168 @@
+// bench-driver: the cost of one round trip through PostgresConnection against blocking libpq called directly
+// from a dedicated thread, for the same prepared statement with the same binary parameter and binary result.
+// Both run in the same process against the same throwaway server, interleaved in rounds (alternating which goes
+// first), and the summary compares medians of the per-round means.
+import CLibPQ
+import Foundation
+import PostgresPool
+
+let arguments = CommandLine.arguments
+let rounds = Int(ProcessInfo.processInfo.environment["BENCH_ROUNDS"] ?? "") ?? 15
+let perRound = Int(ProcessInfo.processInfo.environment["BENCH_QUERIES"] ?? "") ?? 2000
+let sql = "SELECT $1::int4 + 1"
+
+/// Runs blocking libpq on its own thread; `run(count)` performs `count` round trips and returns the seconds taken.
+final class RawLibPQ: @unchecked Sendable {
+    // Touched only by the dedicated thread; requests are handed over through the condition below.
+    private var connection: OpaquePointer?
+    private let condition = NSCondition()
+    private var request: Int?
+    private var response: Double?
+    private var checksum = 0
+    private var startupFailure: String?
+    private var started = false
+
+    init(conninfo: String) throws {
+        let thread = Thread { [self] in
+            let connection = PQconnectdb(conninfo)
+            if PQstatus(connection) != CONNECTION_OK {
+                startupFailure = String(cString: PQerrorMessage(connection))
+            } else {
+                var type: UInt32 = 23
+                let result = PQprepare(connection, "bench", sql, 1, &type)
+                if PQresultStatus(result) != PGRES_COMMAND_OK {
+                    startupFailure = String(cString: PQerrorMessage(connection))
+                }
+                PQclear(result)
+            }
+            self.connection = connection
+            condition.lock(); started = true; condition.broadcast(); condition.unlock()
+            serve()
+        }
+        thread.start()
+        condition.lock(); while !started { condition.wait() }; condition.unlock()
+        if let failure = startupFailure { throw NSError(domain: "raw", code: 1, userInfo: [NSLocalizedDescriptionKey: failure]) }
+    }
+
+    private func serve() {
+        while true {
+            condition.lock()
+            while request == nil { condition.wait() }
+            let count = request!
+            condition.unlock()
+            let start = DispatchTime.now().uptimeNanoseconds
+            for index in 0..<count {
+                var value = Int32(index).bigEndian
+                let result = withUnsafeBytes(of: &value) { bytes -> OpaquePointer? in
+                    var pointer: UnsafePointer<CChar>? = bytes.baseAddress!.assumingMemoryBound(to: CChar.self)
+                    var length: Int32 = 4
+                    var format: Int32 = 1
+                    return PQexecPrepared(connection, "bench", 1, &pointer, &length, &format, 1)
+                }
+                if PQresultStatus(result) == PGRES_TUPLES_OK, let value = PQgetvalue(result, 0, 0) {
+                    checksum &+= Int(Int32(bigEndian: UnsafeRawPointer(value).loadUnaligned(as: Int32.self)))
+                }
+                PQclear(result)
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            condition.lock()
+            request = nil
+            response = seconds
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    /// Blocks the calling thread (the benchmark's main thread, not a cooperative one) until the round is done.
+    func run(_ count: Int) -> Double {
+        condition.lock()
+        request = count
+        response = nil
+        condition.broadcast()
+        while response == nil { condition.wait() }
+        let seconds = response!
+        condition.unlock()
+        return seconds
+    }
+}
+
+func driverRound(_ connection: PostgresConnection, _ count: Int) async throws -> Double {
+    let start = DispatchTime.now().uptimeNanoseconds
+    var checksum: Int32 = 0
+    for index in 0..<count {
+        let rows = try await connection.query("SELECT \(Int32(index))::int4 + 1")
+        checksum &+= try rows[0].decode(Int32.self, column: 0)
+    }
+    precondition(checksum != 0 || count == 0)
+    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+}
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+}
+
+func percentile(_ values: [Double], _ p: Double) -> Double {
+    let sorted = values.sorted()
+    return sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * p).rounded()))]
+}
+
+let conninfo = ProcessInfo.processInfo.environment["BENCH_PG"]
+    ?? "host=/tmp/pgdev port=54329 user=postgres dbname=postgres gssencmode=disable"
+let raw = try RawLibPQ(conninfo: conninfo)
+let connection = try await PostgresConnection.connect(configuration: .init(connectionString: conninfo))
+
+// Warm up both paths (statement preparation, caches, CPU frequency).
+_ = raw.run(perRound)
+_ = try await driverRound(connection, perRound)
+
+func pinnedRound(_ connection: PostgresConnection, _ count: Int) async throws -> Double {
+    try await connection.withPinnedExecution { try await driverRound(connection, count) }
+}
+_ = try await pinnedRound(connection, perRound)
+
+var rawMicros: [Double] = []
+var driverMicros: [Double] = []
+var pinnedMicros: [Double] = []
+var ratios: [Double] = []
+var pinnedRatios: [Double] = []
+for round in 0..<rounds {
+    // Three variants per round, rotating the order so that none always runs first.
+    var seconds = [0.0, 0.0, 0.0]
+    for step in 0..<3 {
+        let variant = (step + round) % 3
+        switch variant {
+        case 0: seconds[0] = await Task.detached { raw.run(perRound) }.value
+        case 1: seconds[1] = try await driverRound(connection, perRound)
+        default: seconds[2] = try await pinnedRound(connection, perRound)
+        }
+    }
+    rawMicros.append(seconds[0] / Double(perRound) * 1e6)
+    driverMicros.append(seconds[1] / Double(perRound) * 1e6)
+    pinnedMicros.append(seconds[2] / Double(perRound) * 1e6)
+    ratios.append(seconds[1] / seconds[0])
+    pinnedRatios.append(seconds[2] / seconds[0])
+}
+
+func row(_ name: String, _ values: [Double]) -> String {
+    String(format: "%-34@ median %7.2f µs   p25 %7.2f   p75 %7.2f   min %7.2f   max %7.2f",
+           name as NSString, median(values), percentile(values, 0.25), percentile(values, 0.75),
+           values.min()!, values.max()!)
+}
+
+print("driver round trip: \(sql) with one int4 parameter, binary result; \(rounds) rounds × \(perRound) queries")
+print(row("raw blocking libpq, own thread", rawMicros))
+print(row("query, task on connection thread", pinnedMicros))
+print(row("query, task on cooperative pool", driverMicros))
+func ratioLine(_ name: String, _ ratios: [Double]) -> String {
+    String(format: "%-34@ median %.3f  p25 %.3f  p75 %.3f  min %.3f  max %.3f", name as NSString,
+           median(ratios), percentile(ratios, 0.25), percentile(ratios, 0.75), ratios.min()!, ratios.max()!)
+}
+print(ratioLine("ratio pinned / raw (per round)", pinnedRatios))
+print(ratioLine("ratio cooperative / raw (per round)", ratios))
+await connection.close()
+print(String(format: "pg.driver_roundtrip.raw_us=%.2f", median(rawMicros)))
+print(String(format: "pg.driver_roundtrip.pinned_us=%.2f", median(pinnedMicros)))
+print(String(format: "pg.driver_roundtrip.cooperative_us=%.2f", median(driverMicros)))
+print(String(format: "pg.driver_roundtrip.ratio_cooperative_vs_blocking_libpq=%.3f", median(ratios)))
+print(String(format: "pg.driver_roundtrip.ratio_vs_blocking_libpq=%.3f", median(pinnedRatios)))

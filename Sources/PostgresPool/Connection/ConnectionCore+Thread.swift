@@ -1,0 +1,330 @@
+import CLibPQ
+import Foundation
+import Glibc
+import Logging
+
+extension ConnectionCore {
+    /// Starts the connection thread, which connects and then serves commands until the connection closes.
+    func startThread() async throws {
+        try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                lock.withLock { connectContinuation = continuation }
+                let thread = Thread { [self] in threadMain() }
+                thread.name = "postgres-connection"
+                thread.stackSize = 512 * 1024
+                thread.start()
+            }
+        } onCancel: {
+            lock.withLock {
+                closeRequested = true
+                wakeThread()
+            }
+        }
+    }
+
+    /// Asks the thread to close the connection; returns at once.
+    func requestClose() {
+        lock.withLock {
+            closeRequested = true
+            wakeThread()
+        }
+    }
+
+    /// Closes the connection and waits until the thread has released it.
+    func close() async {
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            lock.lock()
+            if threadFinished {
+                lock.unlock()
+                continuation.resume()
+                return
+            }
+            closeContinuations.append(continuation)
+            closeRequested = true
+            wakeThread()
+            lock.unlock()
+        }
+    }
+
+    // MARK: The thread.
+
+    private func threadMain() {
+        let connectResult = connectOnThread()
+        lock.lock()
+        let continuation = connectContinuation
+        connectContinuation = nil
+        switch connectResult {
+        case .success:
+            isConnected = true
+            lock.unlock()
+            continuation?.resume()
+            serve()
+        case .failure(let error):
+            closedError = error
+            lock.unlock()
+            continuation?.resume(throwing: error)
+        }
+        shutDown()
+    }
+
+    /// Connects with `PQconnectStartParams`/`PQconnectPoll` under the configured deadline.
+    private func connectOnThread() -> Result<Void, PostgresError> {
+        let deadline = ContinuousClock.now.advanced(by: configuration.connectTimeout)
+        let parameters = configuration.libpqParameters()
+        let connection: OpaquePointer? = withCStringArrays(parameters.map(\.0), parameters.map(\.1)) {
+            keys, values in PQconnectStartParams(keys, values, 0)
+        }
+        guard let connection else {
+            return .failure(PostgresError(code: .connectionFailed, message: "libpq could not allocate a connection"))
+        }
+        func failed(_ code: PostgresError.Code, _ message: String) -> Result<Void, PostgresError> {
+            PQfinish(connection)
+            return .failure(PostgresError(code: code, message: configuration.redact(message)))
+        }
+        PQsetNoticeReceiver(connection, noticeReceiver, Unmanaged.passUnretained(self).toOpaque())
+        if PQstatus(connection) == CONNECTION_BAD {
+            return failed(.connectionFailed, PostgresError.connectionMessage(connection, fallback: "connection failed"))
+        }
+        var status = PGRES_POLLING_WRITING
+        while true {
+            let socket = PQsocket(connection)  // re-read every time: libpq may replace the socket
+            let events = Int16(status == PGRES_POLLING_READING ? POLLIN : POLLOUT)
+            var descriptors = [
+                pollfd(fd: socket, events: events, revents: 0),
+                pollfd(fd: wakeupDescriptor, events: Int16(POLLIN), revents: 0),
+            ]
+            let remaining = ContinuousClock.now.duration(to: deadline)
+            if remaining <= .zero {
+                return failed(
+                    .connectTimeout,
+                    "connecting took longer than the connect timeout of \(configuration.connectTimeout)"
+                )
+            }
+            let milliseconds = Int32(clamping: remaining.components.seconds * 1000
+                + remaining.components.attoseconds / 1_000_000_000_000_000 + 1)
+            let ready = poll(&descriptors, 2, milliseconds)
+            if ready < 0, errno != EINTR {
+                return failed(.connectionFailed, "poll failed with errno \(errno)")
+            }
+            if descriptors[1].revents != 0 {
+                clibpq_wakeup_drain(wakeupDescriptor)
+                if lock.withLock({ closeRequested }) {
+                    PQfinish(connection)
+                    return .failure(PostgresError(code: .connectionFailed, message: "connecting was cancelled",
+                                                  underlying: CancellationError()))
+                }
+            }
+            if ready <= 0 || descriptors[0].revents == 0 { continue }
+            status = PQconnectPoll(connection)
+            if status == PGRES_POLLING_OK { break }
+            if status == PGRES_POLLING_FAILED {
+                return failed(.connectionFailed, PostgresError.connectionMessage(connection, fallback: "connection failed"))
+            }
+        }
+        PQsetnonblocking(connection, 1)
+        lock.withLock {
+            self.connection = connection
+            cancelHandle = PQgetCancel(connection)
+            backendProcessID = PQbackendPID(connection)
+        }
+        logger.debug("postgres connection opened", metadata: ["postgres.backend_pid": "\(PQbackendPID(connection))"])
+        return .success(())
+    }
+
+    /// The serving loop: wait for the socket or a wake-up, then flush, read and hand out results.
+    private func serve() {
+        var descriptors = [
+            pollfd(fd: -1, events: 0, revents: 0),
+            pollfd(fd: wakeupDescriptor, events: Int16(POLLIN), revents: 0),
+        ]
+        var batch: [UnownedJob] = []
+        batch.reserveCapacity(16)
+        while true {
+            lock.lock()
+            if !jobs.isEmpty {
+                swap(&batch, &jobs)
+                lock.unlock()
+                for job in batch { job.runSynchronously(on: asUnownedTaskExecutor()) }
+                batch.removeAll(keepingCapacity: true)
+                continue
+            }
+            if closeRequested {
+                lock.unlock()
+                return
+            }
+            var events: Int16 = 0
+            var socket: Int32 = -1
+            if isConnected, let connection {
+                socket = PQsocket(connection)
+                let paused: Bool
+                if let active, case .stream(_, let stream) = active.kind { paused = stream.paused } else { paused = false }
+                if !paused { events |= Int16(POLLIN) }
+                if needsWrite { events |= Int16(POLLOUT) }
+            }
+            threadIsPolling = true
+            lock.unlock()
+            descriptors[0].fd = events == 0 ? -1 : socket
+            descriptors[0].events = events
+            descriptors[0].revents = 0
+            descriptors[1].revents = 0
+            let ready = descriptors.withUnsafeMutableBufferPointer { poll($0.baseAddress, 2, -1) }
+            if ready < 0 && errno != EINTR {
+                let error = PostgresError(code: .connectionClosed, message: "poll failed with errno \(errno)")
+                var completions = Completions()
+                lock.withLock { connectionBroke(error, completions: &completions) }
+                completions.resumeAll()
+                return
+            }
+            if descriptors[1].revents != 0 { clibpq_wakeup_drain(wakeupDescriptor) }
+            lock.withLock { threadIsPolling = false }
+            let socketEvents = descriptors[0].revents
+            processEvents(
+                readable: socketEvents & Int16(POLLIN | POLLHUP | POLLERR) != 0,
+                writable: socketEvents & Int16(POLLOUT | POLLERR) != 0
+            )
+        }
+    }
+
+    /// Handles one wake-up: flush, read, parse results and notifications, send a requested cancel.
+    private func processEvents(readable: Bool, writable: Bool) {
+        var completions = Completions()
+        lock.lock()
+        guard isConnected, let connection else {
+            lock.unlock()
+            return
+        }
+        if needsWrite {
+            // Read before flushing: the server may be blocked sending us data (notices) and not reading ours.
+            if readable, PQconsumeInput(connection) == 0 {
+                brokeWithMessage(connection, completions: &completions)
+            } else {
+                switch PQflush(connection) {
+                case 0: needsWrite = false
+                case 1: break
+                default: brokeWithMessage(connection, completions: &completions)
+                }
+            }
+        } else if readable, PQconsumeInput(connection) == 0 {
+            brokeWithMessage(connection, completions: &completions)
+        }
+        if isConnected {
+            if let active {
+                drive(active, on: connection, completions: &completions)
+            } else {
+                // Parse what arrived while idle (a FATAL notice, a notification) so it is not missed.
+                _ = PQisBusy(connection)
+                if PQstatus(connection) == CONNECTION_BAD { brokeWithMessage(connection, completions: &completions) }
+            }
+            deliverNotifications(connection)
+        }
+        var cancelHandleToUse: OpaquePointer?
+        if isConnected, let active, active.cancelRequested, !active.cancelSent {
+            active.cancelSent = true
+            cancelHandleToUse = cancelHandle
+        }
+        lock.unlock()
+        completions.resumeAll()
+        if let cancelHandleToUse {
+            // PQcancel opens a connection to the postmaster and blocks until it has processed the request: it runs
+            // here, on the connection's own thread, with the lock released. The command stays active until it has
+            // drained, so nobody else can send on this connection before the cancel has been delivered.
+            var buffer = [CChar](repeating: 0, count: 256)
+            if PQcancel(cancelHandleToUse, &buffer, 256) == 0 {
+                let message = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                logger.debug("postgres cancel request failed", metadata: ["postgres.error": "\(message)"])
+            }
+            lock.withLock { wakeThread() }
+        }
+    }
+
+    private func brokeWithMessage(_ connection: OpaquePointer, completions: inout Completions) {
+        let message = PostgresError.connectionMessage(connection, fallback: "the server closed the connection")
+        var error = PostgresError(code: .connectionClosed, message: message)
+        if let active, let serverError = active.error, serverError.sqlState != nil {
+            error.sqlState = serverError.sqlState
+            error.message = serverError.message
+            error.underlying = serverError
+        }
+        connectionBroke(error, completions: &completions)
+    }
+
+    /// Forwards parsed notifications to listeners. Requires the lock.
+    private func deliverNotifications(_ connection: OpaquePointer) {
+        while let notify = PQnotifies(connection) {
+            let channel = String(cString: notify.pointee.relname)
+            let payload = String(cString: notify.pointee.extra)
+            let processID = notify.pointee.be_pid
+            PQfreemem(notify)
+            guard let channelListeners = listeners[channel] else { continue }
+            let notification = PostgresNotification(channel: channel, payload: payload, processID: processID)
+            for (_, continuation) in channelListeners { continuation.yield(notification) }
+        }
+    }
+
+    /// Releases libpq and resumes everyone still waiting; the last thing the thread does.
+    private func shutDown() {
+        var completions = Completions()
+        lock.lock()
+        connectionBroke(PostgresError(code: .connectionClosed, message: "the connection was closed"),
+                        completions: &completions)
+        if let cancelHandle { PQfreeCancel(cancelHandle) }
+        cancelHandle = nil
+        if let connection { PQfinish(connection) }
+        connection = nil
+        threadFinished = true
+        let closers = closeContinuations
+        closeContinuations = []
+        let orphans = jobs
+        jobs = []
+        lock.unlock()
+        for job in orphans { globalConcurrentExecutor.enqueue(job) }
+        completions.resumeAll()
+        for closer in closers { closer.resume() }
+        logger.debug("postgres connection closed")
+    }
+}
+
+/// The notice receiver libpq calls while parsing, on the thread that called into libpq, with the lock held.
+private let noticeReceiver: PQnoticeReceiver = { context, result in
+    guard let context, let result else { return }
+    let core = Unmanaged<ConnectionCore>.fromOpaque(context).takeUnretainedValue()
+    func field(_ code: Int32) -> String? {
+        guard let value = PQresultErrorField(result, code) else { return nil }
+        return String(cString: value)
+    }
+    let severity = field(CLIBPQ_DIAG_SEVERITY_NONLOCALIZED) ?? "NOTICE"
+    let message = field(CLIBPQ_DIAG_MESSAGE_PRIMARY) ?? ""
+    var metadata: Logger.Metadata = ["postgres.severity": "\(severity)"]
+    if let sqlState = field(CLIBPQ_DIAG_SQLSTATE) { metadata["postgres.sqlstate"] = "\(sqlState)" }
+    if let detail = field(CLIBPQ_DIAG_MESSAGE_DETAIL) { metadata["postgres.detail"] = "\(detail)" }
+    if let hint = field(CLIBPQ_DIAG_MESSAGE_HINT) { metadata["postgres.hint"] = "\(hint)" }
+    let level: Logger.Level
+    switch severity {
+    case "WARNING": level = .warning
+    case "NOTICE": level = .notice
+    case "FATAL", "PANIC": level = .debug  // reported to the caller as a connection error
+    default: level = .debug
+    }
+    core.logger.log(level: level, "\(message)", metadata: metadata)
+}
+
+/// Calls `body` with NULL-terminated C string arrays for `keys` and `values`.
+func withCStringArrays<R>(
+    _ keys: [String],
+    _ values: [String],
+    _ body: (UnsafePointer<UnsafePointer<CChar>?>, UnsafePointer<UnsafePointer<CChar>?>) -> R
+) -> R {
+    let keyPointers = keys.map { strdup($0) } + [nil]
+    let valuePointers = values.map { strdup($0) } + [nil]
+    defer {
+        keyPointers.forEach { free($0) }
+        valuePointers.forEach { free($0) }
+    }
+    let keyConst = keyPointers.map { $0.map { UnsafePointer($0) } }
+    let valueConst = valuePointers.map { $0.map { UnsafePointer($0) } }
+    return keyConst.withUnsafeBufferPointer { keyBuffer in
+        valueConst.withUnsafeBufferPointer { valueBuffer in
+            body(keyBuffer.baseAddress!, valueBuffer.baseAddress!)
+        }
+    }
+}

@@ -1,0 +1,440 @@
+import CLibPQ
+import DequeModule
+import Foundation
+import Glibc
+import Logging
+
+/// What a command sends and how its results are collected.
+enum CommandKind {
+    /// One statement over the extended protocol with binary results; prepared through the cache when allowed.
+    case query(PostgresQuery, cacheable: Bool)
+    /// SQL text over the simple protocol (several statements allowed); rows are discarded.
+    case script(String)
+    /// Statements sent in pipeline mode, one Sync after each.
+    case pipeline([PostgresQuery])
+    /// One statement in single-row mode, rows handed to a consumer with backpressure.
+    case stream(PostgresQuery, StreamState)
+    /// Not a statement: waits for the connection to become free and makes `scope` its exclusive owner.
+    case acquireSession(UInt64)
+}
+
+/// How a command ended; handed to the waiting task.
+enum CommandOutcome {
+    case rows(PostgresResultStorage)
+    case pipeline([Result<PostgresRows, PostgresError>])
+    case done
+    case failure(PostgresError)
+    case cancelled
+}
+
+/// The protocol step a command is in.
+enum CommandPhase {
+    /// Sending an empty query to clear libpq 15's stale single-row flag before a pipeline.
+    case resetSingleRowMode
+    /// Dropping the least recently used cached statement to make room.
+    case deallocate
+    /// Preparing the statement under `statementName`.
+    case prepare
+    /// Running the statement (prepared or unnamed), or the script, pipeline or stream.
+    case execute
+}
+
+/// One command in flight or waiting for the connection. Every stored property is protected by the core's lock.
+final class Command: @unchecked Sendable {
+    let id: UInt64
+    let kind: CommandKind
+    /// The session this command belongs to, or `nil` for a free-standing command.
+    let scope: UInt64?
+    var continuation: UnsafeContinuation<CommandOutcome, Never>?
+    var phase = CommandPhase.execute
+    var statementName: String?
+    var statementKey: StatementCache.Key?
+    var evictedName: String?
+    var result: PostgresResultStorage?
+    var error: PostgresError?
+    var cancelRequested = false
+    var cancelSent = false
+    var retriedAfterMissingStatement = false
+    var discardingCopyOut = false
+    // Pipeline state.
+    var pipelineIndex = 0
+    var pipelineResults: [Result<PostgresRows, PostgresError>] = []
+    var pipelineCurrent: PostgresResultStorage?
+    var pipelineCurrentError: PostgresError?
+
+    init(id: UInt64, kind: CommandKind, scope: UInt64?, continuation: UnsafeContinuation<CommandOutcome, Never>?) {
+        self.id = id
+        self.kind = kind
+        self.scope = scope
+        self.continuation = continuation
+    }
+
+    var statementText: String? {
+        switch kind {
+        case .query(let query, _): query.sql
+        case .stream(let query, _): query.sql
+        case .script(let sql): sql
+        case .pipeline, .acquireSession: nil
+        }
+    }
+}
+
+/// The shared heart of a connection: the libpq handle, the command queue and the connection's own thread.
+///
+/// Threads: the connection thread connects, waits in `poll()` on libpq's socket and an eventfd, reads results
+/// and resumes waiting tasks. A calling task sends its command directly from its own thread when the connection
+/// is free (sending in non-blocking mode never blocks), so a round trip costs one thread wake-up for the answer
+/// and one to resume the task, like a blocking call plus one hand-off. Everything below `lock` is protected by
+/// it; libpq is only ever called with the lock held, except for `PQcancel` and the connect phase, which only the
+/// connection thread performs while no other thread can reach the handle.
+final class ConnectionCore: TaskExecutor, @unchecked Sendable {
+    let lock = ConnectionLock()
+    let logger: Logger
+    let configuration: PostgresConnection.Configuration
+
+    // MARK: State protected by `lock`.
+    var connection: OpaquePointer?
+    var cancelHandle: OpaquePointer?
+    var isConnected = false
+    var closedError: PostgresError?
+    var closeRequested = false
+    var threadFinished = false
+    var wakeupDescriptor: Int32
+    var active: Command?
+    var waiters = Deque<Command>()
+    var sessionOwner: UInt64?
+    var needsWrite = false
+    var nextCommandID: UInt64 = 1
+    var nextScopeID: UInt64 = 1
+    var statementCache: StatementCache
+    var singleRowModeDirty = false
+    var listeners: [String: [UInt64: AsyncStream<PostgresNotification>.Continuation]] = [:]
+    var backendProcessID: Int32 = 0
+    var connectContinuation: UnsafeContinuation<Void, any Error>?
+    /// Jobs of tasks that prefer this connection's thread as their executor.
+    var jobs: [UnownedJob] = []
+    /// The thread is in (or about to enter) `poll()` and must be woken for new jobs.
+    var threadIsPolling = false
+    var closeContinuations: [UnsafeContinuation<Void, Never>] = []
+
+    init(configuration: PostgresConnection.Configuration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.wakeupDescriptor = clibpq_wakeup_create()
+        self.statementCache = StatementCache(capacity: configuration.statementCacheCapacity)
+    }
+
+    deinit {
+        if wakeupDescriptor >= 0 { Glibc.close(wakeupDescriptor) }
+    }
+
+    // MARK: The connection thread as a task executor.
+
+    /// Runs jobs of tasks that prefer this executor on the connection's thread, between socket events.
+    ///
+    /// A task pinned here (`withTaskExecutorPreference`) sends, waits and decodes without any thread hop: the
+    /// thread that reads the answer also runs the task's continuation. Once the thread has ended, jobs go to
+    /// the global concurrent executor, so a task pinned to a closed connection still runs.
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        lock.lock()
+        if threadFinished {
+            lock.unlock()
+            globalConcurrentExecutor.enqueue(job)
+            return
+        }
+        jobs.append(job)
+        if threadIsPolling {
+            threadIsPolling = false
+            wakeThread()
+        }
+        lock.unlock()
+    }
+
+    // MARK: Helpers that require the lock.
+
+    /// Wakes the connection thread out of `poll()`. Requires the lock.
+    func wakeThread() {
+        if wakeupDescriptor >= 0 { clibpq_wakeup_signal(wakeupDescriptor) }
+    }
+
+    func makeCommandID() -> UInt64 {
+        defer { nextCommandID &+= 1 }
+        return nextCommandID
+    }
+
+    func makeScopeID() -> UInt64 {
+        lock.withLock {
+            defer { nextScopeID &+= 1 }
+            return nextScopeID
+        }
+    }
+
+    /// Whether a command of `scope` may take the connection now. Requires the lock.
+    func isEligible(_ command: Command) -> Bool {
+        guard active == nil else { return false }
+        if case .acquireSession = command.kind { return sessionOwner == nil }
+        return sessionOwner == nil || sessionOwner == command.scope
+    }
+
+    // MARK: Submitting commands.
+
+    /// Runs a command to its end and returns the outcome; cancellation of the calling task cancels it.
+    func run(_ kind: CommandKind, scope: UInt64?) async -> CommandOutcome {
+        lock.lock()
+        let id = makeCommandID()
+        lock.unlock()
+        return await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<CommandOutcome, Never>) in
+                let command = Command(id: id, kind: kind, scope: scope, continuation: continuation)
+                var completions = Completions()
+                lock.lock()
+                if let closedError {
+                    lock.unlock()
+                    continuation.resume(returning: .failure(closedError))
+                    return
+                }
+                if Task.isCancelled {
+                    // The cancellation handler may already have run and found nothing to cancel.
+                    lock.unlock()
+                    continuation.resume(returning: .cancelled)
+                    return
+                }
+                if isEligible(command) {
+                    start(command, completions: &completions)
+                } else {
+                    waiters.append(command)
+                }
+                lock.unlock()
+                completions.resumeAll()
+            }
+        } onCancel: {
+            self.cancel(commandID: id)
+        }
+    }
+
+    /// Cancels a waiting or running command. Safe from any thread; never blocks beyond the lock.
+    func cancel(commandID: UInt64) {
+        var completions = Completions()
+        lock.lock()
+        if let index = waiters.firstIndex(where: { $0.id == commandID }) {
+            let command = waiters.remove(at: index)
+            completions.append(command, .cancelled)
+        } else if let active, active.id == commandID {
+            active.cancelRequested = true
+            if case .stream(_, let stream) = active.kind { stream.paused = false }
+            wakeThread()
+        }
+        lock.unlock()
+        completions.resumeAll()
+    }
+
+    /// Ends the session `scope` owns and lets waiting commands run. Safe from any thread.
+    func endSession(_ scope: UInt64) {
+        var completions = Completions()
+        lock.lock()
+        if sessionOwner == scope {
+            sessionOwner = nil
+            startNextCommands(completions: &completions)
+        }
+        lock.unlock()
+        completions.resumeAll()
+    }
+
+    /// Starts waiting commands while the connection is free. Requires the lock.
+    func startNextCommands(completions: inout Completions) {
+        while active == nil, closedError == nil {
+            guard let index = waiters.firstIndex(where: { isEligible($0) }) else { return }
+            let command = waiters.remove(at: index)
+            start(command, completions: &completions)
+        }
+    }
+
+    /// Sends a command's first step, or completes it at once. Requires the lock and a free connection.
+    func start(_ command: Command, completions: inout Completions) {
+        switch command.kind {
+        case .acquireSession(let scope):
+            sessionOwner = scope
+            completions.append(command, .done)
+            return
+        case .pipeline(let queries) where queries.isEmpty:
+            completions.append(command, .pipeline([]))
+            return
+        default:
+            break
+        }
+        guard let connection, isConnected else {
+            completions.append(command, .failure(closedError ?? closedConnectionError()))
+            return
+        }
+        if command.cancelRequested {
+            completions.append(command, .cancelled)
+            return
+        }
+        active = command
+        switch command.kind {
+        case .query(let query, let cacheable):
+            if let failure = query.bindings.encodingFailure {
+                active = nil
+                completions.append(command, .failure(failure))
+                return
+            }
+            if cacheable, statementCache.isEnabled {
+                let key = StatementCache.Key(sql: query.sql, types: query.bindings.types)
+                command.statementKey = key
+                switch statementCache.lookup(key) {
+                case .hit(let name):
+                    command.statementName = name
+                    command.phase = .execute
+                case .miss(let name, let evicted):
+                    command.statementName = name
+                    command.evictedName = evicted
+                    command.phase = evicted == nil ? .prepare : .deallocate
+                }
+            }
+        case .stream(let query, _):
+            if let failure = query.bindings.encodingFailure {
+                active = nil
+                completions.append(command, .failure(failure))
+                return
+            }
+        case .pipeline(let queries):
+            if let failure = queries.lazy.compactMap(\.bindings.encodingFailure).first {
+                active = nil
+                completions.append(command, .failure(failure))
+                return
+            }
+            if singleRowModeDirty { command.phase = .resetSingleRowMode }
+        case .script, .acquireSession:
+            break
+        }
+        if !send(command, on: connection) {
+            let error = PostgresError(
+                code: PQstatus(connection) == CONNECTION_BAD ? .connectionClosed : .server,
+                message: PostgresError.connectionMessage(connection, fallback: "could not send the command")
+            )
+            active = nil
+            if PQpipelineStatus(connection) != PQ_PIPELINE_OFF {
+                while let result = PQgetResult(connection) { PQclear(result) }
+                PQexitPipelineMode(connection)
+            }
+            completions.append(command, .failure(error))
+            if PQstatus(connection) == CONNECTION_BAD { connectionBroke(error, completions: &completions) }
+        }
+    }
+
+    /// Sends the command's current phase and flushes. Requires the lock. Returns `false` if libpq refused.
+    func send(_ command: Command, on connection: OpaquePointer) -> Bool {
+        var sent: Int32 = 0
+        switch command.phase {
+        case .resetSingleRowMode:
+            sent = PQsendQuery(connection, "")
+        case .deallocate:
+            sent = PQsendQuery(connection, "DEALLOCATE " + (command.evictedName ?? ""))
+        case .prepare:
+            guard case .query(let query, _) = command.kind, let name = command.statementName else { return false }
+            sent = query.bindings.types.withUnsafeBufferPointer { types in
+                PQsendPrepare(connection, name, query.sql, Int32(types.count), types.baseAddress)
+            }
+        case .execute:
+            switch command.kind {
+            case .query(let query, _):
+                if let name = command.statementName {
+                    sent = query.bindings.withUnsafeParameters { count, _, values, lengths, formats in
+                        PQsendQueryPrepared(connection, name, count, values, lengths, formats, 1)
+                    }
+                } else {
+                    sent = query.bindings.withUnsafeParameters { count, types, values, lengths, formats in
+                        PQsendQueryParams(connection, query.sql, count, types, values, lengths, formats, 1)
+                    }
+                }
+            case .stream(let query, _):
+                sent = query.bindings.withUnsafeParameters { count, types, values, lengths, formats in
+                    PQsendQueryParams(connection, query.sql, count, types, values, lengths, formats, 1)
+                }
+                if sent == 1 {
+                    PQsetSingleRowMode(connection)
+                    singleRowModeDirty = true
+                }
+            case .script(let sql):
+                sent = PQsendQuery(connection, sql)
+            case .pipeline(let queries):
+                guard PQenterPipelineMode(connection) == 1 else { return false }
+                for query in queries {
+                    sent = query.bindings.withUnsafeParameters { count, types, values, lengths, formats in
+                        PQsendQueryParams(connection, query.sql, count, types, values, lengths, formats, 1)
+                    }
+                    guard sent == 1, PQpipelineSync(connection) == 1 else { return false }
+                }
+            case .acquireSession:
+                return false
+            }
+        }
+        guard sent == 1 else { return false }
+        if case .stream = command.kind {} else if command.phase != .resetSingleRowMode { singleRowModeDirty = false }
+        switch PQflush(connection) {
+        case 0:
+            needsWrite = false
+        case 1:
+            // The rest goes out from the connection thread as the socket drains.
+            needsWrite = true
+            wakeThread()
+        default:
+            return false
+        }
+        return true
+    }
+
+    func closedConnectionError() -> PostgresError {
+        PostgresError(code: .connectionClosed, message: "the connection is closed")
+    }
+
+    // MARK: Broken connections.
+
+    /// Fails everything that waits on a connection that can no longer be used. Requires the lock.
+    func connectionBroke(_ error: PostgresError, completions: inout Completions) {
+        guard closedError == nil else { return }
+        var error = error
+        if error.code != .connectionClosed {
+            error = PostgresError(code: .connectionClosed, message: error.message, underlying: error)
+        }
+        closedError = error
+        isConnected = false
+        if isConnectionLoss(error) {
+            logger.debug("postgres connection lost", metadata: ["postgres.error": "\(error.message)"])
+        }
+        if let active {
+            self.active = nil
+            fail(active, with: error, completions: &completions)
+        }
+        while let waiter = waiters.popFirst() { completions.append(waiter, .failure(error)) }
+        for (_, channel) in listeners { for (_, continuation) in channel { continuation.finish() } }
+        listeners = [:]
+    }
+
+    private func isConnectionLoss(_ error: PostgresError) -> Bool { error.code == .connectionClosed }
+
+    func fail(_ command: Command, with error: PostgresError, completions: inout Completions) {
+        completions.append(command, .failure(command.error ?? error))
+    }
+}
+
+/// Continuations to resume once the lock is released.
+struct Completions {
+    private var first: (UnsafeContinuation<CommandOutcome, Never>, CommandOutcome)?
+    private var rest: [(UnsafeContinuation<CommandOutcome, Never>, CommandOutcome)] = []
+    var streamWakeups: [UnsafeContinuation<Void, Never>] = []
+
+    mutating func append(_ command: Command, _ outcome: CommandOutcome) {
+        if case .stream(_, let stream) = command.kind { stream.finish(outcome, completions: &self) }
+        guard let continuation = command.continuation else { return }
+        command.continuation = nil
+        if first == nil { first = (continuation, outcome) } else { rest.append((continuation, outcome)) }
+    }
+
+    func resumeAll() {
+        if let first { first.0.resume(returning: first.1) }
+        for (continuation, outcome) in rest { continuation.resume(returning: outcome) }
+        for continuation in streamWakeups { continuation.resume() }
+    }
+}

@@ -1,0 +1,191 @@
+import CLibPQ
+import Foundation
+
+extension PostgresConnection {
+    /// How to reach and talk to a PostgreSQL server.
+    ///
+    /// Create it from a libpq connection string (`"host=db port=5432 dbname=app"`) or URI
+    /// (`"postgresql://app@db/app?sslmode=require"`) with ``init(connectionString:)``, or from keyword fields with
+    /// ``init(host:port:user:password:database:)``. Anything left out falls back to libpq's defaults, including
+    /// its environment variables (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, …) and
+    /// `~/.pgpass`.
+    ///
+    /// Invalid strings and unknown keywords are rejected here, before any connection attempt, with libpq's own
+    /// message. The password never appears in ``description``, in log messages or in errors.
+    public struct Configuration: Sendable, CustomStringConvertible {
+        /// The libpq keywords and values given explicitly, in order.
+        private(set) var parameters: [(String, String)]
+
+        /// How long opening a connection may take, DNS and authentication included. Default: 10 seconds.
+        ///
+        /// libpq's own `connect_timeout` does not apply to non-blocking connects; this one does.
+        public var connectTimeout: Duration = .seconds(10)
+
+        /// How many prepared statements each connection keeps. Default: 256. `0` turns the cache off, and every
+        /// statement is then sent unnamed (parsed and planned each time), as PgBouncer's transaction mode requires.
+        public var statementCacheCapacity: Int = 256
+
+        /// Creates a configuration from a libpq connection string or URI.
+        ///
+        /// - Parameter connectionString: `key=value` pairs or a `postgresql://` URI, as `psql` accepts them.
+        /// - Throws: ``PostgresError`` (`.invalidConfiguration`) with libpq's message (password removed) when
+        ///   the string does not parse or names an unknown keyword.
+        public init(connectionString: String) throws {
+            var errorMessage: UnsafeMutablePointer<CChar>?
+            guard let options = PQconninfoParse(connectionString, &errorMessage) else {
+                var message = "the connection string is invalid"
+                if let errorMessage {
+                    message = String(cString: errorMessage).trimmingNewlines()
+                    PQfreemem(errorMessage)
+                }
+                throw PostgresError(
+                    code: .invalidConfiguration,
+                    message: "connectionString: " + Configuration.redact(message, in: connectionString)
+                )
+            }
+            defer { PQconninfoFree(options) }
+            var parameters: [(String, String)] = []
+            var option = options
+            while let keyword = option.pointee.keyword {
+                if let value = option.pointee.val {
+                    parameters.append((String(cString: keyword), String(cString: value)))
+                }
+                option += 1
+            }
+            self.parameters = parameters
+        }
+
+        /// Creates a configuration from keyword fields; `nil` leaves a field to libpq's defaults and environment.
+        ///
+        /// - Parameters:
+        ///   - host: A host name, an IP address, or a Unix-socket directory (a path starting with `/`).
+        ///   - port: The TCP port, or the number in the Unix socket's file name.
+        ///   - user: The role to connect as.
+        ///   - password: The password, if the server asks for one.
+        ///   - database: The database name.
+        /// - Throws: ``PostgresError`` (`.invalidConfiguration`) naming the field when a value is invalid.
+        public init(
+            host: String? = nil,
+            port: Int? = nil,
+            user: String? = nil,
+            password: String? = nil,
+            database: String? = nil
+        ) throws {
+            parameters = []
+            if let host { try set("host", to: host) }
+            if let port {
+                guard (1...65535).contains(port) else {
+                    throw PostgresError(code: .invalidConfiguration, message: "port: \(port) is not in 1...65535")
+                }
+                try set("port", to: String(port))
+            }
+            if let user { try set("user", to: user) }
+            if let password { try set("password", to: password) }
+            if let database { try set("dbname", to: database) }
+        }
+
+        /// The value of a libpq keyword given explicitly, or `nil`. The password is never returned.
+        ///
+        /// - Parameter keyword: A libpq keyword such as `host` or `sslmode`.
+        public subscript(keyword: String) -> String? {
+            guard keyword != "password" else { return nil }
+            return parameters.last(where: { $0.0 == keyword })?.1
+        }
+
+        /// Sets a libpq connection keyword, such as `sslmode`, `application_name` or `options`.
+        ///
+        /// - Parameters:
+        ///   - keyword: The libpq keyword.
+        ///   - value: Its value.
+        /// - Throws: ``PostgresError`` (`.invalidConfiguration`) when libpq does not know the keyword or the
+        ///   value contains a NUL byte.
+        public mutating func set(_ keyword: String, to value: String) throws {
+            guard Configuration.knownKeywords.contains(keyword) else {
+                throw PostgresError(
+                    code: .invalidConfiguration,
+                    message: "\(keyword): not a libpq connection keyword"
+                )
+            }
+            guard !value.utf8.contains(0) else {
+                throw PostgresError(code: .invalidConfiguration, message: "\(keyword): the value contains a NUL byte")
+            }
+            parameters.removeAll { $0.0 == keyword }
+            parameters.append((keyword, value))
+        }
+
+        public var description: String {
+            let fields = parameters.map { key, value in
+                key == "password" ? "password=********" : "\(key)=\(value)"
+            }
+            return "PostgresConnection.Configuration(\(fields.joined(separator: " ")), "
+                + "connectTimeout: \(connectTimeout), statementCacheCapacity: \(statementCacheCapacity))"
+        }
+
+        /// The parameters handed to `PQconnectStartParams`, with this driver's defaults added.
+        func libpqParameters() -> [(String, String)] {
+            var result = parameters
+            // GSSAPI negotiation can block inside PQconnectPoll; opt in explicitly if you use Kerberos.
+            if self["gssencmode"] == nil, ProcessInfo.processInfo.environment["PGGSSENCMODE"] == nil {
+                result.append(("gssencmode", "disable"))
+            }
+            // Results are decoded from binary; text parameters and messages must be UTF-8.
+            result.removeAll { $0.0 == "client_encoding" }
+            result.append(("client_encoding", "UTF8"))
+            if self["application_name"] == nil, self["fallback_application_name"] == nil {
+                result.append(("fallback_application_name", "reservoir"))
+            }
+            return result
+        }
+
+        /// Removes the password from a message libpq produced about this configuration.
+        func redact(_ message: String) -> String {
+            var text = message
+            if let password = parameters.last(where: { $0.0 == "password" })?.1, !password.isEmpty {
+                text = text.replacingOccurrences(of: password, with: "********")
+            }
+            return text
+        }
+
+        /// Removes anything that looks like a password of `connectionString` from `message`.
+        static func redact(_ message: String, in connectionString: String) -> String {
+            var secrets: [String] = []
+            // key=value form: password=secret or password = 'se cret'
+            if let range = connectionString.range(of: #"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)"#, options: .regularExpression) {
+                let pair = connectionString[range]
+                if let equals = pair.firstIndex(of: "=") {
+                    let value = pair[pair.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+                    secrets.append(value.trimmingCharacters(in: CharacterSet(charactersIn: "'")))
+                }
+            }
+            // URI form: scheme://user:secret@host
+            if let range = connectionString.range(of: #"://[^/@:]*:([^@/]*)@"#, options: .regularExpression) {
+                let match = connectionString[range]
+                if let colon = match.dropFirst(3).firstIndex(of: ":") {
+                    secrets.append(String(match[match.index(after: colon)..<match.index(before: match.endIndex)]))
+                }
+            }
+            // URI query form: ?password=secret
+            if let range = connectionString.range(of: #"[?&]password=([^&]*)"#, options: .regularExpression) {
+                let match = connectionString[range]
+                if let equals = match.firstIndex(of: "=") { secrets.append(String(match[match.index(after: equals)...])) }
+            }
+            var text = message
+            for secret in secrets where !secret.isEmpty {
+                text = text.replacingOccurrences(of: secret, with: "********")
+            }
+            return text
+        }
+
+        private static let knownKeywords: Set<String> = {
+            var keywords = Set<String>()
+            guard let defaults = PQconndefaults() else { return keywords }
+            defer { PQconninfoFree(defaults) }
+            var option = defaults
+            while let keyword = option.pointee.keyword {
+                keywords.insert(String(cString: keyword))
+                option += 1
+            }
+            return keywords
+        }()
+    }
+}

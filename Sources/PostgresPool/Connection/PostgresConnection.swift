@@ -1,0 +1,310 @@
+import CLibPQ
+import Glibc
+import Logging
+
+/// One connection to a PostgreSQL server, driven through libpq without blocking Swift's cooperative threads.
+///
+/// Each connection owns one OS thread. That thread connects, waits for the server with `poll()` and reads
+/// results; a calling task sends its statement itself (non-blocking) and is resumed when the answer is in. No
+/// call ever blocks a thread of Swift's cooperative pool.
+///
+/// ```swift
+/// let connection = try await PostgresConnection.connect(
+///     configuration: .init(connectionString: "postgresql://app@localhost/app"),
+///     logger: logger
+/// )
+/// let rows = try await connection.query("SELECT id, name FROM users WHERE team = \(team)")
+/// for row in rows {
+///     let (id, name) = try row.decode((Int, String).self)
+/// }
+/// await connection.close()
+/// ```
+///
+/// **One user at a time.** A connection runs one command at a time, and the type enforces it: commands from
+/// concurrent tasks queue up in order and never interleave on the wire. ``withTransaction(isolation:readOnly:_:)``,
+/// ``stream(_:bufferSize:)`` and ``pipeline(_:)`` hold the connection for their whole duration: commands from other
+/// tasks wait until they end, while commands from inside a transaction body (and its child tasks) run in it.
+///
+/// **Cancellation.** Cancelling the task of a running command sends a cancel request to the server (from the
+/// connection's thread), waits until the server has stopped the command and the connection is idle again, then
+/// throws `CancellationError`. The connection stays usable.
+///
+/// **Closing.** Call ``close()``; a connection that is released without closing closes itself in the background.
+public final class PostgresConnection: Sendable {
+    let core: ConnectionCore
+
+    /// The logger that receives connection events and server notices.
+    public let logger: Logger
+
+    private init(core: ConnectionCore, logger: Logger) {
+        self.core = core
+        self.logger = logger
+    }
+
+    deinit {
+        core.requestClose()
+    }
+
+    /// Opens a connection.
+    ///
+    /// DNS lookups, TLS and authentication run on the connection's own thread, bounded by
+    /// ``Configuration/connectTimeout``.
+    ///
+    /// - Parameters:
+    ///   - configuration: Where and how to connect.
+    ///   - logger: Receives debug events and the server's notices (`NOTICE` at `.notice`, `WARNING` at `.warning`).
+    /// - Returns: The open connection.
+    /// - Throws: ``PostgresError`` with `.connectionFailed` (with libpq's message, never the password) or
+    ///   `.connectTimeout`; `CancellationError` when the task is cancelled while connecting.
+    public static func connect(
+        configuration: Configuration,
+        logger: Logger = Logger(label: "reservoir.postgres")
+    ) async throws -> PostgresConnection {
+        try Task.checkCancellation()
+        let core = ConnectionCore(configuration: configuration, logger: logger)
+        guard core.wakeupDescriptor >= 0 else {
+            throw PostgresError(code: .connectionFailed, message: "could not create an eventfd (errno \(errno))")
+        }
+        do {
+            try await core.startThread()
+        } catch let error as PostgresError where error.underlying is CancellationError {
+            throw CancellationError()
+        }
+        return PostgresConnection(core: core, logger: logger)
+    }
+
+    /// Closes the connection and waits until its thread has released it. Commands still queued fail with
+    /// `.connectionClosed`. Calling it again does nothing.
+    public func close() async {
+        await core.close()
+    }
+
+    // MARK: Running on the connection's thread.
+
+    /// The connection's own thread as a task executor, for `withTaskExecutorPreference`.
+    ///
+    /// See ``withPinnedExecution(_:)``.
+    public var taskExecutor: any TaskExecutor { core }
+
+    /// Runs `body` on the connection's own thread, so that each round trip costs no thread hop.
+    ///
+    /// By default a calling task runs on Swift's cooperative pool: it sends its statement, suspends, and the
+    /// connection's thread resumes it when the answer is in, which wakes a pool thread (a few microseconds).
+    /// Inside `body`, the task's non-isolated code runs on the connection's thread instead (a task executor
+    /// preference): the thread that reads the answer continues the task at once. Use it for loops of many short
+    /// statements. Code in `body` must not block for long: it would delay this connection, and only this one.
+    /// Actor-isolated code called from `body` still runs on its actor.
+    ///
+    /// - Parameter body: The work to run.
+    /// - Returns: What `body` returns.
+    /// - Throws: What `body` throws.
+    public func withPinnedExecution<Result>(
+        _ body: () async throws -> Result
+    ) async rethrows -> Result {
+        try await withTaskExecutorPreference(core) { try await body() }
+    }
+
+    // MARK: Queries.
+
+    /// Runs a statement and returns all its rows.
+    ///
+    /// Interpolated values are sent as bound parameters. With the statement cache on (the default), the
+    /// statement is prepared on first use and reused afterwards; results arrive in binary format.
+    ///
+    /// - Parameter query: The statement, built with string interpolation.
+    /// - Returns: The rows, with the command tag.
+    /// - Throws: ``PostgresError`` (`.server` with the server's fields, `.connectionClosed`, `.encodingFailed`);
+    ///   `CancellationError` when the task was cancelled (the command has then been stopped on the server).
+    @discardableResult
+    public func query(_ query: PostgresQuery) async throws -> PostgresRows {
+        try await run(.query(query, cacheable: true))
+    }
+
+    /// Runs a statement for its effect; the same as ``query(_:)`` with the result ignored by default.
+    ///
+    /// - Parameter statement: The statement, built with string interpolation.
+    /// - Returns: The result, whose ``PostgresRows/affectedRowCount`` tells how many rows changed.
+    /// - Throws: As ``query(_:)``.
+    @discardableResult
+    public func execute(_ statement: PostgresQuery) async throws -> PostgresRows {
+        try await run(.query(statement, cacheable: true))
+    }
+
+    /// Runs raw SQL text with no parameters. The name says it: never pass text built from untrusted input.
+    ///
+    /// One statement, extended protocol, binary results, not cached.
+    ///
+    /// - Parameter sql: The statement text, sent exactly as written.
+    /// - Returns: The rows.
+    /// - Throws: As ``query(_:)``.
+    @discardableResult
+    public func unsafeQuery(rawSQL sql: String) async throws -> PostgresRows {
+        try await run(.query(PostgresQuery(unsafeSQL: sql), cacheable: false))
+    }
+
+    /// Runs a script of several statements separated by semicolons (simple protocol), discarding their rows.
+    ///
+    /// Meant for migrations and test fixtures. Never pass text built from untrusted input.
+    ///
+    /// - Parameter sql: The script, sent exactly as written.
+    /// - Throws: ``PostgresError`` for the first failing statement; the rest of the script does not run.
+    public func unsafeExecuteScript(_ sql: String) async throws {
+        _ = try await run(.script(sql))
+    }
+
+    /// Runs several statements in one round trip with libpq's pipeline mode.
+    ///
+    /// Each statement gets its own Sync, so each runs in its own implicit transaction and one failure does not
+    /// affect the others. Do not put `BEGIN`/`COMMIT` in a pipeline; use ``withTransaction(isolation:readOnly:_:)``.
+    ///
+    /// - Parameter queries: The statements, in order.
+    /// - Returns: One result per statement, in order: its rows or its error.
+    /// - Throws: Only for failures of the whole batch: a lost connection, an encoding error, cancellation.
+    public func pipeline(_ queries: [PostgresQuery]) async throws -> [Result<PostgresRows, PostgresError>] {
+        let outcome = await core.run(.pipeline(queries), scope: currentScope())
+        switch outcome {
+        case .pipeline(let results): return results
+        case .failure(let error): throw error
+        case .cancelled: throw CancellationError()
+        case .rows, .done: return []
+        }
+    }
+
+    /// Streams the rows of a statement as they arrive, with backpressure.
+    ///
+    /// The statement runs when iteration starts, in libpq's single-row mode. Up to `bufferSize` rows are read
+    /// ahead; then reading from the server pauses until the consumer catches up, so memory stays bounded for
+    /// any result size. Stopping early (leaving the loop, dropping the iterator) cancels the statement on the
+    /// server and drains the connection, which then serves the next command. Cancelling the iterating task does
+    /// the same and throws `CancellationError`.
+    ///
+    /// - Parameters:
+    ///   - query: The statement.
+    ///   - bufferSize: How many rows to read ahead. Default: 1024.
+    /// - Returns: An async sequence of rows; iterate it once.
+    public func stream(_ query: PostgresQuery, bufferSize: Int = 1024) -> PostgresRowSequence {
+        PostgresRowSequence(core: core, query: query, bufferSize: max(bufferSize, 1), scope: currentScope())
+    }
+
+    // MARK: State for pools.
+
+    /// The server-side transaction state, as libpq reports it.
+    public var transactionStatus: PostgresTransactionStatus {
+        core.lock.withLock {
+            guard let connection = core.connection, core.isConnected else { return .unknown }
+            return PostgresTransactionStatus(PQtransactionStatus(connection))
+        }
+    }
+
+    /// Whether the connection is closed (by ``close()``, by the server, or by a network failure).
+    public var isClosed: Bool {
+        core.lock.withLock { !core.isConnected }
+    }
+
+    /// The server process serving this connection (`pg_backend_pid()`).
+    public var backendProcessID: Int32 {
+        core.lock.withLock { core.backendProcessID }
+    }
+
+    /// Cheaply checks that the connection still looks usable, without a round trip.
+    ///
+    /// Checks libpq's status and, when idle, whether the server sent something unprompted (a termination
+    /// message or a closed socket), which it then processes. A connection that passes may still fail on its
+    /// next statement (the network can break at any time); one that fails is certainly unusable.
+    ///
+    /// - Returns: `false` when the connection is closed or broken.
+    public func isAlive() -> Bool {
+        var completions = Completions()
+        let alive: Bool = core.lock.withLock {
+            guard core.isConnected, let connection = core.connection, PQstatus(connection) == CONNECTION_OK else {
+                return false
+            }
+            let socket = PQsocket(connection)
+            guard socket >= 0 else { return false }
+            if core.active == nil {
+                var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+                if poll(&descriptor, 1, 0) > 0 {
+                    // Parse what arrived; a terminated backend shows up as a failed read or a bad status.
+                    let readOK = PQconsumeInput(connection) == 1
+                    _ = PQisBusy(connection)
+                    if !readOK || PQstatus(connection) != CONNECTION_OK {
+                        let message = PostgresError.connectionMessage(
+                            connection, fallback: "the server closed the connection")
+                        core.connectionBroke(
+                            PostgresError(code: .connectionClosed, message: message), completions: &completions)
+                        return false
+                    }
+                }
+            }
+            return PQstatus(connection) == CONNECTION_OK
+        }
+        completions.resumeAll()
+        return alive
+    }
+
+    /// The number of prepared statements currently cached on this connection.
+    public var cachedStatementCount: Int {
+        core.lock.withLock { core.statementCache.count }
+    }
+
+    // MARK: Internals.
+
+    func run(_ kind: CommandKind) async throws -> PostgresRows {
+        let outcome = await core.run(kind, scope: currentScope())
+        switch outcome {
+        case .rows(let storage): return PostgresRows(storage: storage)
+        case .done, .pipeline: return PostgresRows(storage: nil)
+        case .failure(let error): throw error
+        case .cancelled: throw CancellationError()
+        }
+    }
+
+    func currentScope() -> UInt64? {
+        var node = SessionScope.current
+        let identifier = ObjectIdentifier(core)
+        while let current = node {
+            if current.core == identifier { return current.id }
+            node = current.parent
+        }
+        return nil
+    }
+}
+
+/// The transaction state of a connection (libpq's `PQtransactionStatus`).
+public enum PostgresTransactionStatus: Sendable, Hashable {
+    /// Idle, not in a transaction block: safe to hand to someone else.
+    case idle
+    /// A command is in progress (or results are unread).
+    case active
+    /// Idle inside a transaction block.
+    case inTransaction
+    /// Idle inside a failed transaction block: only `ROLLBACK` helps.
+    case inFailedTransaction
+    /// The connection is bad.
+    case unknown
+
+    init(_ status: PGTransactionStatusType) {
+        switch status {
+        case PQTRANS_IDLE: self = .idle
+        case PQTRANS_ACTIVE: self = .active
+        case PQTRANS_INTRANS: self = .inTransaction
+        case PQTRANS_INERROR: self = .inFailedTransaction
+        default: self = .unknown
+        }
+    }
+}
+
+/// The sessions (transactions) the current task holds, innermost first.
+final class SessionScope: Sendable {
+    @TaskLocal static var current: SessionScope?
+
+    let core: ObjectIdentifier
+    let id: UInt64
+    let parent: SessionScope?
+
+    init(core: ObjectIdentifier, id: UInt64, parent: SessionScope?) {
+        self.core = core
+        self.id = id
+        self.parent = parent
+    }
+}

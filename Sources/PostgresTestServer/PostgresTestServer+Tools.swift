@@ -1,0 +1,204 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+extension PostgresTestServer {
+    /// What a client tool printed and how it ended.
+    public struct ToolOutput: Sendable, Hashable {
+        /// The exit status (or the signal number when ``killedBySignal`` is true).
+        public var exitStatus: Int32
+        /// Whether a signal ended the tool.
+        public var killedBySignal: Bool
+        /// Everything the tool wrote to stdout.
+        public var standardOutput: String
+        /// Everything the tool wrote to stderr.
+        public var standardError: String
+
+        /// Whether the tool exited with status 0.
+        public var succeeded: Bool { exitStatus == 0 && !killedBySignal }
+    }
+
+    /// Runs a PostgreSQL client tool (`psql`, `pgbench`, `pg_dump`, `pg_isready`, …) against this server.
+    ///
+    /// The tool is found like the server programs (its folder first). It runs as this process's user with a clean
+    /// libpq environment: `PGHOST` (the Unix socket's folder), `PGPORT`, `PGUSER` and `PGDATABASE` point at this
+    /// server, other `PG*` variables are removed, and `LC_ALL=C` keeps messages in English; `environment` is applied
+    /// on top (for example `["PGHOST": "127.0.0.1", "PGPASSWORD": "…"]` to go over TCP). Output is collected in
+    /// files, so large outputs never block the tool. Cancelling the task sends the tool SIGTERM, waits for it to
+    /// exit, and throws `CancellationError`.
+    ///
+    /// - Parameters:
+    ///   - name: The program's file name, such as `"pgbench"`.
+    ///   - arguments: Its arguments (no shell involved).
+    ///   - environment: Variables set on top of the defaults above.
+    ///   - input: Text for the tool's stdin, or `nil` for none.
+    /// - Returns: The tool's output and exit status; a non-zero status is not an error here.
+    /// - Throws: ``PostgresTestServerError/Code-swift.struct/toolNotFound``, or
+    ///   ``PostgresTestServerError/Code-swift.struct/fileSystem`` when it cannot be run; `CancellationError`.
+    public func runTool(
+        _ name: String,
+        arguments: [String] = [],
+        environment: [String: String] = [:],
+        input: String? = nil
+    ) async throws -> ToolOutput {
+        guard !name.contains("/"), !name.isEmpty else {
+            throw PostgresTestServerError(.invalidConfiguration, "The tool name `\(name)` must be a plain file name.")
+        }
+        guard let executable = cluster.binaries.tool(named: name) else {
+            throw PostgresTestServerError(
+                .toolNotFound,
+                "The PostgreSQL client tool `\(name)` was not found in "
+                    + cluster.binaries.toolDirectories.joined(separator: ":")
+                    + ". Install the `postgresql` package (Debian/Ubuntu: `apt-get install postgresql`)."
+            )
+        }
+        var toolEnvironment = Cluster.cleanEnvironment(ProcessInfo.processInfo.environment)
+        toolEnvironment["PGHOST"] = connection.socketDirectory
+        toolEnvironment["PGPORT"] = String(connection.port)
+        toolEnvironment["PGUSER"] = connection.user
+        toolEnvironment["PGDATABASE"] = connection.database
+        toolEnvironment.merge(environment) { _, given in given }
+
+        let files = try ToolFiles(directory: cluster.directory, input: input)
+        defer { files.remove() }
+        let child: ChildProcess
+        do {
+            child = try await ChildProcess.spawn(
+                executable: executable,
+                arguments: arguments,
+                environment: toolEnvironment,
+                workingDirectory: cluster.directory,
+                standardInput: files.inputHandle,
+                standardOutput: files.outputHandle,
+                standardError: files.errorHandle
+            )
+        } catch {
+            throw PostgresTestServerError(.fileSystem, "Could not run \(executable).", underlying: error)
+        }
+        let termination = await withTaskCancellationHandler {
+            await child.waitForExit()
+        } onCancel: {
+            child.send(signal: SIGTERM)
+        }
+        try Task.checkCancellation()
+        return ToolOutput(
+            exitStatus: termination.status,
+            killedBySignal: termination.killedBySignal,
+            standardOutput: Cluster.text(ofFile: files.outputPath),
+            standardError: Cluster.text(ofFile: files.errorPath)
+        )
+    }
+
+    /// Runs SQL through `psql` on the Unix socket and returns its unaligned, tuples-only output.
+    ///
+    /// Runs `psql -X -q -A -t -v ON_ERROR_STOP=1` with the SQL on stdin, so several statements may be given and the
+    /// first error stops the script. Each row is one line, columns separated by `|`; the trailing line break is
+    /// removed. `SELECT 1 + 1` returns `"2"`.
+    ///
+    /// - Parameters:
+    ///   - sql: One or more SQL statements.
+    ///   - database: The database; `nil` for the configured one.
+    ///   - user: The role to connect as; `nil` for the configured superuser.
+    /// - Returns: The output rows.
+    /// - Throws: ``PostgresTestServerError/Code-swift.struct/toolFailed`` with psql's error output when a statement
+    ///   fails; what ``runTool(_:arguments:environment:input:)`` throws.
+    @discardableResult
+    public func psql(_ sql: String, database: String? = nil, user: String? = nil) async throws -> String {
+        var environment: [String: String] = [:]
+        if let database { environment["PGDATABASE"] = database }
+        if let user { environment["PGUSER"] = user }
+        let output = try await runTool(
+            "psql",
+            arguments: ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+            environment: environment,
+            input: sql
+        )
+        guard output.succeeded else {
+            throw PostgresTestServerError(
+                .toolFailed,
+                "psql failed (exit status \(output.exitStatus)).",
+                logTail: Cluster.lastLines(of: output.standardError, count: 20)
+            )
+        }
+        var text = output.standardOutput
+        if text.hasSuffix("\n") { text.removeLast() }
+        return text
+    }
+
+    /// Runs `pgbench` against this server, for example `["-i", "-s", "10"]` to load its tables at scale 10, or
+    /// `["-S", "-M", "prepared", "-c", "8", "-T", "10"]` to measure.
+    ///
+    /// - Parameters:
+    ///   - arguments: pgbench's arguments; the connection comes from the environment (Unix socket).
+    ///   - environment: Variables set on top of the server's (see ``runTool(_:arguments:environment:input:)``).
+    /// - Returns: pgbench's output (its report is on stdout, progress on stderr).
+    /// - Throws: ``PostgresTestServerError/Code-swift.struct/toolFailed`` with pgbench's error output on a non-zero
+    ///   exit; what ``runTool(_:arguments:environment:input:)`` throws.
+    @discardableResult
+    public func pgbench(arguments: [String], environment: [String: String] = [:]) async throws -> ToolOutput {
+        let output = try await runTool("pgbench", arguments: arguments, environment: environment)
+        guard output.succeeded else {
+            throw PostgresTestServerError(
+                .toolFailed,
+                "pgbench failed (exit status \(output.exitStatus)).",
+                logTail: Cluster.lastLines(of: output.standardError, count: 20)
+            )
+        }
+        return output
+    }
+
+    /// The server's log so far (all starts), or its last `lines` lines.
+    ///
+    /// - Parameter lines: How many lines from the end; `nil` for the whole log.
+    /// - Returns: The log text.
+    public func log(lastLines lines: Int? = nil) -> String {
+        guard let lines else { return Cluster.text(ofFile: logFile) }
+        return Cluster.tail(ofFile: logFile, lines: lines)
+    }
+}
+
+/// The files behind one tool run: stdin (when given), stdout and stderr, in the server's private folder.
+private struct ToolFiles {
+    let outputPath: String
+    let errorPath: String
+    let inputPath: String?
+    let outputHandle: FileHandle
+    let errorHandle: FileHandle
+    let inputHandle: FileHandle?
+
+    init(directory: String, input: String?) throws {
+        let stem = directory + "/tool-" + UUID().uuidString
+        outputPath = stem + ".out"
+        errorPath = stem + ".err"
+        outputHandle = try System.openForAppending(outputPath)
+        errorHandle = try System.openForAppending(errorPath)
+        if let input {
+            let path = stem + ".in"
+            guard FileManager.default.createFile(atPath: path, contents: Data(input.utf8)),
+                let handle = FileHandle(forReadingAtPath: path)
+            else {
+                throw PostgresTestServerError(.fileSystem, "Could not write the tool's input to \(path).")
+            }
+            inputPath = path
+            inputHandle = handle
+        } else {
+            inputPath = nil
+            inputHandle = nil
+        }
+    }
+
+    func remove() {
+        try? outputHandle.close()
+        try? errorHandle.close()
+        try? inputHandle?.close()
+        for path in [outputPath, errorPath, inputPath].compactMap({ $0 }) {
+            try? FileManager.default.removeItem(atPath: path)
+        }
+    }
+}
