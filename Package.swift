@@ -108,7 +108,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "reservoir",
-            dependencies: ["ReservoirCommand"],
+            dependencies: [
+                "ReservoirCommand",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
