@@ -37,9 +37,11 @@ let package = Package(
             name: "PostgresPool",
             dependencies: [
                 "CLibPQ",
+                "ResourcePool",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -90,7 +92,10 @@ let package = Package(
             dependencies: [
                 "PostgresTestServer",
                 "PostgresPool",
+                "ResourcePool",
+                "ResourcePoolTestKit",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             path: "IntegrationTests",
             swiftSettings: swiftSettings

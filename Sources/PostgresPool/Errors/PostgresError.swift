@@ -16,6 +16,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable
             case connectionClosed
             case invalidConfiguration
             case connectTimeout
+            case statementTimeout
             case decodingFailed
             case encodingFailed
             case invalidArgument
@@ -35,6 +36,9 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable
         public static let invalidConfiguration = Code(.invalidConfiguration)
         /// Indicates that opening a connection took longer than the configured connect timeout.
         public static let connectTimeout = Code(.connectTimeout)
+        /// Indicates that the server stopped a statement because it ran longer than its `statement_timeout`
+        /// (SQLSTATE 57014 without a cancel request from this task). The connection stays usable.
+        public static let statementTimeout = Code(.statementTimeout)
         /// Indicates that a column could not be decoded into the requested Swift type.
         public static let decodingFailed = Code(.decodingFailed)
         /// Indicates that a bound value could not be encoded.
@@ -51,6 +55,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable
             case .connectionClosed: "connectionClosed"
             case .invalidConfiguration: "invalidConfiguration"
             case .connectTimeout: "connectTimeout"
+            case .statementTimeout: "statementTimeout"
             case .decodingFailed: "decodingFailed"
             case .encodingFailed: "encodingFailed"
             case .invalidArgument: "invalidArgument"

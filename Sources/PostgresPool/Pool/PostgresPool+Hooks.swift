@@ -1,0 +1,211 @@
+import CoreMetrics
+import Logging
+import ResourcePool
+import Synchronization
+
+/// The PostgreSQL-aware hooks the pool runs: validation before a lease, the dirty-return check after one.
+struct PostgresPoolHooks: Sendable {
+    let validationIdleThreshold: Duration?
+    let sessionReset: PostgresPool.SessionReset
+    let gracePeriod: Duration
+    let instruments: PostgresPoolInstruments
+    let logger: Logger
+
+    /// Runs before every lease, in the acquiring task. Returns `false` to have the connection replaced.
+    ///
+    /// The check without a round trip (`isAlive()`: open, and nothing unprompted from the server) costs one
+    /// non-blocking `poll()`; the round trip runs only after idle time or a connection error.
+    func validate(_ connection: PostgresConnection, context: ResourceValidationContext) async throws -> Bool {
+        guard connection.isAlive() else {
+            instruments.validationFailed()
+            return false
+        }
+        let idleTooLong = validationIdleThreshold.map { context.idleDuration >= $0 } ?? false
+        guard context.validationRequested || idleTooLong else { return true }
+        // A cancelled acquirer gets the connection unchecked: its first statement fails with CancellationError
+        // and the connection comes straight back, still idle. Validating here would fail and close a healthy one.
+        if Task.isCancelled { return true }
+        instruments.validationRoundTrip()
+        do {
+            try await connection.unsafeExecuteScript("SELECT 1")
+            return true
+        } catch is CancellationError {
+            // Cancelled during the round trip: the driver waited until the connection was idle again.
+            return !connection.isClosed && connection.transactionStatus == .idle
+        } catch {
+            instruments.validationFailed()
+            logger.debug("connection failed validation; replacing it", metadata: ["error": "\(error)"])
+            return false
+        }
+    }
+
+    /// Runs when a lease ends, in the releasing task: decides whether the connection may serve the next caller.
+    func released(_ connection: PostgresConnection, context: ResourceReleaseContext) async -> ResourceReleaseDecision {
+        if context.markedBroken { return .discard }
+        if connection.isClosed {
+            // Lost, terminated by the server, or closed by the cancellation watchdog. A loss may have hit every
+            // connection (server restart, failover): validate the idle ones before their next lease.
+            instruments.fatalError()
+            logger.debug("connection closed while leased; replacing it", metadata: ["lease.site": "\(context.acquireSite)"])
+            return .discardAndValidateIdle
+        }
+        if let error = context.error, PostgresPool.isFatal(error) {
+            instruments.fatalError()
+            return .discardAndValidateIdle
+        }
+        let status = connection.transactionStatus
+        switch status {
+        case .idle:
+            break
+        case .inTransaction, .inFailedTransaction:
+            instruments.dirtyReturn(status: status, site: context.acquireSite, logger: logger)
+            guard await rollBack(connection) else { return .discard }
+        case .active, .unknown:
+            instruments.dirtyReturn(status: status, site: context.acquireSite, logger: logger)
+            return .discard
+        }
+        switch sessionReset.base {
+        case .none:
+            return .keep
+        case .discardAll:
+            guard await runDetached(on: connection, { try await connection.resetSession() }) else { return .discard }
+            instruments.sessionReset()
+            return .keep
+        }
+    }
+
+    /// Rolls back an open transaction; `true` when the connection is idle afterwards.
+    private func rollBack(_ connection: PostgresConnection) async -> Bool {
+        guard await runDetached(on: connection, { try await connection.unsafeExecuteScript("ROLLBACK") }) else {
+            return false
+        }
+        return connection.transactionStatus == .idle
+    }
+
+    /// Runs clean-up work in a task of its own, so that it also runs when the releasing task was cancelled (the
+    /// usual reason for a dirty return), bounded by the grace period: past it the connection is closed.
+    private func runDetached(
+        on connection: PostgresConnection,
+        _ work: @escaping @Sendable () async throws -> Void
+    ) async -> Bool {
+        let task = Task { try await work() }
+        let watchdog = CancellationWatchdog()
+        let outcome = await withTaskCancellationHandler {
+            await task.result
+        } onCancel: {
+            watchdog.arm(connection: connection, gracePeriod: gracePeriod)
+        }
+        _ = watchdog.finish()
+        switch outcome {
+        case .success: return !connection.isClosed
+        case .failure: return false
+        }
+    }
+}
+
+extension PostgresPool {
+    /// Whether an error means the connection is unusable: lost, or terminated by the server.
+    static func isFatal(_ error: any Error) -> Bool {
+        guard let error = error as? PostgresError else { return false }
+        if error.code == .connectionClosed || error.code == .connectionFailed { return true }
+        if let state = error.sqlState, fatalStates.contains(state) { return true }
+        if let underlying = error.underlying { return isFatal(underlying) }
+        return false
+    }
+
+    /// Admin shutdown, crash shutdown, cannot connect now: the server is going away or not ready.
+    static let fatalStates: Set<SQLState> = [.adminShutdown, .crashShutdown, .cannotConnectNow]
+}
+
+/// The pool's PostgreSQL-specific metrics and counters, created once per pool.
+///
+/// `@unchecked Sendable`: the metric handles are immutable and thread-safe; `counts` is protected by its `Mutex`.
+final class PostgresPoolInstruments: @unchecked Sendable {
+    private let counts = Mutex(PostgresPool.Statistics())
+    private let poolName: String
+    private let factory: any MetricsFactory
+    private let validationRoundTrips: Counter
+    private let validationFailures: Counter
+    private let fatalErrors: Counter
+    private let statementTimeouts: Counter
+    private let cancellationsReused: Counter
+    private let cancellationsClosed: Counter
+    private let sessionResets: Counter
+
+    init(poolName: String, factory: any MetricsFactory) {
+        self.poolName = poolName
+        self.factory = factory
+        let pool = [("pool.name", poolName)]
+        validationRoundTrips = Counter(label: "reservoir.postgres.validations", dimensions: pool, factory: factory)
+        validationFailures = Counter(
+            label: "reservoir.postgres.validation_failures", dimensions: pool, factory: factory)
+        fatalErrors = Counter(label: "reservoir.postgres.fatal_errors", dimensions: pool, factory: factory)
+        statementTimeouts = Counter(label: "reservoir.postgres.statement_timeouts", dimensions: pool, factory: factory)
+        cancellationsReused = Counter(
+            label: "reservoir.postgres.cancellations", dimensions: pool + [("outcome", "reused")], factory: factory)
+        cancellationsClosed = Counter(
+            label: "reservoir.postgres.cancellations", dimensions: pool + [("outcome", "closed")], factory: factory)
+        sessionResets = Counter(label: "reservoir.postgres.session_resets", dimensions: pool, factory: factory)
+    }
+
+    func snapshot() -> PostgresPool.Statistics { counts.withLock { $0 } }
+
+    func validationRoundTrip() {
+        counts.withLock { $0.validationRoundTrips += 1 }
+        validationRoundTrips.increment()
+    }
+
+    func validationFailed() {
+        counts.withLock { $0.validationFailures += 1 }
+        validationFailures.increment()
+    }
+
+    func fatalError() {
+        counts.withLock { $0.fatalErrors += 1 }
+        fatalErrors.increment()
+    }
+
+    func statementTimedOut() {
+        counts.withLock { $0.statementTimeouts += 1 }
+        statementTimeouts.increment()
+    }
+
+    func cancellation(reused: Bool) {
+        counts.withLock {
+            if reused { $0.cancellationsReused += 1 } else { $0.cancellationsClosed += 1 }
+        }
+        (reused ? cancellationsReused : cancellationsClosed).increment()
+    }
+
+    func sessionReset() {
+        counts.withLock { $0.sessionResets += 1 }
+        sessionResets.increment()
+    }
+
+    /// Counts and logs a dirty return. The site is a bounded dimension: there are as many as acquire calls in the
+    /// program's source, and this path is rare (each one is a bug to fix), so the counter is created here.
+    func dirtyReturn(status: PostgresTransactionStatus, site: AcquireSite, logger: Logger) {
+        let siteName = "\(site.fileID):\(site.line)"
+        let state: String
+        switch status {
+        case .inTransaction: state = "in_transaction"
+        case .inFailedTransaction: state = "in_failed_transaction"
+        case .active: state = "active"
+        case .unknown: state = "unknown"
+        case .idle: state = "idle"
+        }
+        counts.withLock {
+            $0.dirtyReturns += 1
+            $0.dirtyReturnsBySite[siteName, default: 0] += 1
+        }
+        Counter(
+            label: "reservoir.postgres.dirty_returns",
+            dimensions: [("pool.name", poolName), ("state", state), ("lease.site", siteName)],
+            factory: factory
+        ).increment()
+        logger.warning(
+            "a connection came back dirty (\(state)); it is rolled back or closed, never handed on",
+            metadata: ["lease.site": "\(site)", "postgres.transaction_status": "\(state)"]
+        )
+    }
+}

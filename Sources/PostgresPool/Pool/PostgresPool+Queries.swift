@@ -1,0 +1,285 @@
+import Logging
+import ResourcePool
+
+extension PostgresPool {
+    /// Leases a connection, runs `body` with it, and returns it to the pool on every path.
+    ///
+    /// The connection comes back checked: a transaction left open is rolled back (and counted as a dirty return
+    /// with this call's site); a connection that broke is closed and replaced. Cancelling the task during a
+    /// statement cancels it on the server; see ``Configuration/cancellationGracePeriod``. Do not let the connection
+    /// escape `body`.
+    ///
+    /// - Parameters:
+    ///   - timeout: how long to wait for a connection; `nil` uses the pool's `acquireTimeout`.
+    ///   - fileID: the acquire site, for dirty-return and leak reports (leave the default).
+    ///   - line: the acquire site (leave the default).
+    ///   - function: the acquire site (leave the default).
+    ///   - isolation: the caller's isolation, inherited so that `body` runs where the caller does.
+    ///   - body: the work to do with the connection.
+    /// - Returns: what `body` returns.
+    /// - Throws: ``ResourcePoolError`` while acquiring (`.timeout`, `.circuitBreakerOpen` with the connect error
+    ///   underneath, `.tooManyWaiters`, `.shutDown`); ``PostgresError`` from statements (`.statementTimeout` when
+    ///   `statement_timeout` stopped one); `CancellationError`; or what `body` throws.
+    public func withConnection<Result>(
+        timeout: Duration? = nil,
+        fileID: StaticString = #fileID,
+        line: UInt = #line,
+        function: StaticString = #function,
+        isolation: isolated (any Actor)? = #isolation,
+        _ body: (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        try await resourcePool.withResource(
+            timeout: timeout,
+            fileID: fileID,
+            line: line,
+            function: function,
+            isolation: isolation
+        ) { connection in
+            let watchdog = CancellationWatchdog()
+            let gracePeriod = self.configuration.cancellationGracePeriod
+            do {
+                let value = try await withTaskCancellationHandler {
+                    try await body(connection)
+                } onCancel: {
+                    watchdog.arm(connection: connection, gracePeriod: gracePeriod)
+                }
+                self.record(watchdog.finish(), connection: connection)
+                return value
+            } catch {
+                let outcome = watchdog.finish()
+                self.record(outcome, connection: connection)
+                if case .fired = outcome { throw CancellationError() }
+                throw self.translate(error)
+            }
+        }
+    }
+
+    /// Runs a statement on a pooled connection and returns all its rows.
+    ///
+    /// Interpolated values are sent as bound parameters; the statement is prepared once per connection and reused
+    /// (unless the statement cache is off).
+    ///
+    /// - Parameters:
+    ///   - query: the statement, built with string interpolation.
+    ///   - statementTimeout: a `statement_timeout` for this statement only; `nil` uses the pool's default. Costs
+    ///     no extra round trip (the settings travel in one pipeline with the statement), but the statement is then
+    ///     sent unprepared.
+    ///   - timeout: how long to wait for a connection; `nil` uses the pool's `acquireTimeout`.
+    ///   - fileID: the acquire site (leave the default).
+    ///   - line: the acquire site (leave the default).
+    ///   - function: the acquire site (leave the default).
+    /// - Returns: the rows, with the command tag.
+    /// - Throws: as ``withConnection(timeout:fileID:line:function:isolation:_:)``.
+    @discardableResult
+    public func query(
+        _ query: PostgresQuery,
+        statementTimeout: Duration? = nil,
+        timeout: Duration? = nil,
+        fileID: StaticString = #fileID,
+        line: UInt = #line,
+        function: StaticString = #function
+    ) async throws -> PostgresRows {
+        if let statementTimeout {
+            guard statementTimeout > .zero else {
+                throw PostgresError(
+                    code: .invalidArgument,
+                    message: "statementTimeout must be greater than zero (got \(statementTimeout))"
+                )
+            }
+            return try await withConnection(timeout: timeout, fileID: fileID, line: line, function: function) {
+                try await self.run(query, statementTimeout: statementTimeout, on: $0)
+            }
+        }
+        return try await withConnection(timeout: timeout, fileID: fileID, line: line, function: function) {
+            try await $0.query(query)
+        }
+    }
+
+    /// Runs a statement for its effect; ``query(_:statementTimeout:timeout:fileID:line:function:)`` with the rows
+    /// ignored by default.
+    ///
+    /// - Parameters:
+    ///   - statement: the statement, built with string interpolation.
+    ///   - statementTimeout: a `statement_timeout` for this statement only; `nil` uses the pool's default.
+    ///   - timeout: how long to wait for a connection; `nil` uses the pool's `acquireTimeout`.
+    ///   - fileID: the acquire site (leave the default).
+    ///   - line: the acquire site (leave the default).
+    ///   - function: the acquire site (leave the default).
+    /// - Returns: the result, whose `affectedRowCount` tells how many rows changed.
+    /// - Throws: as ``withConnection(timeout:fileID:line:function:isolation:_:)``.
+    @discardableResult
+    public func execute(
+        _ statement: PostgresQuery,
+        statementTimeout: Duration? = nil,
+        timeout: Duration? = nil,
+        fileID: StaticString = #fileID,
+        line: UInt = #line,
+        function: StaticString = #function
+    ) async throws -> PostgresRows {
+        try await query(
+            statement,
+            statementTimeout: statementTimeout,
+            timeout: timeout,
+            fileID: fileID,
+            line: line,
+            function: function
+        )
+    }
+
+    /// Runs `body` in a transaction on a pooled connection: commits when it returns, rolls back when it throws or
+    /// the task is cancelled, then returns the connection.
+    ///
+    /// - Parameters:
+    ///   - isolationLevel: the isolation level; `nil` uses the server's default.
+    ///   - readOnly: starts a `READ ONLY` transaction.
+    ///   - timeout: how long to wait for a connection; `nil` uses the pool's `acquireTimeout`.
+    ///   - fileID: the acquire site (leave the default).
+    ///   - line: the acquire site (leave the default).
+    ///   - function: the acquire site (leave the default).
+    ///   - body: the work to do; receives a handle for issuing statements.
+    /// - Returns: what `body` returns.
+    /// - Throws: as ``withConnection(timeout:fileID:line:function:isolation:_:)``; a failed `COMMIT` (such as a
+    ///   serialization failure) means nothing was committed.
+    public func withTransaction<Result>(
+        isolationLevel: PostgresConnection.IsolationLevel? = nil,
+        readOnly: Bool = false,
+        timeout: Duration? = nil,
+        fileID: StaticString = #fileID,
+        line: UInt = #line,
+        function: StaticString = #function,
+        _ body: (PostgresTransaction) async throws -> Result
+    ) async throws -> Result {
+        try await withConnection(timeout: timeout, fileID: fileID, line: line, function: function) { connection in
+            try await connection.withTransaction(isolation: isolationLevel, readOnly: readOnly, body)
+        }
+    }
+
+    /// Runs several independent statements in one round trip (libpq pipeline mode) on one pooled connection.
+    ///
+    /// Each statement runs in its own implicit transaction; one failing does not affect the others.
+    ///
+    /// - Parameters:
+    ///   - queries: the statements, in order.
+    ///   - timeout: how long to wait for a connection; `nil` uses the pool's `acquireTimeout`.
+    ///   - fileID: the acquire site (leave the default).
+    ///   - line: the acquire site (leave the default).
+    ///   - function: the acquire site (leave the default).
+    /// - Returns: one result per statement, in order.
+    /// - Throws: only for failures of the whole batch, as ``withConnection(timeout:fileID:line:function:isolation:_:)``.
+    public func pipeline(
+        _ queries: [PostgresQuery],
+        timeout: Duration? = nil,
+        fileID: StaticString = #fileID,
+        line: UInt = #line,
+        function: StaticString = #function
+    ) async throws -> [Result<PostgresRows, PostgresError>] {
+        let results = try await withConnection(timeout: timeout, fileID: fileID, line: line, function: function) {
+            try await $0.pipeline(queries)
+        }
+        return results.map { result in result.mapError { self.translate($0) as? PostgresError ?? $0 } }
+    }
+
+    /// Leases a connection explicitly, for code that cannot be scoped with
+    /// ``withConnection(timeout:fileID:line:function:isolation:_:)``.
+    ///
+    /// End it with `release()` (or `release(discarding: true)` for a connection you know is broken). The release
+    /// runs the same dirty-return check. A lease dropped without release is a leak: it is logged with this call's
+    /// site, counted, and its connection closed and replaced. Statements on a leased connection are not watched
+    /// by the cancellation grace period, and their statement-timeout errors are not translated to
+    /// ``PostgresError/Code/statementTimeout``.
+    ///
+    /// - Parameters:
+    ///   - timeout: how long to wait for a connection; `nil` uses the pool's `acquireTimeout`.
+    ///   - fileID: the acquire site (leave the default).
+    ///   - line: the acquire site (leave the default).
+    ///   - function: the acquire site (leave the default).
+    /// - Returns: the lease.
+    /// - Throws: ``ResourcePoolError`` or `CancellationError`.
+    public func lease(
+        timeout: Duration? = nil,
+        fileID: StaticString = #fileID,
+        line: UInt = #line,
+        function: StaticString = #function
+    ) async throws -> Lease {
+        try await resourcePool.lease(timeout: timeout, fileID: fileID, line: line, function: function)
+    }
+
+    // MARK: Internals.
+
+    /// Runs a statement with its own `statement_timeout`: set, run, restore, in one pipelined round trip.
+    func run(_ query: PostgresQuery, statementTimeout: Duration, on connection: PostgresConnection) async throws
+        -> PostgresRows
+    {
+        let restored = configuration.statementTimeout.map { "\(PostgresPool.milliseconds($0))" } ?? "0"
+        let results = try await connection.pipeline([
+            "SELECT set_config('statement_timeout', \("\(PostgresPool.milliseconds(statementTimeout))"), false)",
+            query,
+            "SELECT set_config('statement_timeout', \(restored), false)",
+        ])
+        guard results.count == 3 else {
+            throw PostgresError(code: .connectionClosed, message: "the pipeline ended early")
+        }
+        if case .failure = results[2] {
+            // The connection may keep the short timeout: it must not serve anyone else.
+            await connection.close()
+        }
+        if case .failure(let error) = results[0] { throw error }
+        switch results[1] {
+        case .success(let rows): return rows
+        case .failure(let error): throw PostgresPool.statementTimeoutError(from: error, timeoutInEffect: true) ?? error
+        }
+    }
+
+    /// Records the outcome of a cancellation.
+    func record(_ outcome: CancellationWatchdog.Outcome, connection: PostgresConnection) {
+        switch outcome {
+        case .notCancelled:
+            return
+        case .stoppedInTime:
+            instruments.cancellation(reused: !connection.isClosed && connection.transactionStatus == .idle)
+        case .fired:
+            instruments.cancellation(reused: false)
+            logger.warning(
+                "a cancelled statement did not stop within the grace period; its connection was closed",
+                metadata: ["postgres.grace_period": "\(configuration.cancellationGracePeriod)"]
+            )
+        }
+    }
+
+    /// Gives a statement-timeout failure its own error code.
+    func translate(_ error: any Error) -> any Error {
+        guard let postgresError = error as? PostgresError else { return error }
+        if postgresError.code == .statementTimeout {
+            instruments.statementTimedOut()
+            return error
+        }
+        guard let translated = PostgresPool.statementTimeoutError(
+                from: postgresError,
+                timeoutInEffect: configuration.statementTimeout != nil
+            )
+        else { return error }
+        instruments.statementTimedOut()
+        return translated
+    }
+
+    /// A `.statementTimeout` error when `error` is the server stopping a statement for `statement_timeout`.
+    ///
+    /// SQLSTATE 57014 also reports a cancel request (this driver turns its own into `CancellationError`) and
+    /// `pg_cancel_backend`, whose message says "user request"; the message is English unless `lc_messages` says
+    /// otherwise, so a 57014 while a timeout is in effect counts too unless it names a user request.
+    static func statementTimeoutError(from error: PostgresError, timeoutInEffect: Bool) -> PostgresError? {
+        guard error.code != .statementTimeout else { return nil }
+        guard error.sqlState == .queryCanceled else { return nil }
+        let saysTimeout = error.message.contains("statement timeout")
+        guard saysTimeout || (timeoutInEffect && !error.message.contains("user request")) else { return nil }
+        var translated = PostgresError(
+            code: .statementTimeout,
+            message: "the statement ran longer than its statement_timeout and was stopped by the server",
+            underlying: error
+        )
+        translated.sqlState = error.sqlState
+        translated.severity = error.severity
+        translated.statement = error.statement
+        return translated
+    }
+}
