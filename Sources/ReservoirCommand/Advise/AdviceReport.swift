@@ -200,11 +200,11 @@ struct Panel {
         out += "<text x=\"\(labelX)\" y=\"\(labelY)\" font-size=\"12\" text-anchor=\"middle\" fill=\"#333\" "
             + "transform=\"rotate(-90 \(labelX) \(labelY))\">\(AdviceReport.escape(yLabel))</text>\n"
         out += body
-        var legendX = frame.x + frame.width - 10
-        for item in legendItems.reversed() {
-            let textWidth = Double(item.0.count) * 6.5 + 30
-            legendX -= textWidth
-            let legendY = frame.y + frame.height - 14
+        // The legend sits at the top left, under the marker labels: small sizes have low throughput and low
+        // latency, so that corner is the emptiest of both panels.
+        var legendX = frame.x + 10
+        let legendY = frame.y + 34
+        for item in legendItems {
             if item.2 {
                 out += "<line x1=\"\(rounded(legendX))\" y1=\"\(rounded(legendY - 4))\" x2=\"\(rounded(legendX + 18))\" "
                     + "y2=\"\(rounded(legendY - 4))\" stroke=\"\(item.1)\" stroke-width=\"2\" stroke-dasharray=\"6 4\"/>\n"
@@ -213,6 +213,7 @@ struct Panel {
             }
             out += "<text x=\"\(rounded(legendX + 22))\" y=\"\(rounded(legendY))\" font-size=\"11\" fill=\"#333\">"
                 + "\(AdviceReport.escape(item.0))</text>\n"
+            legendX += Double(item.0.count) * 6.5 + 36
         }
         out += "</g>\n"
         return out

@@ -87,6 +87,12 @@ public enum PoolSizeAdvisor {
                 + "σ (contention) = \(format(model.contention)), κ (coherency) = \(format(model.coherency)), "
                 + "within \(format(fit.relativeError * 100)) % of the measurements."
         )
+        if fit.relativeError > 0.15 {
+            reasoning.append(
+                "The measurements are noisy (the fit is off by \(format(fit.relativeError * 100)) %): rerun with a "
+                    + "longer --duration, on a quieter machine, or with a release build of the client."
+            )
+        }
         var target: Int
         if let fittedKnee {
             target = Int(fittedKnee.rounded())
@@ -152,17 +158,21 @@ public enum PoolSizeAdvisor {
     }
 
     /// The last measured concurrency before p99 latency grew, relative to the previous point, by more than
-    /// throughput did; `nil` when that never happened.
+    /// throughput did (and by more than 10 %), confirmed by the next step when there is one, so that one noisy point
+    /// does not decide; `nil` when that never happened.
     static func measuredKnee(_ sorted: [LoadPoint]) -> Int? {
-        guard sorted.count >= 2 else { return nil }
-        for i in 1..<sorted.count {
-            let previous = sorted[i - 1]
-            let current = sorted[i]
-            guard previous.throughput > 0, previous.latencyP99 > 0 else { continue }
+        func latencyOutgrewThroughput(_ step: Int) -> Bool {
+            let previous = sorted[step - 1]
+            let current = sorted[step]
+            guard previous.throughput > 0, previous.latencyP99 > 0 else { return false }
             let throughputGrowth = current.throughput / previous.throughput - 1
             let latencyGrowth = current.latencyP99 / previous.latencyP99 - 1
-            if latencyGrowth > throughputGrowth, latencyGrowth > 0.1 {
-                return previous.concurrency
+            return latencyGrowth > throughputGrowth && latencyGrowth > 0.1
+        }
+        guard sorted.count >= 2 else { return nil }
+        for step in 1..<sorted.count where latencyOutgrewThroughput(step) {
+            if step + 1 == sorted.count || latencyOutgrewThroughput(step + 1) {
+                return sorted[step - 1].concurrency
             }
         }
         return nil

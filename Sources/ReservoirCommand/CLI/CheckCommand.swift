@@ -20,6 +20,10 @@ public struct CheckCommand: AsyncParsableCommand {
 
     public init() {}
 
+    public func validate() throws {
+        _ = try database.connectionConfiguration()
+    }
+
     public func run() async throws {
         let configuration = try database.connectionConfiguration()
         do {

@@ -9,7 +9,7 @@ public struct ReservoirCLI: AsyncParsableCommand {
             With no --database-url, `demo` and `advise` start a throwaway PostgreSQL server in a temporary folder \
             and delete it when they end (the server binaries come from the `postgresql` package).
             """,
-        subcommands: [DemoCommand.self, CheckCommand.self]
+        subcommands: [DemoCommand.self, AdviseCommand.self, CheckCommand.self]
     )
 
     public init() {}

@@ -79,3 +79,30 @@ struct PoolSizeAdvisorTests {
         }
     }
 }
+
+@Suite("Measured knee")
+struct MeasuredKneeTests {
+    static func point(_ size: Int, _ throughput: Double, p99 milliseconds: Double) -> LoadPoint {
+        LoadPoint(concurrency: size, throughput: throughput, latencyP50: milliseconds / 3000, latencyP99: milliseconds / 1000)
+    }
+
+    @Test("one noisy step does not decide: the next step must confirm it")
+    func needsConfirmation() {
+        let noisy = [
+            Self.point(1, 1_000, p99: 1.0), Self.point(2, 1_900, p99: 1.5),  // p99 +50 %, throughput +90 %: fine
+            Self.point(4, 1_800, p99: 1.8),  // p99 +20 %, throughput −5 %: a blip …
+            Self.point(8, 3_500, p99: 1.9),  // … not confirmed: throughput +94 %, p99 +6 %
+            Self.point(16, 3_700, p99: 4.0),  // p99 +110 %, throughput +6 %
+            Self.point(32, 3_600, p99: 9.0),  // confirmed
+        ]
+        #expect(PoolSizeAdvisor.measuredKnee(noisy) == 8)
+    }
+
+    @Test("a rise at the last step counts without confirmation, and a flat curve has no knee")
+    func lastStepAndFlat() {
+        let rising = [Self.point(1, 1_000, p99: 1), Self.point(2, 2_000, p99: 1), Self.point(4, 2_100, p99: 2)]
+        #expect(PoolSizeAdvisor.measuredKnee(rising) == 2)
+        let flat = [Self.point(1, 1_000, p99: 1), Self.point(2, 2_000, p99: 1), Self.point(4, 4_000, p99: 1.05)]
+        #expect(PoolSizeAdvisor.measuredKnee(flat) == nil)
+    }
+}
