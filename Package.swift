@@ -90,6 +90,7 @@ let package = Package(
         .testTarget(
             name: "ReservoirIntegrationTests",
             dependencies: [
+                "ReservoirCommand",
                 "PostgresTestServer",
                 "PostgresPool",
                 "ResourcePool",
