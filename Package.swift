@@ -1,4 +1,4 @@
-// swift-tools-version:6.1
+// swift-tools-version:6.2
 import PackageDescription
 
 /// One settings array, applied to every target.
@@ -14,44 +14,22 @@ let package = Package(
     products: [
         .library(name: "ResourcePool", targets: ["ResourcePool"]),
         .library(name: "ResourcePoolTestKit", targets: ["ResourcePoolTestKit"]),
+        .library(name: "Backpressure", targets: ["Backpressure"]),
         .library(name: "PostgresPool", targets: ["PostgresPool"]),
+        .library(name: "PostgresTestServer", targets: ["PostgresTestServer"]),
         // For the driver benchmark's raw-libpq baseline; applications use PostgresPool.
         .library(name: "CLibPQ", targets: ["CLibPQ"]),
-        .library(name: "PostgresTestServer", targets: ["PostgresTestServer"]),
-        .library(name: "Backpressure", targets: ["Backpressure"]),
+        .executable(name: "reservoir", targets: ["reservoir"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
     ],
     targets: [
-        .systemLibrary(
-            name: "CLibPQ",
-            pkgConfig: "libpq",
-            providers: [.apt(["libpq-dev"])]
-        ),
-        .target(
-            name: "PostgresPool",
-            dependencies: [
-                "CLibPQ",
-                "ResourcePool",
-                .product(name: "DequeModule", package: "swift-collections"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ],
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "PostgresPoolTests",
-            dependencies: [
-                "PostgresPool",
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: swiftSettings
-        ),
+        // The generic pool and its test kit.
         .target(
             name: "ResourcePool",
             dependencies: [
@@ -73,37 +51,68 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+
+        // Backpressure: channels and limiters, independent of the pool.
+        .target(
+            name: "Backpressure",
+            dependencies: [
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // PostgreSQL: libpq, the driver and the pool specialised for it; a throwaway server for tests.
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        .target(
+            name: "PostgresPool",
+            dependencies: [
+                "CLibPQ",
+                "ResourcePool",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "PostgresTestServer",
             swiftSettings: swiftSettings
         ),
+
+        // The `reservoir` command: demo, advise, check.
+        .target(
+            name: "ReservoirCommand",
+            dependencies: [
+                "ResourcePool",
+                "PostgresPool",
+                "PostgresTestServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "reservoir",
+            dependencies: [
+                "ReservoirCommand",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // Tests: state machines and shells (Tests/), and against a real PostgreSQL (IntegrationTests/).
         .testTarget(
             name: "ResourcePoolTests",
             dependencies: [
                 "ResourcePool",
                 "ResourcePoolTestKit",
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
-            ],
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "ReservoirIntegrationTests",
-            dependencies: [
-                "PostgresTestServer",
-                "PostgresPool",
-                "ResourcePool",
-                "ResourcePoolTestKit",
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
-            ],
-            path: "IntegrationTests",
-            swiftSettings: swiftSettings
-        ),
-        .target(
-            name: "Backpressure",
-            dependencies: [
-                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
@@ -117,6 +126,36 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PostgresPoolTests",
+            dependencies: [
+                "PostgresPool",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ReservoirCommandTests",
+            dependencies: [
+                "ReservoirCommand",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ReservoirIntegrationTests",
+            dependencies: [
+                "ReservoirCommand",
+                "PostgresTestServer",
+                "PostgresPool",
+                "ResourcePool",
+                "ResourcePoolTestKit",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            path: "IntegrationTests",
             swiftSettings: swiftSettings
         ),
     ]
