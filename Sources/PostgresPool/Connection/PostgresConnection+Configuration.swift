@@ -1,5 +1,6 @@
 import CLibPQ
 import Foundation
+import Tracing
 
 extension PostgresConnection {
     /// How to reach and talk to a PostgreSQL server.
@@ -24,6 +25,11 @@ extension PostgresConnection {
         /// How many prepared statements each connection keeps. Default: 256. `0` turns the cache off, and every
         /// statement is then sent unnamed (parsed and planned each time), as PgBouncer's transaction mode requires.
         public var statementCacheCapacity: Int = 256
+
+        /// The tracer that records a client span per statement; `nil` (the default) uses the tracer bootstrapped
+        /// through swift-distributed-tracing's `InstrumentationSystem`, if any. Decided when a connection opens: with
+        /// no tracer, statements pay nothing for tracing. See `docs/operations.md` for the spans and attributes.
+        public var tracer: (any Tracer)? = nil
 
         /// Creates a configuration from a libpq connection string or URI.
         ///

@@ -36,9 +36,16 @@ public final class PostgresConnection: Sendable {
     /// The logger that receives connection events and server notices.
     public let logger: Logger
 
-    private init(core: ConnectionCore, logger: Logger) {
+    /// Records a span per statement, or `nil` when no tracer is configured or bootstrapped.
+    let tracing: StatementTracing?
+
+    /// Whether statements on this connection record spans (a tracer was configured or bootstrapped when it opened).
+    public var isTracing: Bool { tracing != nil }
+
+    private init(core: ConnectionCore, logger: Logger, tracing: StatementTracing?) {
         self.core = core
         self.logger = logger
+        self.tracing = tracing
     }
 
     deinit {
@@ -70,7 +77,19 @@ public final class PostgresConnection: Sendable {
         } catch let error as PostgresError where error.underlying is CancellationError {
             throw CancellationError()
         }
-        return PostgresConnection(core: core, logger: logger)
+        let tracing = core.lock.withLock { () -> StatementTracing? in
+            guard let connection = core.connection else { return nil }
+            func text(_ value: UnsafeMutablePointer<CChar>?) -> String? {
+                value.map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+            }
+            return StatementTracing.make(
+                configured: configuration.tracer,
+                namespace: text(PQdb(connection)),
+                serverAddress: text(PQhost(connection)),
+                serverPort: text(PQport(connection)).flatMap { Int($0) }
+            )
+        }
+        return PostgresConnection(core: core, logger: logger, tracing: tracing)
     }
 
     /// Closes the connection and waits until its thread has released it. Commands still queued fail with
@@ -161,6 +180,17 @@ public final class PostgresConnection: Sendable {
     /// - Returns: One result per statement, in order: its rows or its error.
     /// - Throws: Only for failures of the whole batch: a lost connection, an encoding error, cancellation.
     public func pipeline(_ queries: [PostgresQuery]) async throws -> [Result<PostgresRows, PostgresError>] {
+        guard let tracing else { return try await runPipeline(queries) }
+        return try await tracing.withSpan(
+            sql: queries.first?.sql ?? "",
+            parameterised: true,
+            batchSize: queries.count,
+            { try await runPipeline(queries) },
+            rows: { results in results.reduce(0) { $0 + ((try? $1.get().count) ?? 0) } }
+        )
+    }
+
+    private func runPipeline(_ queries: [PostgresQuery]) async throws -> [Result<PostgresRows, PostgresError>] {
         let outcome = await core.run(.pipeline(queries), scope: currentScope())
         switch outcome {
         case .pipeline(let results): return results
@@ -259,6 +289,27 @@ public final class PostgresConnection: Sendable {
     // MARK: Internals.
 
     func run(_ kind: CommandKind) async throws -> PostgresRows {
+        guard let tracing else { return try await runUntraced(kind) }
+        let sql: String
+        let parameterised: Bool
+        switch kind {
+        case .query(let query, let cacheable):
+            // Statements built by interpolation carry their values as $n parameters; raw SQL may hold literals.
+            (sql, parameterised) = (query.sql, cacheable)
+        case .script(let script):
+            (sql, parameterised) = (script, false)
+        case .pipeline, .stream, .acquireSession:
+            return try await runUntraced(kind)
+        }
+        return try await tracing.withSpan(
+            sql: sql,
+            parameterised: parameterised,
+            { try await runUntraced(kind) },
+            rows: { $0.count }
+        )
+    }
+
+    private func runUntraced(_ kind: CommandKind) async throws -> PostgresRows {
         let outcome = await core.run(kind, scope: currentScope())
         switch outcome {
         case .rows(let storage): return PostgresRows(storage: storage)

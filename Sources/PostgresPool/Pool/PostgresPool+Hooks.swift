@@ -17,6 +17,7 @@ struct PostgresPoolHooks: Sendable {
     /// `poll()`; the round trip runs after idle time, after a connection error, or when the server sent something
     /// unprompted.
     func validate(_ connection: PostgresConnection, context: ResourceValidationContext) async throws -> Bool {
+        AcquireSpan.observation?.record(useCount: context.useCount)
         var suspect = false
         switch connection.idleInputPending() {
         case .none:

@@ -28,29 +28,60 @@ extension PostgresPool {
         isolation: isolated (any Actor)? = #isolation,
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
-        try await resourcePool.withResource(
-            timeout: timeout,
-            fileID: fileID,
-            line: line,
-            function: function,
-            isolation: isolation
-        ) { connection in
-            let watchdog = CancellationWatchdog()
-            let gracePeriod = self.configuration.cancellationGracePeriod
-            do {
-                let value = try await withTaskCancellationHandler {
-                    try await body(connection)
-                } onCancel: {
-                    watchdog.arm(connection: connection, gracePeriod: gracePeriod)
-                }
-                self.record(watchdog.finish(), connection: connection)
-                return value
-            } catch {
-                let outcome = watchdog.finish()
-                self.record(outcome, connection: connection)
-                if case .fired = outcome { throw CancellationError() }
-                throw self.translate(error)
+        guard let tracer = acquireTracer else {
+            return try await resourcePool.withResource(
+                timeout: timeout,
+                fileID: fileID,
+                line: line,
+                function: function,
+                isolation: isolation
+            ) { connection in
+                try await self.runLeased(body, on: connection, isolation: isolation)
             }
+        }
+        // Traced: one span for the wait, ended when the connection is in hand; the statements get their own spans.
+        let span = AcquireSpan(tracer: tracer, poolName: configuration.pool.name, site: "\(fileID):\(line)")
+        do {
+            return try await AcquireSpan.$observation.withValue(span.observation) {
+                try await resourcePool.withResource(
+                    timeout: timeout,
+                    fileID: fileID,
+                    line: line,
+                    function: function,
+                    isolation: isolation
+                ) { connection in
+                    span.acquired()
+                    return try await self.runLeased(body, on: connection, isolation: isolation)
+                }
+            }
+        } catch {
+            span.failed(error)
+            throw error
+        }
+    }
+
+    /// Runs `body` on a leased connection: a cancelled task's statement is cancelled on the server within the grace
+    /// period, and errors are translated (statement timeouts, fatal errors).
+    private func runLeased<Result>(
+        _ body: (PostgresConnection) async throws -> Result,
+        on connection: PostgresConnection,
+        isolation: isolated (any Actor)?
+    ) async throws -> Result {
+        let watchdog = CancellationWatchdog()
+        let gracePeriod = self.configuration.cancellationGracePeriod
+        do {
+            let value = try await withTaskCancellationHandler {
+                try await body(connection)
+            } onCancel: {
+                watchdog.arm(connection: connection, gracePeriod: gracePeriod)
+            }
+            self.record(watchdog.finish(), connection: connection)
+            return value
+        } catch {
+            let outcome = watchdog.finish()
+            self.record(outcome, connection: connection)
+            if case .fired = outcome { throw CancellationError() }
+            throw self.translate(error)
         }
     }
 

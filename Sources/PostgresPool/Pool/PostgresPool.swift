@@ -1,5 +1,6 @@
 import CoreMetrics
 import Logging
+import Tracing
 import ResourcePool
 import ServiceLifecycle
 
@@ -47,6 +48,12 @@ public final class PostgresPool: Service, Sendable {
 
     let instruments: PostgresPoolInstruments
     let logger: Logger
+    /// Records an `acquire connection` span per `withConnection`, or `nil` when no tracer is configured or
+    /// bootstrapped (then acquiring pays one `nil` check for tracing).
+    let acquireTracer: (any Tracer)?
+
+    /// Whether the pool records spans (a tracer was configured or bootstrapped when it was created).
+    public var isTracing: Bool { acquireTracer != nil }
 
     /// Creates a pool. Nothing happens until ``run()`` starts.
     ///
@@ -101,6 +108,8 @@ public final class PostgresPool: Service, Sendable {
         self.configuration = configuration
         self.instruments = instruments
         self.logger = logger
+        let tracer = configuration.connection.tracer ?? InstrumentationSystem.tracer
+        self.acquireTracer = tracer is NoOpTracer ? nil : tracer
     }
 
     /// Runs the pool: opens connections, runs timers, closes connections. Returns after a graceful shutdown (or
