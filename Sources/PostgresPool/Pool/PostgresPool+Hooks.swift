@@ -157,7 +157,7 @@ final class PostgresPoolInstruments: @unchecked Sendable {
     init(poolName: String, factory: any MetricsFactory) {
         self.poolName = poolName
         self.factory = factory
-        let pool = [("pool.name", poolName)]
+        let pool = [("db.client.connection.pool.name", poolName)]
         validationRoundTrips = Counter(label: "reservoir.postgres.validations", dimensions: pool, factory: factory)
         validationFailures = Counter(
             label: "reservoir.postgres.validation_failures", dimensions: pool, factory: factory)
@@ -222,7 +222,7 @@ final class PostgresPoolInstruments: @unchecked Sendable {
         }
         Counter(
             label: "reservoir.postgres.dirty_returns",
-            dimensions: [("pool.name", poolName), ("state", state), ("lease.site", siteName)],
+            dimensions: [("db.client.connection.pool.name", poolName), ("state", state), ("lease.site", siteName)],
             factory: factory
         ).increment()
         logger.warning(

@@ -24,7 +24,7 @@ import ServiceLifecycle
 ///   idle connection is, before its next lease. Failing connections are replaced without the caller noticing.
 /// - **Dirty returns.** A connection that comes back inside a transaction (or a failed one) is rolled back before
 ///   anyone else can lease it, or closed if that fails; it is counted in ``Statistics/dirtyReturns`` and
-///   `reservoir.postgres.dirty_returns{pool.name,state,lease.site}` and logged (warning) with its acquire site. A
+///   `reservoir.postgres.dirty_returns{db.client.connection.pool.name,state,lease.site}` and logged (warning) with its acquire site. A
 ///   connection that comes back with a command still running is closed.
 /// - **Cancellation.** Cancelling a task during a statement sends a cancel request to the server and waits at most
 ///   ``Configuration/cancellationGracePeriod`` for the statement to stop; the connection goes back to the pool only
