@@ -171,6 +171,7 @@ extension PostgresPool {
     /// - Returns: what `body` returns.
     /// - Throws: as ``withConnection(timeout:fileID:line:function:isolation:_:)``; a failed `COMMIT` (such as a
     ///   serialization failure) means nothing was committed.
+    @discardableResult
     public func withTransaction<Result>(
         isolationLevel: PostgresConnection.IsolationLevel? = nil,
         readOnly: Bool = false,

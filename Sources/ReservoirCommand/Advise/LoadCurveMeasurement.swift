@@ -143,9 +143,9 @@ public struct LoadCurveMeasurement: Sendable {
             }
             return LoadPoint(
                 concurrency: size,
-                throughput: Double(histogram.count) / durationPerSize.seconds,
-                latencyP50: histogram.quantile(0.5),
-                latencyP99: histogram.quantile(0.99)
+                throughput: Double(histogram.recordedCount) / durationPerSize.seconds,
+                latencyP50: histogram.quantileSeconds(0.5),
+                latencyP99: histogram.quantileSeconds(0.99)
             )
         }
     }

@@ -166,8 +166,8 @@ public struct DemoRunner: Sendable {
                 completed: totals.completed,
                 failed: totals.failed,
                 throughput: Double(totals.completed) / max(elapsed.seconds, 0.001),
-                acquireWait: (totals.wait.quantile(0.5), totals.wait.quantile(0.99)),
-                holdTime: (totals.hold.quantile(0.5), totals.hold.quantile(0.99)),
+                acquireWait: (totals.wait.quantileSeconds(0.5), totals.wait.quantileSeconds(0.99)),
+                holdTime: (totals.hold.quantileSeconds(0.5), totals.hold.quantileSeconds(0.99)),
                 leaks: final.leaks,
                 longHolds: final.longHolds,
                 dirtyReturns: final.dirtyReturns,
@@ -194,10 +194,10 @@ public struct DemoRunner: Sendable {
         snapshot.creating = statistics.creating
         snapshot.maximumSize = statistics.maximumSize
         snapshot.waiters = statistics.waiting
-        snapshot.acquireWaitP50 = recent.wait.quantile(0.5)
-        snapshot.acquireWaitP99 = recent.wait.quantile(0.99)
-        snapshot.holdTimeP50 = recent.hold.quantile(0.5)
-        snapshot.holdTimeP99 = recent.hold.quantile(0.99)
+        snapshot.acquireWaitP50 = recent.wait.quantileSeconds(0.5)
+        snapshot.acquireWaitP99 = recent.wait.quantileSeconds(0.99)
+        snapshot.holdTimeP50 = recent.hold.quantileSeconds(0.5)
+        snapshot.holdTimeP99 = recent.hold.quantileSeconds(0.99)
         snapshot.completed = recent.completed
         snapshot.failed = recent.failed
         snapshot.leaks = Self.sorted(leaks.dropped)

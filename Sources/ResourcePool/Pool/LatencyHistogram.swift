@@ -5,14 +5,14 @@ import Logging
 /// A fixed-size log-linear histogram of nanosecond values: exact below 16 ns, then 8 buckets per power of two
 /// (about 6 % relative precision). Recording is a handful of integer operations and never allocates.
 @usableFromInline
-struct LatencyHistogram: Sendable {
+package struct LatencyHistogram: Sendable {
     @usableFromInline static let bucketCount = 16 + 60 * 8
 
     @usableFromInline var buckets: [UInt32]
     @usableFromInline var count: UInt64 = 0
     @usableFromInline var sum: UInt64 = 0
 
-    init() {
+    package init() {
         self.buckets = Array(repeating: 0, count: Self.bucketCount)
     }
 
@@ -58,6 +58,31 @@ struct LatencyHistogram: Sendable {
             if seen >= max(rank, 1) { return Self.upperBound(ofBucket: bucket) }
         }
         return Self.upperBound(ofBucket: Self.bucketCount - 1)
+    }
+}
+
+// The same histogram for sibling modules (the `reservoir` tool's live figures and load curves): durations in,
+// seconds out.
+extension LatencyHistogram {
+    /// Records one duration (negative ones count as zero).
+    package mutating func record(_ duration: Duration) {
+        self.record(duration.clampedNanoseconds)
+    }
+
+    /// Adds every value recorded in `other`.
+    package mutating func merge(_ other: LatencyHistogram) {
+        for bucket in 0..<Self.bucketCount { self.buckets[bucket] &+= other.buckets[bucket] }
+        self.count &+= other.count
+        self.sum &+= other.sum
+    }
+
+    /// How many values were recorded.
+    package var recordedCount: Int { Int(self.count) }
+
+    /// The value below which `fraction` of the recorded values fall, in seconds (its bucket's upper bound, within
+    /// about 6 %); 0 when nothing was recorded.
+    package func quantileSeconds(_ fraction: Double) -> Double {
+        self.quantile(fraction, mergedWith: LatencyHistogram()).map { Double($0) / 1e9 } ?? 0
     }
 }
 
