@@ -1,0 +1,129 @@
+import CoreMetrics
+import DequeModule
+import Logging
+import ServiceLifecycle
+
+extension ResourcePool {
+    /// Runs the pool: creates the minimum resources, runs every creation, close, keep-alive and timer in a child task
+    /// of this call, and returns once the pool has shut down.
+    ///
+    /// Graceful shutdown (swift-service-lifecycle's, or ``triggerGracefulShutdown()``) drains the pool: new
+    /// acquires fail with ``ResourcePoolError/Code/shutDown``, outstanding leases may finish within
+    /// ``ResourcePoolConfiguration/drainTimeout``, then everything is closed. Cancelling the task running `run()`
+    /// forces the shutdown: waiters fail, idle resources close at once, and `run()` returns when in-flight creations
+    /// and closes have finished; resources still leased are closed when they come back, in the returning task.
+    /// Nothing started by the pool keeps running after `run()` returns.
+    ///
+    /// - Throws: ``ResourcePoolError/Code/alreadyRunning`` when called a second time.
+    public func run() async throws {
+        switch self.runPhase {
+        case .notStarted:
+            self.runPhase = .running
+        case .running, .finished:
+            throw ResourcePoolError(
+                .alreadyRunning,
+                message: "run() was called on the pool '\(self.configuration.name)' a second time"
+            )
+        }
+        self.logger.debug("pool started")
+        self.state.startCreationsIfNeeded(now: self._now())
+        self._afterEvent()
+        let jobs = self.jobs
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await withDiscardingTaskGroup { group in
+                    loop: while true {
+                        switch await jobs.next() {
+                        case .job(let job):
+                            group.addTask { await job() }
+                        case .drainRequested:
+                            self._drainRequested()
+                        case .forcedShutdownRequested:
+                            self._forcedShutdownRequested()
+                        case .finish:
+                            break loop
+                        }
+                    }
+                    // Only sleeping timers can be left; they end at once when cancelled.
+                    group.cancelAll()
+                }
+            } onGracefulShutdown: {
+                jobs.push(.drainRequested)
+            }
+        } onCancel: {
+            jobs.push(.forcedShutdownRequested)
+        }
+        self.logger.debug("pool stopped")
+    }
+
+    func _drainRequested() {
+        self.logger.debug("graceful shutdown: draining")
+        self.state.drainRequested(now: self._now(), timeout: self.configuration.drainTimeout)
+        self._afterEvent()
+    }
+
+    func _forcedShutdownRequested() {
+        self.logger.debug("forced shutdown")
+        self.state.forcedShutdownRequested()
+        self._afterEvent()
+    }
+
+    /// A snapshot of the pool's figures: current counts, the oldest waiter's age, totals, the recent window and the
+    /// sizing advice (see ``SizingAdvice`` for the formula).
+    public func stats() -> ResourcePoolStatistics {
+        let now = self._now()
+        self.window.rotateIfNeeded(now: now)
+        let current = self.window.current
+        let previous = self.window.previous
+        let span = max(now - previous.start, .milliseconds(1))
+        let releases = current.hold.count + previous.hold.count
+        let waits = current.wait.count + previous.wait.count
+        func mean(_ sum: UInt64, _ count: UInt64) -> Duration? {
+            count == 0 ? nil : Duration(nanoseconds: sum / count)
+        }
+        let spanSeconds = Double(span.clampedNanoseconds) / 1e9
+        let window = ResourcePoolStatistics.Window(
+            duration: span,
+            acquisitions: Int(waits),
+            timeouts: Int(current.timeouts + previous.timeouts),
+            acquireRate: Double(waits) / spanSeconds,
+            meanHoldTime: mean(current.hold.sum &+ previous.hold.sum, releases),
+            p99HoldTime: current.hold.quantile(0.99, mergedWith: previous.hold).map { Duration(nanoseconds: $0) },
+            meanWaitTime: mean(current.wait.sum &+ previous.wait.sum, waits),
+            p99WaitTime: current.wait.quantile(0.99, mergedWith: previous.wait).map { Duration(nanoseconds: $0) }
+        )
+        let sizing = SizingAdvice.compute(
+            window: window,
+            releases: releases,
+            minimumSize: self.configuration.minimumSize,
+            maximumSize: self.configuration.maximumSize,
+            headroom: self.configuration.sizingHeadroom,
+            leasedNow: self.state.counts.leased
+        )
+        return ResourcePoolStatistics(
+            idle: self.state.idle.count,
+            leased: self.state.counts.leased,
+            creating: self.state.counts.creating,
+            keepingAlive: self.state.counts.keepingAlive,
+            closing: self.state.counts.closing,
+            waiting: self.state.waiters.count,
+            oldestWaiterAge: self.state.waiters.first.map { now - $0.enqueuedAt },
+            minimumSize: self.configuration.minimumSize,
+            maximumSize: self.configuration.maximumSize,
+            circuitBreakerOpen: self.state.creation.circuitBreakerOpen,
+            consecutiveCreationFailures: self.state.creation.consecutiveFailures,
+            totals: self.totals,
+            window: window,
+            sizing: sizing
+        )
+    }
+}
+
+extension ResourcePool {
+    /// The acquire sites of the leases currently out, for the test kit's "no outstanding leases" assertion.
+    package func outstandingLeaseSites() -> [AcquireSite] {
+        self.state.slots.indices.compactMap { slot in
+            self.state.slots[slot].state == .leased ? self.sites[slot] : nil
+        }
+    }
+}

@@ -1,0 +1,154 @@
+import CoreMetrics
+import DequeModule
+import Logging
+
+/// A snapshot of a pool's figures, from ``ResourcePool/stats()``.
+public struct ResourcePoolStatistics: Sendable {
+    /// Resources ready to lease.
+    public var idle: Int
+    /// Resources held by leases.
+    public var leased: Int
+    /// Creations in flight.
+    public var creating: Int
+    /// Idle resources being checked by the keep-alive hook.
+    public var keepingAlive: Int
+    /// Resources being closed (they still count toward the maximum).
+    public var closing: Int
+    /// Callers waiting for a resource.
+    public var waiting: Int
+    /// How long the longest-waiting caller has waited (PgBouncer's `maxwait`): the saturation signal.
+    public var oldestWaiterAge: Duration?
+    /// The configured minimum size.
+    public var minimumSize: Int
+    /// The configured maximum size.
+    public var maximumSize: Int
+    /// Whether the circuit breaker is open (creation keeps failing and no resource is open).
+    public var circuitBreakerOpen: Bool
+    /// Creation failures since the last successful creation.
+    public var consecutiveCreationFailures: Int
+    /// Counts since the pool was created.
+    public var totals: Totals
+    /// Figures over the recent window (``ResourcePoolConfiguration/statisticsWindow``, one to two windows long).
+    public var window: Window
+    /// What the window says about the pool's size.
+    public var sizing: SizingAdvice
+
+    /// Counts since the pool was created.
+    public struct Totals: Sendable, Equatable {
+        public var acquisitions = 0
+        public var timeouts = 0
+        public var rejections = 0
+        public var cancellations = 0
+        public var creations = 0
+        public var creationFailures = 0
+        public var validationFailures = 0
+        public var hookFailures = 0
+        /// Leases dropped without release (exact leaks).
+        public var leaksDropped = 0
+        /// Leases held past the leak threshold (reported once each).
+        public var leaksHeldTooLong = 0
+        /// Leases reported as held too long that came back.
+        public var leaksRecovered = 0
+        /// Closed resources by reason (`idle_timeout`, `max_lifetime`, `validation_failed`, `keep_alive_failed`,
+        /// `discarded`, `invalidated`, `leaked`, `shutdown`).
+        public var evictions: [String: Int] = [:]
+    }
+
+    /// Figures over the recent window.
+    public struct Window: Sendable, Equatable {
+        /// How much time the figures cover.
+        public var duration: Duration
+        /// Leases granted in the window.
+        public var acquisitions: Int
+        /// Acquire timeouts in the window.
+        public var timeouts: Int
+        /// Leases granted per second (λ in Little's law).
+        public var acquireRate: Double
+        /// Mean time a resource was held per lease (W in Little's law); `nil` without releases.
+        public var meanHoldTime: Duration?
+        /// 99th percentile hold time (≈6 % precision).
+        public var p99HoldTime: Duration?
+        /// Mean wait for a lease, zero for leases served at once.
+        public var meanWaitTime: Duration?
+        /// 99th percentile wait (≈6 % precision).
+        public var p99WaitTime: Duration?
+    }
+}
+
+/// Whether a pool looks undersized, oversized or fine, from Little's law.
+///
+/// With λ the acquire rate and W the mean hold time over the window, L = λ·W resources are busy on average (Little's
+/// law). Arrivals fluctuate around that mean; like square-root staffing, the advice covers the 99th percentile of a
+/// Poisson load, L + 2.33·√L, then adds the configured headroom h:
+///
+///     recommendedSize = max(1, ⌈(L + 2.33·√L) · (1 + h)⌉)
+///
+/// The verdict is ``Verdict/undersized`` when the recommendation exceeds the maximum size or callers timed out while
+/// every resource was busy, ``Verdict/oversized`` when the recommendation is at most half the maximum size (and the
+/// maximum is above the minimum), ``Verdict/insufficientData`` with fewer than 50 releases in the window, and
+/// ``Verdict/fine`` otherwise.
+public struct SizingAdvice: Sendable, Equatable, CustomStringConvertible {
+    /// The verdict.
+    public struct Verdict: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+        private init(_ name: String) { self.name = name }
+        /// The pool is too small for its load: callers wait or time out.
+        public static let undersized = Verdict("undersized")
+        /// The pool has at least twice the resources its load needs.
+        public static let oversized = Verdict("oversized")
+        /// The size fits the load.
+        public static let fine = Verdict("fine")
+        /// Too little traffic in the window to judge.
+        public static let insufficientData = Verdict("insufficient_data")
+        public var description: String { self.name }
+    }
+
+    /// The verdict.
+    public var verdict: Verdict
+    /// The size the formula recommends (0 when there is no data).
+    public var recommendedSize: Int
+    /// Mean busy resources, L = λ·W.
+    public var busyResources: Double
+    /// One line for people.
+    public var explanation: String
+
+    public var description: String { "\(self.verdict): \(self.explanation)" }
+
+    /// Computes the advice (see the type's documentation for the formula).
+    static func compute(
+        window: ResourcePoolStatistics.Window,
+        releases: UInt64,
+        minimumSize: Int,
+        maximumSize: Int,
+        headroom: Double,
+        leasedNow: Int
+    ) -> SizingAdvice {
+        guard releases >= 50, let meanHold = window.meanHoldTime else {
+            return SizingAdvice(
+                verdict: .insufficientData,
+                recommendedSize: 0,
+                busyResources: 0,
+                explanation: "\(releases) releases in the window; at least 50 are needed to judge"
+            )
+        }
+        let holdSeconds = Double(meanHold.clampedNanoseconds) / 1e9
+        let busy = window.acquireRate * holdSeconds
+        let recommended = max(1, Int(((busy + 2.33 * busy.squareRoot()) * (1 + headroom)).rounded(.up)))
+        let figures = "λ=\(Self.format(window.acquireRate))/s × W=\(meanHold) → L=\(Self.format(busy)) busy; "
+            + "recommended \(recommended), maximum \(maximumSize)"
+        if recommended > maximumSize || (window.timeouts > 0 && leasedNow >= maximumSize) {
+            return SizingAdvice(verdict: .undersized, recommendedSize: recommended, busyResources: busy,
+                                explanation: figures)
+        }
+        if recommended * 2 <= maximumSize && maximumSize > minimumSize {
+            return SizingAdvice(verdict: .oversized, recommendedSize: recommended, busyResources: busy,
+                                explanation: figures)
+        }
+        return SizingAdvice(verdict: .fine, recommendedSize: recommended, busyResources: busy, explanation: figures)
+    }
+
+    private static func format(_ value: Double) -> String {
+        let scaled = (value * 100).rounded() / 100
+        return "\(scaled)"
+    }
+}

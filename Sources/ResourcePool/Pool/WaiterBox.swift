@@ -1,0 +1,139 @@
+import CoreMetrics
+import DequeModule
+import Logging
+import Synchronization
+
+/// The hand-off point between a waiting caller and the pool.
+///
+/// A Task's cancellation handler runs synchronously and cannot wait for the actor, so each waiter gets this small
+/// lock-protected box. Exactly one of three parties resolves it: the pool (grant or failure), or the cancellation
+/// handler. Whoever resolves it resumes the continuation, so it is resumed exactly once on every path:
+///
+/// 1. Grant or failure first: the continuation resumes with it; a later cancel finds `.finished` and does nothing.
+/// 2. Cancel first, after the continuation was installed: it resumes with `CancellationError`; the pool's later
+///    grant fails (`resolve` returns `false`) and the pool puts the resource back into service.
+/// 3. Cancel before the continuation was installed (the task was already cancelled): the box remembers, and
+///    `install` resumes at once with `CancellationError`.
+@usableFromInline
+final class WaiterBox: Sendable {
+    typealias Continuation = UnsafeContinuation<PoolStateMachine.Grant, any Error>
+
+    private enum State {
+        case pending
+        case waiting(Continuation)
+        case resolvedEarly(Result<PoolStateMachine.Grant, any Error>)
+        case cancelledEarly
+        case finished
+    }
+
+    let site: AcquireSite
+    let enqueuedAt: Duration
+    /// Protected by its own lock; every transition happens inside it, every resume outside it.
+    private let state = Mutex<State>(.pending)
+
+    init(site: AcquireSite, enqueuedAt: Duration) {
+        self.site = site
+        self.enqueuedAt = enqueuedAt
+    }
+
+    /// Called by the waiting task, synchronously after enqueueing.
+    func install(_ continuation: Continuation) {
+        let early: Result<PoolStateMachine.Grant, any Error>? = self.state.withLock { state in
+            switch state {
+            case .pending:
+                state = .waiting(continuation)
+                return nil
+            case .resolvedEarly(let result):
+                state = .finished
+                return result
+            case .cancelledEarly:
+                state = .finished
+                return .failure(CancellationError())
+            case .waiting, .finished:
+                preconditionFailure("a waiter's continuation was installed twice")
+            }
+        }
+        if let early { continuation.resume(with: early) }
+    }
+
+    /// Called by the pool. Returns `false` when the waiter was cancelled first.
+    func resolve(_ result: Result<PoolStateMachine.Grant, any Error>) -> Bool {
+        let outcome: (Continuation?, Bool) = self.state.withLock { state in
+            switch state {
+            case .pending:
+                state = .resolvedEarly(result)
+                return (nil, true)
+            case .waiting(let continuation):
+                state = .finished
+                return (continuation, true)
+            case .cancelledEarly, .resolvedEarly, .finished:
+                return (nil, false)
+            }
+        }
+        outcome.0?.resume(with: result)
+        return outcome.1
+    }
+
+    /// Called by the task's cancellation handler, on any thread.
+    func cancel() {
+        let continuation: Continuation? = self.state.withLock { state in
+            switch state {
+            case .pending:
+                state = .cancelledEarly
+                return nil
+            case .waiting(let continuation):
+                state = .finished
+                return continuation
+            case .cancelledEarly, .resolvedEarly, .finished:
+                return nil
+            }
+        }
+        continuation?.resume(throwing: CancellationError())
+    }
+}
+
+/// The queue of background work that `run()` executes in child tasks.
+///
+/// A lock-protected queue rather than an `AsyncStream` because two synchronous handlers feed it too (Task
+/// cancellation of `run()` and graceful shutdown), and because its consumer must keep going after `run()` is
+/// cancelled: the forced shutdown still has resources to close.
+final class JobQueue: Sendable {
+    enum Item: Sendable {
+        case job(@Sendable () async -> Void)
+        case drainRequested
+        case forcedShutdownRequested
+        case finish
+    }
+
+    private struct State {
+        var items: Deque<Item> = []
+        var consumer: UnsafeContinuation<Item, Never>?
+    }
+
+    /// Protects the items and the parked consumer.
+    private let state = Mutex<State>(State())
+
+    func push(_ item: Item) {
+        let consumer: UnsafeContinuation<Item, Never>? = self.state.withLock { state in
+            if let consumer = state.consumer {
+                state.consumer = nil
+                return consumer
+            }
+            state.items.append(item)
+            return nil
+        }
+        consumer?.resume(returning: item)
+    }
+
+    /// The next item; suspends until there is one. Only `run()` calls it, so there is one consumer at a time.
+    func next() async -> Item {
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Item, Never>) in
+            let item: Item? = self.state.withLock { state in
+                if let item = state.items.popFirst() { return item }
+                state.consumer = continuation
+                return nil
+            }
+            if let item { continuation.resume(returning: item) }
+        }
+    }
+}
