@@ -43,11 +43,18 @@ final class BenchMetricsFactory: MetricsFactory {
     func destroyRecorder(_ handler: any RecorderHandler) {}
     func destroyTimer(_ handler: any TimerHandler) {}
 
-    /// One line per metric with the total it recorded, sorted by label (a run prints these to show that the pool
-    /// really reported).
+    /// One line per metric label with what every handler of that label recorded together (several pools report
+    /// under the same labels), sorted by label: shows that the pool really reported.
     func summary() -> [String] {
-        self.made.withLock { made in
-            made.map { "\($0.label): \($0.handler.reportedValue)" }.sorted()
+        let made = self.made.withLock { $0 }
+        var byLabel: [String: (handlers: Int, events: Int)] = [:]
+        for (label, handler) in made {
+            byLabel[label, default: (0, 0)].handlers += 1
+            byLabel[label, default: (0, 0)].events += handler.events
+        }
+        return byLabel.keys.sorted().map { label in
+            let figures = byLabel[label]!
+            return "\(label): \(figures.events) events over \(figures.handlers) handlers"
         }
     }
 
@@ -59,7 +66,8 @@ final class BenchMetricsFactory: MetricsFactory {
 
 /// A handler that can say what it has recorded.
 protocol ValueReporting: AnyObject, Sendable {
-    var reportedValue: String { get }
+    /// How many times the handler was updated (or, for a counter, its total).
+    var events: Int { get }
 }
 
 final class AtomicCounter: CounterHandler, FloatingPointCounterHandler, ValueReporting {
@@ -77,7 +85,7 @@ final class AtomicCounter: CounterHandler, FloatingPointCounterHandler, ValueRep
         self.value.store(0, ordering: .relaxed)
     }
 
-    var reportedValue: String { "count \(self.value.load(ordering: .relaxed))" }
+    var events: Int { Int(self.value.load(ordering: .relaxed)) }
 }
 
 final class AtomicFloatingPointCounter: FloatingPointCounterHandler, ValueReporting {
@@ -91,7 +99,7 @@ final class AtomicFloatingPointCounter: FloatingPointCounterHandler, ValueReport
         self.bits.store(0.0.bitPattern, ordering: .relaxed)
     }
 
-    var reportedValue: String { "sum \(Double(bitPattern: self.bits.load(ordering: .relaxed)))" }
+    var events: Int { Int(Double(bitPattern: self.bits.load(ordering: .relaxed))) }
 }
 
 /// A gauge: the last value set, moved up and down by increments.
@@ -119,9 +127,7 @@ final class AtomicMeter: MeterHandler, RecorderHandler, ValueReporting {
     func record(_ value: Int64) { self.set(Double(value)) }
     func record(_ value: Double) { self.set(value) }
 
-    var reportedValue: String {
-        "value \(Double(bitPattern: self.bits.load(ordering: .relaxed))) after \(self.updates.load(ordering: .relaxed)) updates"
-    }
+    var events: Int { self.updates.load(ordering: .relaxed) }
 }
 
 /// A cumulative histogram with fixed bucket boundaries, as a Prometheus client keeps one.
@@ -171,11 +177,7 @@ final class HistogramHandler: TimerHandler, RecorderHandler, ValueReporting, @un
         AtomicDouble.add(value, to: self.sumBits)
     }
 
-    var reportedValue: String {
-        let count = self.count.load(ordering: .relaxed)
-        let sum = Double(bitPattern: self.sumBits.load(ordering: .relaxed))
-        return "count \(count), mean \(count == 0 ? 0 : sum / Double(count))"
-    }
+    var events: Int { self.count.load(ordering: .relaxed) }
 }
 
 /// `Atomic<Double>` does not exist; a compare-and-exchange loop over the bit pattern does the same.

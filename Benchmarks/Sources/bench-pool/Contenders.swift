@@ -45,15 +45,14 @@ struct Contenders: Sendable {
     let reservoirAllFeaturesLease: ReservoirLeaseBenchPool
     #endif
 
-    static func start(resources: Int) async throws -> Contenders {
+    static func start(resources: Int) throws -> Contenders {
         #if canImport(ResourcePool)
-        let allFeatures = try await ReservoirBenchPool(resources: resources, allFeatures: true)
         return Contenders(
             floor: FloorPool(resources: (0..<resources).map { BenchResource(id: $0) }),
             postgresNIO: PostgresNIOBenchPool(resources: resources),
-            reservoir: try await ReservoirBenchPool(resources: resources, allFeatures: false),
-            reservoirAllFeatures: allFeatures,
-            reservoirAllFeaturesLease: try await ReservoirLeaseBenchPool(resources: resources)
+            reservoir: try ReservoirBenchPool(resources: resources, allFeatures: false),
+            reservoirAllFeatures: try ReservoirBenchPool(resources: resources, allFeatures: true),
+            reservoirAllFeaturesLease: try ReservoirLeaseBenchPool(resources: resources)
         )
         #else
         return Contenders(

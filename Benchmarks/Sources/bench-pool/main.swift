@@ -170,7 +170,7 @@ var checksum = 0
 for scenario in scenarios {
     print("")
     print("== \(scenario.name): \(scenario.summary); \(grouped(Double(scenario.cyclesPerRound))) cycles per round")
-    let contenders = try await Contenders.start(resources: scenario.resources)
+    let contenders = try Contenders.start(resources: scenario.resources)
     let waits = WaitBuffer(capacity: scenario.cyclesPerRound)
     defer { waits.deallocate() }
 
@@ -242,7 +242,7 @@ keepAlive(checksum)
 #if canImport(ResourcePool)
 let ours = ContenderKind.reservoirAllFeatures
 print("")
-print("Metrics recorded by the all-features pools (through BenchMetricsFactory):")
+print("Metrics recorded by the all-features pools through BenchMetricsFactory (events summed over every pool):")
 for line in benchMetricsFactory.summary() {
     print("  \(line)")
 }
