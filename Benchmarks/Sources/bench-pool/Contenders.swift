@@ -1,6 +1,7 @@
 /// The pools compared in every scenario, in the order of the first round (later rounds rotate it).
 enum ContenderKind: CaseIterable, Sendable {
     case floor
+    case lockFloor
     case postgresNIO
     #if canImport(ResourcePool)
     case reservoir
@@ -12,6 +13,7 @@ enum ContenderKind: CaseIterable, Sendable {
     var key: String {
         switch self {
         case .floor: "floor"
+        case .lockFloor: "floor_lock"
         case .postgresNIO: "postgres_nio"
         #if canImport(ResourcePool)
         case .reservoir: "reservoir"
@@ -25,6 +27,7 @@ enum ContenderKind: CaseIterable, Sendable {
     var title: String {
         switch self {
         case .floor: "floor (plain actor)"
+        case .lockFloor: "floor (plain Mutex)"
         case .postgresNIO: "postgres-nio 1.33.2"
         #if canImport(ResourcePool)
         case .reservoir: "reservoir (defaults)"
@@ -38,6 +41,7 @@ enum ContenderKind: CaseIterable, Sendable {
 /// The pools of one scenario, each over its own `resources` in-memory resources, started and warm.
 struct Contenders: Sendable {
     let floor: FloorPool
+    let lockFloor: LockFloorPool
     let postgresNIO: PostgresNIOBenchPool
     #if canImport(ResourcePool)
     let reservoir: ReservoirBenchPool
@@ -49,6 +53,7 @@ struct Contenders: Sendable {
         #if canImport(ResourcePool)
         return Contenders(
             floor: FloorPool(resources: (0..<resources).map { BenchResource(id: $0) }),
+            lockFloor: LockFloorPool(resources: (0..<resources).map { BenchResource(id: $0) }),
             postgresNIO: PostgresNIOBenchPool(resources: resources),
             reservoir: try ReservoirBenchPool(resources: resources, allFeatures: false),
             reservoirAllFeatures: try ReservoirBenchPool(resources: resources, allFeatures: true),
@@ -57,6 +62,7 @@ struct Contenders: Sendable {
         #else
         return Contenders(
             floor: FloorPool(resources: (0..<resources).map { BenchResource(id: $0) }),
+            lockFloor: LockFloorPool(resources: (0..<resources).map { BenchResource(id: $0) }),
             postgresNIO: PostgresNIOBenchPool(resources: resources)
         )
         #endif
@@ -72,6 +78,8 @@ struct Contenders: Sendable {
         switch kind {
         case .floor:
             try await bench_pool.runRound(self.floor, scenario, cycles: cycles, waits: waits)
+        case .lockFloor:
+            try await bench_pool.runRound(self.lockFloor, scenario, cycles: cycles, waits: waits)
         case .postgresNIO:
             try await bench_pool.runRound(self.postgresNIO, scenario, cycles: cycles, waits: waits)
         #if canImport(ResourcePool)
@@ -95,6 +103,8 @@ struct Contenders: Sendable {
         switch kind {
         case .floor:
             try await bench_pool.measureAllocations(self.floor, scenario, cycles: cycles, waits: waits)
+        case .lockFloor:
+            try await bench_pool.measureAllocations(self.lockFloor, scenario, cycles: cycles, waits: waits)
         case .postgresNIO:
             try await bench_pool.measureAllocations(self.postgresNIO, scenario, cycles: cycles, waits: waits)
         #if canImport(ResourcePool)
@@ -115,6 +125,7 @@ struct Contenders: Sendable {
 
     func shutdown() async {
         await self.floor.shutdown()
+        await self.lockFloor.shutdown()
         await self.postgresNIO.shutdown()
         #if canImport(ResourcePool)
         await self.reservoir.shutdown()

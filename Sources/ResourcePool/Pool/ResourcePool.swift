@@ -21,7 +21,7 @@ import ServiceLifecycle
 /// Its decisions live in a pure synchronous state machine; this actor carries out its actions (resumes waiters, runs
 /// the factory and hooks, sleeps on the injected clock, logs, records metrics). Every wait uses `PoolClock`
 /// (`ContinuousClock` unless you inject another, such as the test kit's manual clock).
-public actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service where PoolClock.Duration == Duration {
+public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service where PoolClock.Duration == Duration {
     /// The lease type of this pool.
     public typealias Lease = ResourceLease<Resource, PoolClock>
 
