@@ -273,6 +273,10 @@ for scenario in scenarios {
         if let floor = summaries[.floor] {
             print("pool.\(scenario.name).ratio_vs_floor=\(fixed(mine.medianThroughput / floor.medianThroughput, 2))")
         }
+        if let lockFloor = summaries[.lockFloor] {
+            let ratio = mine.medianThroughput / lockFloor.medianThroughput
+            print("pool.\(scenario.name).ratio_vs_lock_floor=\(fixed(ratio, 2))")
+        }
         print("pool.\(scenario.name).ns_per_cycle=\(fixed(1e9 / mine.medianThroughput, 0))")
         if let mineAllocations = mine.allocationsPerCycle,
             let theirAllocations = summaries[.postgresNIO]?.allocationsPerCycle
