@@ -118,15 +118,24 @@ struct StatisticsWindow: Sendable {
     }
 
     @inlinable
+    mutating func recordImmediateAcquire(now: Duration) {
+        self.rotateIfNeeded(now: now)
+        self.current.wait.record(0)
+    }
+
     mutating func recordWait(_ wait: Duration, now: Duration) {
         self.rotateIfNeeded(now: now)
         self.current.wait.record(wait.clampedNanoseconds)
     }
 
     @inlinable
-    mutating func recordHold(_ hold: Duration, now: Duration) {
+    mutating func recordHold(nanoseconds: UInt64, now: Duration) {
         self.rotateIfNeeded(now: now)
-        self.current.hold.record(hold.clampedNanoseconds)
+        self.current.hold.record(nanoseconds)
+    }
+
+    mutating func recordHold(_ hold: Duration, now: Duration) {
+        self.recordHold(nanoseconds: hold.clampedNanoseconds, now: now)
     }
 
     mutating func recordTimeout(now: Duration) {

@@ -54,7 +54,7 @@ where PoolClock.Duration == Duration {
         await self._end(markedBroken: discarding, error: nil)
     }
 
-    @inlinable
+    @inlinable @inline(__always)
     consuming func _end(markedBroken: Bool, error: (any Error)?) async {
         let pool = self._pool
         let entry = self._entry

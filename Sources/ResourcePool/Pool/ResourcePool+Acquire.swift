@@ -32,18 +32,15 @@ extension ResourcePool {
         if effectiveDeadline == nil, let timeout = timeout ?? self.defaultAcquireTimeout {
             effectiveDeadline = now + timeout
         }
-        switch self.state.leaseRequested(now: now, deadline: effectiveDeadline) {
-        case .leased(let grant):
-            self.sites[grant.slot] = site
-            self.totals.acquisitions &+= 1
-            self.window.recordWait(.zero, now: now)
-            self.metrics.waitTime.recordNanoseconds(0)
-            self._afterEvent()
-            return AcquiredResource(entry: self.entries[grant.slot]!, grant: grant, deadline: effectiveDeadline)
+        switch self.core.leaseRequested(now: now, deadline: effectiveDeadline, site: site, metrics: self.metrics) {
+        case .leased(let entry, let grant):
+            if self.core.hasPendingActions { self._afterEvent() }
+            return AcquiredResource(entry: entry, grant: grant, deadline: effectiveDeadline)
         case .wait(let id):
             let grant = try await self._wait(id: id, site: site, enqueuedAt: now)
-            return AcquiredResource(entry: self.entries[grant.slot]!, grant: grant, deadline: effectiveDeadline)
+            return AcquiredResource(entry: self.core.entries[grant.slot]!, grant: grant, deadline: effectiveDeadline)
         case .reject(let reason):
+            self._afterEvent()
             throw self._rejected(reason)
         }
     }
@@ -59,16 +56,19 @@ extension ResourcePool {
         validateIdle: Bool
     ) -> [@Sendable () async -> Void]? {
         let now = self._now()
-        if validateIdle { self.state.idleValidationRequested() }
-        let heldFor = self.state.leaseReleased(slot: slot, now: now, discardReason: discardReason)
-        self.window.recordHold(heldFor, now: now)
-        self.metrics.useTime.recordNanoseconds(Int64(clamping: heldFor.clampedNanoseconds))
-        self._afterEvent()
-        return self.orphanJobs.isEmpty ? nil : self._takeOrphanJobs()
+        self.core.leaseReleased(
+            slot: slot,
+            now: now,
+            discardReason: discardReason,
+            validateIdle: validateIdle,
+            metrics: self.metrics
+        )
+        if self.core.hasPendingActions { return self._afterEventReturningOrphans() }
+        return nil
     }
 
     /// Returns a lease: runs the after-release hook in the caller's task, then hands the resource back.
-    @inlinable
+    @inlinable @inline(__always)
     nonisolated func _returnLease(
         _ entry: PooledResource<Resource>,
         site: AcquireSite,
@@ -96,24 +96,10 @@ extension ResourcePool {
     }
 
     /// Carries out the state machine's pending actions and brings the count gauges up to date.
-    @inlinable
+    @usableFromInline
     func _afterEvent() {
-        if !self.state.actions.isEmpty { self._performActions() }
-        let idle = self.state.idle.count
-        let used = self.state.counts.leased
-        if idle != self.recordedCounts.idle {
-            self.recordedCounts.idle = idle
-            self.metrics.idleCount.record(idle)
-        }
-        if used != self.recordedCounts.used {
-            self.recordedCounts.used = used
-            self.metrics.usedCount.record(used)
-        }
-        let pending = self.state.waiters.count
-        let creating = self.state.counts.creating
-        if pending != self.recordedCounts.pending || creating != self.recordedCounts.creating {
-            self._recordSlowGauges(pending: pending, creating: creating)
-        }
+        if self.core.hasPendingActions { self._performActions() }
+        self.core.recordCounts(self.metrics)
     }
 }
 
@@ -121,15 +107,9 @@ extension ResourcePool {
 
 extension ResourcePool {
     @usableFromInline
-    func _recordSlowGauges(pending: Int, creating: Int) {
-        if pending != self.recordedCounts.pending {
-            self.recordedCounts.pending = pending
-            self.metrics.pendingRequests.record(pending)
-        }
-        if creating != self.recordedCounts.creating {
-            self.recordedCounts.creating = creating
-            self.metrics.creating.record(creating)
-        }
+    func _afterEventReturningOrphans() -> [@Sendable () async -> Void]? {
+        self._afterEvent()
+        return self.orphanJobs.isEmpty ? nil : self._takeOrphanJobs()
     }
 
     @usableFromInline
@@ -162,11 +142,11 @@ extension ResourcePool {
             return grant
         } catch let error as CancellationError {
             self.waiterBoxes[id] = nil
-            if self.state.waiterCancelled(id) {
-                self.totals.cancellations += 1
+            if self.core.machine.waiterCancelled(id) {
+                self.core.totals.cancellations += 1
                 self.metrics.cancellations.increment()
                 let now = self._now()
-                self.window.recordWait(now - enqueuedAt, now: now)
+                self.core.window.recordWait(now - enqueuedAt, now: now)
                 self.metrics.waitTime.recordNanoseconds(Int64(clamping: (now - enqueuedAt).clampedNanoseconds))
                 self._afterEvent()
             }
@@ -176,13 +156,13 @@ extension ResourcePool {
 
     @usableFromInline
     func _rejected(_ reason: PoolStateMachine.RejectionReason) -> ResourcePoolError {
-        self.totals.rejections += 1
+        self.core.totals.rejections += 1
         self.metrics.rejections[reason]?.increment()
         switch reason {
         case .tooManyWaiters:
             return ResourcePoolError(
                 .tooManyWaiters,
-                message: "the pool '\(self.configuration.name)' already has \(self.state.waiters.count) waiters "
+                message: "the pool '\(self.configuration.name)' already has \(self.core.machine.waiters.count) waiters "
                     + "(maximumWaiters); the request was shed, retry later. \(self._figures())"
             )
         case .circuitBreakerOpen:
@@ -199,7 +179,7 @@ extension ResourcePool {
         ResourcePoolError(
             .circuitBreakerOpen,
             message: "the pool '\(self.configuration.name)' cannot create resources "
-                + "(\(self.state.creation.consecutiveFailures) consecutive failures) and has none open; "
+                + "(\(self.core.machine.creation.consecutiveFailures) consecutive failures) and has none open; "
                 + "check the underlying error and the resource's availability",
             underlying: self.lastCreationError
         )
@@ -207,8 +187,8 @@ extension ResourcePool {
 
     /// The pool's figures, for error messages: they tell a leak (everything leased for long) from an undersized pool.
     func _figures() -> String {
-        "(leased \(self.state.counts.leased), idle \(self.state.idle.count), creating \(self.state.counts.creating), "
-            + "waiting \(self.state.waiters.count), maximum \(self.configuration.maximumSize))"
+        "(leased \(self.core.machine.counts.leased), idle \(self.core.machine.idle.count), creating \(self.core.machine.counts.creating), "
+            + "waiting \(self.core.machine.waiters.count), maximum \(self.configuration.maximumSize))"
     }
 
     /// Runs the before-lease hook in the acquiring task. On failure the resource is discarded and `false` returned.
@@ -248,9 +228,9 @@ extension ResourcePool {
     }
 
     func _validationFailed(slot: Int) async {
-        self.totals.validationFailures += 1
+        self.core.totals.validationFailures += 1
         // The lease never reached the caller: undo its acquisition count so totals stay honest.
-        self.totals.acquisitions -= 1
+        self.core.totals.acquisitions -= 1
         if let orphans = self._release(slot: slot, discardReason: .validationFailed, validateIdle: false) {
             for job in orphans { await job() }
         }
@@ -280,7 +260,7 @@ extension ResourcePool {
     }
 
     func _countHookFailure() {
-        self.totals.hookFailures += 1
+        self.core.totals.hookFailures += 1
     }
 
     /// A lease was dropped without release: count, log, close and replace.
@@ -293,9 +273,9 @@ extension ResourcePool {
 
     func _recordLeak(_ entry: PooledResource<Resource>, site: AcquireSite) -> [@Sendable () async -> Void]? {
         let now = self._now()
-        let heldFor = self.state.leaseLeaked(slot: entry.slot, now: now)
-        self.totals.leaksDropped += 1
-        self.window.recordHold(heldFor, now: now)
+        let heldFor = self.core.machine.leaseLeaked(slot: entry.slot, now: now)
+        self.core.totals.leaksDropped += 1
+        self.core.window.recordHold(heldFor, now: now)
         self.logger.warning(
             "a lease was dropped without release (leak): its resource is closed and replaced",
             metadata: [

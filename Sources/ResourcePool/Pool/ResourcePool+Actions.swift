@@ -6,7 +6,7 @@ import Logging
 extension ResourcePool {
     @usableFromInline
     func _performActions() {
-        while let action = self.state.popAction() {
+        while let action = self.core.machine.popAction() {
             self._perform(action)
         }
     }
@@ -19,15 +19,15 @@ extension ResourcePool {
             }
             let now = self._now()
             if box.resolve(.success(grant)) {
-                self.sites[grant.slot] = box.site
-                self.totals.acquisitions += 1
+                self.core.sites[grant.slot] = box.site
+                self.core.totals.acquisitions += 1
                 let waited = now - box.enqueuedAt
-                self.window.recordWait(waited, now: now)
+                self.core.window.recordWait(waited, now: now)
                 self.metrics.waitTime.recordNanoseconds(Int64(clamping: waited.clampedNanoseconds))
             } else {
                 // Scenario: the waiter's task was cancelled after the state machine picked it but before this
                 // hand-off. Its cancellation handler already resumed it; the resource goes back into service.
-                self.state.handoffFailed(slot: grant.slot, now: now)
+                self.core.machine.handoffFailed(slot: grant.slot, now: now)
             }
 
         case .fail(let id, let failure):
@@ -56,8 +56,8 @@ extension ResourcePool {
             if box.resolve(.failure(error)) {
                 switch failure {
                 case .timedOut:
-                    self.totals.timeouts += 1
-                    self.window.recordTimeout(now: now)
+                    self.core.totals.timeouts += 1
+                    self.core.window.recordTimeout(now: now)
                     self.metrics.timeouts.increment()
                     self.logger.debug(
                         "acquire timed out",
@@ -66,7 +66,7 @@ extension ResourcePool {
                 case .circuitBreakerOpen, .shuttingDown:
                     break
                 }
-                self.window.recordWait(waited, now: now)
+                self.core.window.recordWait(waited, now: now)
                 self.metrics.waitTime.recordNanoseconds(Int64(clamping: waited.clampedNanoseconds))
             }
 
@@ -77,7 +77,7 @@ extension ResourcePool {
             self._startClose(slot: slot, reason: reason)
 
         case .keepAlive(let slot):
-            guard let entry = self.entries[slot], let hook = self.hooks.keepAlive else {
+            guard let entry = self.core.entries[slot], let hook = self.hooks.keepAlive else {
                 preconditionFailure("keep-alive for slot \(slot) without a resource or a hook")
             }
             self._submit { [self] in
@@ -108,25 +108,25 @@ extension ResourcePool {
             }
 
         case .reportLeakSuspected(let slot, let heldFor):
-            self.totals.leaksHeldTooLong += 1
+            self.core.totals.leaksHeldTooLong += 1
             self.metrics.leaksHeldTooLong.increment()
             self.logger.warning(
                 "a lease is held longer than the leak threshold",
                 metadata: [
-                    LogKey.resourceID: "\(self.entries[slot]?.id ?? -1)",
-                    LogKey.leaseSite: "\(self.sites[slot])",
+                    LogKey.resourceID: "\(self.core.entries[slot]?.id ?? -1)",
+                    LogKey.leaseSite: "\(self.core.sites[slot])",
                     LogKey.leaseHoldMilliseconds: "\(heldFor.clampedNanoseconds / 1_000_000)",
                 ]
             )
 
         case .reportLeakRecovered(let slot, let heldFor):
-            self.totals.leaksRecovered += 1
+            self.core.totals.leaksRecovered += 1
             self.metrics.leaksRecovered.increment()
             self.logger.info(
                 "a lease reported as held too long came back",
                 metadata: [
-                    LogKey.resourceID: "\(self.entries[slot]?.id ?? -1)",
-                    LogKey.leaseSite: "\(self.sites[slot])",
+                    LogKey.resourceID: "\(self.core.entries[slot]?.id ?? -1)",
+                    LogKey.leaseSite: "\(self.core.sites[slot])",
                     LogKey.leaseHoldMilliseconds: "\(heldFor.clampedNanoseconds / 1_000_000)",
                 ]
             )
@@ -197,11 +197,11 @@ extension ResourcePool {
     }
 
     private func _startClose(slot: Int, reason: PoolStateMachine.EvictionReason) {
-        guard let entry = self.entries[slot] else {
+        guard let entry = self.core.entries[slot] else {
             preconditionFailure("close of slot \(slot) without a resource")
         }
-        self.entries[slot] = nil
-        self.totals.evictions[reason.rawValue, default: 0] += 1
+        self.core.entries[slot] = nil
+        self.core.totals.evictions[reason.rawValue, default: 0] += 1
         self.metrics.evictions[reason]?.increment()
         self.logger.debug(
             "closing resource",
@@ -237,40 +237,40 @@ extension ResourcePool {
     // MARK: Events reported by background work
 
     func _timerFired() {
-        self.state.timerFired(now: self._now())
+        self.core.machine.timerFired(now: self._now())
         self._afterEvent()
     }
 
     func _created(_ entry: PooledResource<Resource>) {
-        self.entries[entry.slot] = entry
-        self.totals.creations += 1
+        self.core.entries[entry.slot] = entry
+        self.core.totals.creations += 1
         self.logger.debug("created resource", metadata: [LogKey.resourceID: "\(entry.id)"])
-        self.state.resourceCreated(slot: entry.slot, now: self._now(), lifetimeJitter: self.jitter.next())
+        self.core.machine.resourceCreated(slot: entry.slot, now: self._now(), lifetimeJitter: self.jitter.next())
         self._afterEvent()
     }
 
     func _creationFailed(slot: Int, error: any Error) {
         self.lastCreationError = error
-        self.totals.creationFailures += 1
+        self.core.totals.creationFailures += 1
         self.metrics.creationFailures.increment()
-        self.state.creationFailed(slot: slot, now: self._now(), backoffJitter: self.jitter.next())
+        self.core.machine.creationFailed(slot: slot, now: self._now(), backoffJitter: self.jitter.next())
         self.logger.warning(
             "creating a resource failed",
             metadata: [
                 LogKey.error: "\(error)",
-                LogKey.attempt: "\(self.state.creation.consecutiveFailures)",
+                LogKey.attempt: "\(self.core.machine.creation.consecutiveFailures)",
             ]
         )
         self._afterEvent()
     }
 
     func _closed(slot: Int) {
-        self.state.resourceClosed(slot: slot, now: self._now())
+        self.core.machine.resourceClosed(slot: slot, now: self._now())
         self._afterEvent()
     }
 
     func _keepAliveFinished(slot: Int, succeeded: Bool) {
-        self.state.keepAliveFinished(slot: slot, now: self._now(), succeeded: succeeded)
+        self.core.machine.keepAliveFinished(slot: slot, now: self._now(), succeeded: succeeded)
         self._afterEvent()
     }
 }

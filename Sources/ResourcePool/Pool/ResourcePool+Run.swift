@@ -26,7 +26,7 @@ extension ResourcePool {
             )
         }
         self.logger.debug("pool started")
-        self.state.startCreationsIfNeeded(now: self._now())
+        self.core.machine.startCreationsIfNeeded(now: self._now())
         self._afterEvent()
         let jobs = self.jobs
         await withTaskCancellationHandler {
@@ -58,13 +58,13 @@ extension ResourcePool {
 
     func _drainRequested() {
         self.logger.debug("graceful shutdown: draining")
-        self.state.drainRequested(now: self._now(), timeout: self.configuration.drainTimeout)
+        self.core.machine.drainRequested(now: self._now(), timeout: self.configuration.drainTimeout)
         self._afterEvent()
     }
 
     func _forcedShutdownRequested() {
         self.logger.debug("forced shutdown")
-        self.state.forcedShutdownRequested()
+        self.core.machine.forcedShutdownRequested()
         self._afterEvent()
     }
 
@@ -72,9 +72,9 @@ extension ResourcePool {
     /// sizing advice (see ``SizingAdvice`` for the formula).
     public func stats() -> ResourcePoolStatistics {
         let now = self._now()
-        self.window.rotateIfNeeded(now: now)
-        let current = self.window.current
-        let previous = self.window.previous
+        self.core.window.rotateIfNeeded(now: now)
+        let current = self.core.window.current
+        let previous = self.core.window.previous
         let span = max(now - previous.start, .milliseconds(1))
         let releases = current.hold.count + previous.hold.count
         let waits = current.wait.count + previous.wait.count
@@ -98,21 +98,21 @@ extension ResourcePool {
             minimumSize: self.configuration.minimumSize,
             maximumSize: self.configuration.maximumSize,
             headroom: self.configuration.sizingHeadroom,
-            leasedNow: self.state.counts.leased
+            leasedNow: self.core.machine.counts.leased
         )
         return ResourcePoolStatistics(
-            idle: self.state.idle.count,
-            leased: self.state.counts.leased,
-            creating: self.state.counts.creating,
-            keepingAlive: self.state.counts.keepingAlive,
-            closing: self.state.counts.closing,
-            waiting: self.state.waiters.count,
-            oldestWaiterAge: self.state.waiters.first.map { now - $0.enqueuedAt },
+            idle: self.core.machine.idle.count,
+            leased: self.core.machine.counts.leased,
+            creating: self.core.machine.counts.creating,
+            keepingAlive: self.core.machine.counts.keepingAlive,
+            closing: self.core.machine.counts.closing,
+            waiting: self.core.machine.waiters.count,
+            oldestWaiterAge: self.core.machine.waiters.first.map { now - $0.enqueuedAt },
             minimumSize: self.configuration.minimumSize,
             maximumSize: self.configuration.maximumSize,
-            circuitBreakerOpen: self.state.creation.circuitBreakerOpen,
-            consecutiveCreationFailures: self.state.creation.consecutiveFailures,
-            totals: self.totals,
+            circuitBreakerOpen: self.core.machine.creation.circuitBreakerOpen,
+            consecutiveCreationFailures: self.core.machine.creation.consecutiveFailures,
+            totals: self.core.totals,
             window: window,
             sizing: sizing
         )
@@ -122,8 +122,8 @@ extension ResourcePool {
 extension ResourcePool {
     /// The acquire sites of the leases currently out, for the test kit's "no outstanding leases" assertion.
     package func outstandingLeaseSites() -> [AcquireSite] {
-        self.state.slots.indices.compactMap { slot in
-            self.state.slots[slot].state == .leased ? self.sites[slot] : nil
+        self.core.machine.slots.indices.compactMap { slot in
+            self.core.machine.slots[slot].state == .leased ? self.core.sites[slot] : nil
         }
     }
 }

@@ -25,15 +25,10 @@ public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service w
     /// The lease type of this pool.
     public typealias Lease = ResourceLease<Resource, PoolClock>
 
-    @usableFromInline var state: PoolStateMachine
-    /// The open resources, by slot.
-    @usableFromInline var entries: [PooledResource<Resource>?]
-    /// The acquire site of each slot's current lease.
-    @usableFromInline var sites: [AcquireSite]
+    /// Everything the hot path mutates, in one stored property: each access to an actor's stored property is a
+    /// dynamic exclusivity check, and one check per acquire or release is measurably cheaper than a dozen.
+    @usableFromInline var core: PoolCore<Resource>
     @usableFromInline var waiterBoxes: [PoolStateMachine.WaiterID: WaiterBox] = [:]
-    @usableFromInline var window: StatisticsWindow
-    @usableFromInline var totals = ResourcePoolStatistics.Totals()
-    @usableFromInline var recordedCounts = RecordedCounts()
 
     @usableFromInline nonisolated let clock: PoolClock
     @usableFromInline nonisolated let epoch: PoolClock.Instant
@@ -85,13 +80,10 @@ public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service w
             hasKeepAliveHook: hooks.keepAlive != nil,
             hasValidationHook: hooks.beforeLease != nil
         )
-        self.state = PoolStateMachine(configuration: machineConfiguration)
-        self.entries = Array(repeating: nil, count: configuration.maximumSize)
-        self.sites = Array(
-            repeating: AcquireSite(fileID: "", line: 0, function: ""),
-            count: configuration.maximumSize
+        self.core = PoolCore(
+            machine: PoolStateMachine(configuration: machineConfiguration),
+            statisticsWindow: configuration.statisticsWindow
         )
-        self.window = StatisticsWindow(length: configuration.statisticsWindow)
         self.clock = clock
         self.epoch = clock.now
         self.metrics = PoolMetrics(
@@ -188,7 +180,7 @@ public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service w
     /// Replaces every resource (for example after a failover): idle ones are closed now, leased ones when they come
     /// back, ones being created or checked when they finish. Replacements are created as needed.
     public func invalidateAll() {
-        self.state.invalidateAllRequested(now: self._now())
+        self.core.machine.invalidateAllRequested(now: self._now())
         self._afterEvent()
         self.logger.info("invalidated every resource")
     }
@@ -196,7 +188,7 @@ public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service w
     /// Flags every idle resource for validation before its next lease (the before-lease hook then runs whatever the
     /// validation policy says). Call it when a failure may have hit every resource, such as a connection error.
     public func requestIdleValidation() {
-        self.state.idleValidationRequested()
+        self.core.machine.idleValidationRequested()
     }
 
     /// Starts a graceful shutdown, as swift-service-lifecycle's graceful shutdown does: new acquires fail with

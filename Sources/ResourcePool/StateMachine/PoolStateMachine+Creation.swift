@@ -77,7 +77,8 @@ extension PoolStateMachine {
         }
         if delay > configuration.backoffMaximum { delay = configuration.backoffMaximum }
         let factor = 1 - configuration.backoffJitter + 2 * configuration.backoffJitter * Self.unit(jitter)
-        return delay * factor
+        // Whole nanoseconds, so that schedules are exact and comparable.
+        return .nanoseconds(Int64((Double(delay.clampedNanoseconds) * factor).rounded()))
     }
 
     /// Starts as many creations as the minimum size and the waiting demand need, within the maximum size, the cap on
