@@ -128,6 +128,8 @@ struct Acquired: Sendable {
 struct RoundMeasurement: Sendable {
     var cycles: Int
     var elapsedNanoseconds: UInt64
+    /// CPU time of the whole process during the round.
+    var cpuNanoseconds: UInt64
     /// Sorted ascending, in nanoseconds.
     var waits: [UInt64]
     var tasksThatLeased: Int
@@ -137,6 +139,10 @@ struct RoundMeasurement: Sendable {
 
     var cyclesPerSecond: Double {
         Double(self.cycles) / (Double(self.elapsedNanoseconds) / 1e9)
+    }
+
+    var cpuNanosecondsPerCycle: Double {
+        Double(self.cpuNanoseconds) / Double(self.cycles)
     }
 
     func waitPercentile(_ fraction: Double) -> Double {
@@ -179,6 +185,7 @@ func runRound<Pool: BenchPool>(
         reservoir_malloc_counter_set_enabled(1)
     }
     var start: UInt64 = 0
+    var cpuStart: UInt64 = 0
     let tallies = try await withThrowingTaskGroup(of: TaskTally.self, returning: [TaskTally].self) { group in
         for _ in 0..<tasks {
             group.addTask {
@@ -193,6 +200,7 @@ func runRound<Pool: BenchPool>(
                 )
             }
         }
+        cpuStart = processCPUNanoseconds()
         start = monotonicNanoseconds()
         gate.open()
         var tallies: [TaskTally] = []
@@ -203,6 +211,7 @@ func runRound<Pool: BenchPool>(
         return tallies
     }
     let elapsed = monotonicNanoseconds() - start
+    let cpu = processCPUNanoseconds() - cpuStart
     if countAllocations {
         reservoir_malloc_counter_set_enabled(0)
     }
@@ -220,6 +229,7 @@ func runRound<Pool: BenchPool>(
     return RoundMeasurement(
         cycles: tallies.reduce(0) { $0 + $1.cycles },
         elapsedNanoseconds: elapsed,
+        cpuNanoseconds: cpu,
         waits: sampled,
         tasksThatLeased: leased.count,
         fewestCyclesOfATask: tallies.map(\.cycles).min() ?? 0,

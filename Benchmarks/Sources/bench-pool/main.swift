@@ -94,6 +94,7 @@ struct ContenderSummary {
         let median = self.medianThroughput
         return median == 0 ? 0 : (self.maximumThroughput - self.minimumThroughput) / 2 / median * 100
     }
+    var medianCPUPerCycle: Double { median(self.rounds.map(\.cpuNanosecondsPerCycle)) }
     var medianP50Wait: Double { median(self.rounds.map { $0.waitPercentile(0.50) }) }
     var medianP99Wait: Double { median(self.rounds.map { $0.waitPercentile(0.99) }) }
     var medianMeanWait: Double { median(self.rounds.map(\.meanWait)) }
@@ -202,7 +203,7 @@ for scenario in scenarios {
 
     let contended = scenario.tasks > scenario.resources
     var header = padded("pool", 26, right: false) + padded("cycles/s", 11) + padded("min", 11) + padded("max", 11)
-        + padded("spread", 8) + padded("p50 wait", 10) + padded("p99 wait", 10)
+        + padded("spread", 8) + padded("cpu/cyc", 9) + padded("p50 wait", 11) + padded("p99 wait", 11)
     if contended {
         header += padded("p99/FIFO", 10) + padded("tasks", 11) + padded("per task", 12)
     }
@@ -215,8 +216,9 @@ for scenario in scenarios {
             + padded(grouped(summary.minimumThroughput), 11)
             + padded(grouped(summary.maximumThroughput), 11)
             + padded("±" + fixed(summary.spreadPercent, 1) + "%", 8)
-            + padded(micros(summary.medianP50Wait) + "µs", 10)
-            + padded(micros(summary.medianP99Wait) + "µs", 10)
+            + padded(micros(summary.medianCPUPerCycle) + "µs", 9)
+            + padded(micros(summary.medianP50Wait) + "µs", 11)
+            + padded(micros(summary.medianP99Wait) + "µs", 11)
         if contended {
             line += padded(fixed(summary.medianP99OverImplied(scenario), 2) + "×", 10)
                 + padded("\(summary.fewestTasksThatLeased)/\(scenario.tasks)", 11)
@@ -258,6 +260,7 @@ for scenario in scenarios {
         let prefix = "pool.\(scenario.name).\(kind.key)"
         print("\(prefix).cycles_per_second=\(Int(summary.medianThroughput.rounded()))")
         print("\(prefix).spread_percent=\(fixed(summary.spreadPercent, 1))")
+        print("\(prefix).cpu_ns_per_cycle=\(fixed(summary.medianCPUPerCycle, 0))")
         print("\(prefix).p50_wait_us=\(micros(summary.medianP50Wait))")
         print("\(prefix).p99_wait_us=\(micros(summary.medianP99Wait))")
         if scenario.tasks > scenario.resources {
@@ -278,6 +281,10 @@ for scenario in scenarios {
             print("pool.\(scenario.name).ratio_vs_lock_floor=\(fixed(ratio, 2))")
         }
         print("pool.\(scenario.name).ns_per_cycle=\(fixed(1e9 / mine.medianThroughput, 0))")
+        if let theirs = summaries[.postgresNIO] {
+            let ratio = theirs.medianCPUPerCycle / mine.medianCPUPerCycle
+            print("pool.\(scenario.name).cpu_ratio_vs_postgres_nio=\(fixed(ratio, 2))")
+        }
         if let mineAllocations = mine.allocationsPerCycle,
             let theirAllocations = summaries[.postgresNIO]?.allocationsPerCycle
         {
