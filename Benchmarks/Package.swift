@@ -32,6 +32,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
+            exclude: ["specialised-symbols.txt"],
             swiftSettings: swiftSettings
         ),
     ]
