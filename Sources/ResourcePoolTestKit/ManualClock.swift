@@ -17,14 +17,17 @@ public final class ManualClock: Clock, Sendable {
             self.offset = offset
         }
 
+        /// The instant `duration` later.
         public func advanced(by duration: Duration) -> Instant {
             Instant(offset: self.offset + duration)
         }
 
+        /// The duration from this instant to `other`.
         public func duration(to other: Instant) -> Duration {
             other.offset - self.offset
         }
 
+        /// Whether `lhs` comes before `rhs`.
         public static func < (lhs: Instant, rhs: Instant) -> Bool {
             lhs.offset < rhs.offset
         }

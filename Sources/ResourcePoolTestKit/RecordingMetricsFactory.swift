@@ -88,25 +88,33 @@ public final class RecordingMetricsFactory: MetricsFactory, Sendable {
         return Handler(key: key, factory: self)
     }
 
+    /// Creates a recording counter.
     public func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
         self.make(label, dimensions)
     }
 
+    /// Creates a recording meter.
     public func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
         self.make(label, dimensions)
     }
 
+    /// Creates a recording recorder (gauges are recorders).
     public func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
         self.make(label, dimensions)
     }
 
+    /// Creates a recording timer (values in nanoseconds).
     public func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
         self.make(label, dimensions)
     }
 
+    /// Keeps the records (tests read them after the metric is gone).
     public func destroyCounter(_ handler: any CounterHandler) {}
+    /// Keeps the records.
     public func destroyMeter(_ handler: any MeterHandler) {}
+    /// Keeps the records.
     public func destroyRecorder(_ handler: any RecorderHandler) {}
+    /// Keeps the records.
     public func destroyTimer(_ handler: any TimerHandler) {}
 
     /// Every metric recorded under `label` whose dimensions include `dimensions`.

@@ -34,13 +34,13 @@ extension ResourcePool {
         }
         switch self.core.leaseRequested(now: now, deadline: effectiveDeadline, site: site, metrics: self.metrics) {
         case .leased(let entry, let grant):
-            if self.core.hasPendingActions { self._afterEvent() }
+            if self.core.hasPendingActions { self._afterEvent(now: now) }
             return AcquiredResource(entry: entry, grant: grant, deadline: effectiveDeadline)
         case .wait(let id):
             let grant = try await self._wait(id: id, site: site, enqueuedAt: now)
             return AcquiredResource(entry: self.core.entries[grant.slot]!, grant: grant, deadline: effectiveDeadline)
         case .reject(let reason):
-            self._afterEvent()
+            self._afterEvent(now: now)
             throw self._rejected(reason)
         }
     }
@@ -63,7 +63,7 @@ extension ResourcePool {
             validateIdle: validateIdle,
             metrics: self.metrics
         )
-        if self.core.hasPendingActions { return self._afterEventReturningOrphans() }
+        if self.core.hasPendingActions { return self._afterEventReturningOrphans(now: now) }
         return nil
     }
 
@@ -96,9 +96,11 @@ extension ResourcePool {
     }
 
     /// Carries out the state machine's pending actions and brings the count gauges up to date.
+    ///
+    /// - Parameter now: the time of the event, if the caller has it (saves a clock read).
     @usableFromInline
-    func _afterEvent() {
-        if self.core.hasPendingActions { self._performActions() }
+    func _afterEvent(now: Duration? = nil) {
+        if self.core.hasPendingActions { self._performActions(now: now) }
         self.core.recordCounts(self.metrics)
     }
 }
@@ -107,8 +109,8 @@ extension ResourcePool {
 
 extension ResourcePool {
     @usableFromInline
-    func _afterEventReturningOrphans() -> [@Sendable () async -> Void]? {
-        self._afterEvent()
+    func _afterEventReturningOrphans(now: Duration) -> [@Sendable () async -> Void]? {
+        self._afterEvent(now: now)
         return self.orphanJobs.isEmpty ? nil : self._takeOrphanJobs()
     }
 
@@ -130,7 +132,7 @@ extension ResourcePool {
         }
         let box = WaiterBox(site: site, enqueuedAt: enqueuedAt)
         self.waiterBoxes[id] = box
-        self._afterEvent()
+        self._afterEvent(now: enqueuedAt)
         do {
             let grant = try await withTaskCancellationHandler {
                 try await withUnsafeThrowingContinuation { continuation in
@@ -142,14 +144,16 @@ extension ResourcePool {
             return grant
         } catch let error as CancellationError {
             self.waiterBoxes[id] = nil
-            if self.core.machine.waiterCancelled(id) {
-                self.core.totals.cancellations += 1
-                self.metrics.cancellations.increment()
-                let now = self._now()
-                self.core.window.recordWait(now - enqueuedAt, now: now)
-                self.metrics.waitTime.recordNanoseconds(Int64(clamping: (now - enqueuedAt).clampedNanoseconds))
-                self._afterEvent()
-            }
+            // Scenario: the state machine may already have picked this waiter, and the hand-off failed because the
+            // cancellation came first; then it is no longer queued and its resource went back into service
+            // (`handoffFailed`). Either way the caller was cancelled while waiting, and is counted once, here.
+            _ = self.core.machine.waiterCancelled(id)
+            self.core.totals.cancellations += 1
+            self.metrics.cancellations.increment()
+            let now = self._now()
+            self.core.window.recordWait(now - enqueuedAt, now: now)
+            self.metrics.waitTime.recordNanoseconds(Int64(clamping: (now - enqueuedAt).clampedNanoseconds))
+            self._afterEvent(now: now)
             throw error
         }
     }
@@ -284,7 +288,7 @@ extension ResourcePool {
                 LogKey.leaseHoldMilliseconds: "\(heldFor.clampedNanoseconds / 1_000_000)",
             ]
         )
-        self._afterEvent()
+        self._afterEvent(now: now)
         return self.orphanJobs.isEmpty ? nil : self._takeOrphanJobs()
     }
 }

@@ -4,20 +4,30 @@ import Logging
 
 // Carrying out the state machine's actions, and the events that background work reports back.
 extension ResourcePool {
+    /// Carries out every pending action.
+    ///
+    /// - Parameter now: the time of the event that produced the actions, if the caller has it (saves a clock read).
     @usableFromInline
-    func _performActions() {
+    func _performActions(now: Duration?) {
+        var now = now
         while let action = self.core.machine.popAction() {
-            self._perform(action)
+            self._perform(action, now: &now)
         }
     }
 
-    private func _perform(_ action: PoolStateMachine.Action) {
+    private func _perform(_ action: PoolStateMachine.Action, now cachedNow: inout Duration?) {
+        func currentTime() -> Duration {
+            if let cachedNow { return cachedNow }
+            let now = self._now()
+            cachedNow = now
+            return now
+        }
         switch action {
         case .resume(let id, let grant):
             guard let box = self.waiterBoxes.removeValue(forKey: id) else {
                 preconditionFailure("the state machine resumed an unknown waiter \(id)")
             }
-            let now = self._now()
+            let now = currentTime()
             if box.resolve(.success(grant)) {
                 self.core.sites[grant.slot] = box.site
                 self.core.totals.acquisitions += 1
@@ -34,7 +44,7 @@ extension ResourcePool {
             guard let box = self.waiterBoxes.removeValue(forKey: id) else {
                 preconditionFailure("the state machine failed an unknown waiter \(id)")
             }
-            let now = self._now()
+            let now = currentTime()
             let waited = now - box.enqueuedAt
             let error: ResourcePoolError
             switch failure {
@@ -237,16 +247,18 @@ extension ResourcePool {
     // MARK: Events reported by background work
 
     func _timerFired() {
-        self.core.machine.timerFired(now: self._now())
-        self._afterEvent()
+        let now = self._now()
+        self.core.machine.timerFired(now: now)
+        self._afterEvent(now: now)
     }
 
     func _created(_ entry: PooledResource<Resource>) {
         self.core.entries[entry.slot] = entry
         self.core.totals.creations += 1
         self.logger.debug("created resource", metadata: [LogKey.resourceID: "\(entry.id)"])
-        self.core.machine.resourceCreated(slot: entry.slot, now: self._now(), lifetimeJitter: self.jitter.next())
-        self._afterEvent()
+        let now = self._now()
+        self.core.machine.resourceCreated(slot: entry.slot, now: now, lifetimeJitter: self.jitter.next())
+        self._afterEvent(now: now)
     }
 
     func _creationFailed(slot: Int, error: any Error) {
@@ -265,12 +277,14 @@ extension ResourcePool {
     }
 
     func _closed(slot: Int) {
-        self.core.machine.resourceClosed(slot: slot, now: self._now())
-        self._afterEvent()
+        let now = self._now()
+        self.core.machine.resourceClosed(slot: slot, now: now)
+        self._afterEvent(now: now)
     }
 
     func _keepAliveFinished(slot: Int, succeeded: Bool) {
-        self.core.machine.keepAliveFinished(slot: slot, now: self._now(), succeeded: succeeded)
-        self._afterEvent()
+        let now = self._now()
+        self.core.machine.keepAliveFinished(slot: slot, now: now, succeeded: succeeded)
+        self._afterEvent(now: now)
     }
 }

@@ -124,9 +124,13 @@ extension ResourcePoolConfiguration {
     /// Delays between failed creation attempts: `min(initial × multiplier^(n − 1), maximum)` after the n-th
     /// consecutive failure, multiplied by a random factor in `1 − jitter ..< 1 + jitter`.
     public struct Backoff: Sendable, Equatable {
+        /// The delay after the first failure.
         public var initial: Duration
+        /// Growth per further failure (at least 1).
         public var multiplier: Double
+        /// The largest delay.
         public var maximum: Duration
+        /// The random spread, as a fraction in 0...1.
         public var jitter: Double
 
         /// Exponential backoff.

@@ -77,6 +77,7 @@ public struct ResourcePoolError: Error, Sendable, Equatable, CustomStringConvert
         self.line = line
     }
 
+    /// Errors are equal when their codes are.
     public static func == (lhs: ResourcePoolError, rhs: ResourcePoolError) -> Bool {
         lhs.code == rhs.code
     }

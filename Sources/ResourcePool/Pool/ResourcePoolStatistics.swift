@@ -35,13 +35,21 @@ public struct ResourcePoolStatistics: Sendable {
 
     /// Counts since the pool was created.
     public struct Totals: Sendable, Equatable {
+        /// Leases handed to callers.
         public var acquisitions = 0
+        /// Acquires that timed out.
         public var timeouts = 0
+        /// Acquires turned away at once (too many waiters, circuit breaker open, shutting down).
         public var rejections = 0
+        /// Waiters whose task was cancelled.
         public var cancellations = 0
+        /// Resources created.
         public var creations = 0
+        /// Failed creations (including a throwing after-create hook).
         public var creationFailures = 0
+        /// Resources that failed the before-lease validation.
         public var validationFailures = 0
+        /// Hooks that threw.
         public var hookFailures = 0
         /// Leases dropped without release (exact leaks).
         public var leaksDropped = 0

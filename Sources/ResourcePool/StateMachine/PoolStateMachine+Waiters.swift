@@ -39,6 +39,9 @@ extension PoolStateMachine {
 
         @inlinable var isEmpty: Bool { self.count == 0 }
 
+        /// Deadlines still tracked (for tests: stale ones are pruned as they reach the front).
+        var pendingDeadlineCount: Int { self.deadlines.count }
+
         /// The longest-waiting live entry.
         var first: Entry? { self.entries.first }
 
