@@ -84,12 +84,15 @@ struct StatisticsWindow: Sendable {
         @usableFromInline var hold = LatencyHistogram()
         @usableFromInline var wait = LatencyHistogram()
         @usableFromInline var timeouts: UInt64 = 0
+        /// Leases granted (at once or after waiting).
+        @usableFromInline var granted: UInt64 = 0
         @usableFromInline var start: Duration = .zero
 
         mutating func reset(start: Duration) {
             self.hold.reset()
             self.wait.reset()
             self.timeouts = 0
+            self.granted = 0
             self.start = start
         }
     }
@@ -121,8 +124,16 @@ struct StatisticsWindow: Sendable {
     mutating func recordImmediateAcquire(now: Duration) {
         self.rotateIfNeeded(now: now)
         self.current.wait.record(0)
+        self.current.granted &+= 1
     }
 
+    /// A waiter got a lease after waiting.
+    mutating func recordGrantedWait(_ wait: Duration, now: Duration) {
+        self.recordWait(wait, now: now)
+        self.current.granted &+= 1
+    }
+
+    /// A waiter left without a lease (timed out, cancelled, shut down).
     mutating func recordWait(_ wait: Duration, now: Duration) {
         self.rotateIfNeeded(now: now)
         self.current.wait.record(wait.clampedNanoseconds)

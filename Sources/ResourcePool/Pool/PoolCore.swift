@@ -40,9 +40,10 @@ struct PoolCore<Resource: Sendable>: Sendable {
         now: Duration,
         deadline: Duration?,
         site: AcquireSite,
+        retry: Bool,
         metrics: PoolMetrics
     ) -> AcquireOutcome {
-        switch self.machine.leaseRequested(now: now, deadline: deadline) {
+        switch self.machine.leaseRequested(now: now, deadline: deadline, retry: retry) {
         case .leased(let grant):
             self.sites[grant.slot] = site
             self.totals.acquisitions &+= 1

@@ -25,14 +25,22 @@ extension ResourcePool {
     func _acquire(
         timeout: Duration?,
         deadline: Duration?,
-        site: AcquireSite
+        site: AcquireSite,
+        retry: Bool
     ) async throws -> AcquiredResource<Resource> {
         let now = self._now()
         var effectiveDeadline = deadline
         if effectiveDeadline == nil, let timeout = timeout ?? self.defaultAcquireTimeout {
             effectiveDeadline = now + timeout
         }
-        switch self.core.leaseRequested(now: now, deadline: effectiveDeadline, site: site, metrics: self.metrics) {
+        let outcome = self.core.leaseRequested(
+            now: now,
+            deadline: effectiveDeadline,
+            site: site,
+            retry: retry,
+            metrics: self.metrics
+        )
+        switch outcome {
         case .leased(let entry, let grant):
             if self.core.hasPendingActions { self._afterEvent(now: now) }
             return AcquiredResource(entry: entry, grant: grant, deadline: effectiveDeadline)

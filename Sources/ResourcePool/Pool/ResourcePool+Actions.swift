@@ -32,7 +32,7 @@ extension ResourcePool {
                 self.core.sites[grant.slot] = box.site
                 self.core.totals.acquisitions += 1
                 let waited = now - box.enqueuedAt
-                self.core.window.recordWait(waited, now: now)
+                self.core.window.recordGrantedWait(waited, now: now)
                 self.metrics.waitTime.recordNanoseconds(Int64(clamping: waited.clampedNanoseconds))
             } else {
                 // Scenario: the waiter's task was cancelled after the state machine picked it but before this

@@ -78,15 +78,17 @@ extension ResourcePool {
         let span = max(now - previous.start, .milliseconds(1))
         let releases = current.hold.count + previous.hold.count
         let waits = current.wait.count + previous.wait.count
+        let granted = current.granted + previous.granted
+        let timeouts = current.timeouts + previous.timeouts
         func mean(_ sum: UInt64, _ count: UInt64) -> Duration? {
             count == 0 ? nil : Duration(nanoseconds: sum / count)
         }
         let spanSeconds = Double(span.clampedNanoseconds) / 1e9
         let window = ResourcePoolStatistics.Window(
             duration: span,
-            acquisitions: Int(waits),
-            timeouts: Int(current.timeouts + previous.timeouts),
-            acquireRate: Double(waits) / spanSeconds,
+            acquisitions: Int(granted),
+            timeouts: Int(timeouts),
+            acquireRate: Double(granted + timeouts) / spanSeconds,
             meanHoldTime: mean(current.hold.sum &+ previous.hold.sum, releases),
             p99HoldTime: current.hold.quantile(0.99, mergedWith: previous.hold).map { Duration(nanoseconds: $0) },
             meanWaitTime: mean(current.wait.sum &+ previous.wait.sum, waits),
@@ -107,7 +109,7 @@ extension ResourcePool {
             keepingAlive: self.core.machine.counts.keepingAlive,
             closing: self.core.machine.counts.closing,
             waiting: self.core.machine.waiters.count,
-            oldestWaiterAge: self.core.machine.waiters.first.map { now - $0.enqueuedAt },
+            oldestWaiterAge: self.core.machine.waiters.oldest.map { now - $0.enqueuedAt },
             minimumSize: self.configuration.minimumSize,
             maximumSize: self.configuration.maximumSize,
             circuitBreakerOpen: self.core.machine.creation.circuitBreakerOpen,

@@ -163,14 +163,17 @@ public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service w
     ) async throws -> Lease {
         let site = AcquireSite(fileID: fileID, line: line, function: function)
         var deadline: Duration? = nil
+        var retry = false
         while true {
-            let acquired = try await self._acquire(timeout: timeout, deadline: deadline, site: site)
+            let acquired = try await self._acquire(timeout: timeout, deadline: deadline, site: site, retry: retry)
             if acquired.grant.validate, let validate = self.hooks.beforeLease {
                 if await self._validate(acquired, site: site, hook: validate) {
                     return Lease(pool: self, entry: acquired.entry, site: site)
                 }
-                // The resource failed validation and is being replaced: try again with the same deadline.
+                // The resource failed validation and is being replaced: try again with the same deadline, keeping
+                // this caller's turn ahead of callers that came later.
                 deadline = acquired.deadline
+                retry = true
                 continue
             }
             return Lease(pool: self, entry: acquired.entry, site: site)

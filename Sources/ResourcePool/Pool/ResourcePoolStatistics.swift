@@ -70,13 +70,13 @@ public struct ResourcePoolStatistics: Sendable {
         public var acquisitions: Int
         /// Acquire timeouts in the window.
         public var timeouts: Int
-        /// Leases granted per second (λ in Little's law).
+        /// Acquire requests per second that were served or timed out: the offered load (λ in Little's law).
         public var acquireRate: Double
         /// Mean time a resource was held per lease (W in Little's law); `nil` without releases.
         public var meanHoldTime: Duration?
         /// 99th percentile hold time (≈6 % precision).
         public var p99HoldTime: Duration?
-        /// Mean wait for a lease, zero for leases served at once.
+        /// Mean wait of the requests in the window (served, timed out or cancelled), zero for leases served at once.
         public var meanWaitTime: Duration?
         /// 99th percentile wait (≈6 % precision).
         public var p99WaitTime: Duration?

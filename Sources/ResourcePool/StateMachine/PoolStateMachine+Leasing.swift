@@ -18,8 +18,10 @@ extension PoolStateMachine {
     /// - Parameters:
     ///   - now: the current time.
     ///   - deadline: when the caller stops waiting; `nil` waits until cancelled.
+    ///   - retry: the caller's previous resource failed validation: it keeps its turn (queued ahead of first-time
+    ///     waiters, not subject to `maximumWaiters`).
     @usableFromInline
-    mutating func leaseRequested(now: Instant, deadline: Instant?) -> LeaseRequestedAction {
+    mutating func leaseRequested(now: Instant, deadline: Instant?, retry: Bool = false) -> LeaseRequestedAction {
         switch self.lifecycle {
         case .running:
             break
@@ -40,11 +42,11 @@ extension PoolStateMachine {
             self.startCreationsIfNeeded(now: now)
             return .reject(.circuitBreakerOpen)
         }
-        if let maximumWaiters = self.configuration.maximumWaiters, self.waiters.count >= maximumWaiters {
+        if !retry, let maximumWaiters = self.configuration.maximumWaiters, self.waiters.count >= maximumWaiters {
             if closedAny { self.startCreationsIfNeeded(now: now) }
             return .reject(.tooManyWaiters)
         }
-        let id = self.waiters.enqueue(now: now, deadline: deadline)
+        let id = self.waiters.enqueue(now: now, deadline: deadline, retry: retry)
         if let deadline { self.ensureWakeup(at: deadline) }
         self.startCreationsIfNeeded(now: now)
         return .wait(id)

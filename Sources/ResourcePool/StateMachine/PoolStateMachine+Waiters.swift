@@ -4,9 +4,11 @@ import HeapModule
 extension PoolStateMachine {
     /// FIFO queue of waiters with O(1) removal.
     ///
-    /// Waiter ids grow strictly in queue order, and entries leave the deque only from the front, so a waiter is still
-    /// queued exactly when its id is at least the front's id and it is not in `removed` (removed from the middle and
-    /// not yet skipped). The front entry is always live: removals purge the front at once.
+    /// Two deques: `retries` (callers whose resource failed validation; they keep their turn) is served before
+    /// `entries`. Each deque draws its ids from its own range (retries have the top bit set), ids grow strictly in
+    /// each deque's order, and entries leave a deque only from its front, so a waiter is still queued exactly when its
+    /// id lies between its own deque's front and back ids and it is not in `removed` (removed from the middle and not
+    /// yet skipped). Each front entry is always live: removals purge the fronts at once.
     ///
     /// Deadlines live in a min-heap; entries for waiters that already left are skipped when they surface.
     @usableFromInline
@@ -29,9 +31,14 @@ extension PoolStateMachine {
         }
 
         @usableFromInline var entries: Deque<Entry> = Deque(minimumCapacity: 16)
+        @usableFromInline var retries: Deque<Entry> = []
         @usableFromInline var removed: Set<WaiterID> = []
         @usableFromInline var deadlines: Heap<Deadline> = Heap()
         @usableFromInline var nextID: WaiterID = 1
+        @usableFromInline var nextRetryID: WaiterID = Self.retryBit | 1
+
+        /// Set in the ids of retries, so that the two deques' id ranges never overlap.
+        @usableFromInline static let retryBit: WaiterID = 1 << 63
         /// Waiters still queued (entries minus removed ones).
         @usableFromInline private(set) var count = 0
 
@@ -42,13 +49,28 @@ extension PoolStateMachine {
         /// Deadlines still tracked (for tests: stale ones are pruned as they reach the front).
         var pendingDeadlineCount: Int { self.deadlines.count }
 
-        /// The longest-waiting live entry.
-        var first: Entry? { self.entries.first }
+        /// The live entry served next.
+        var first: Entry? { self.retries.first ?? self.entries.first }
 
-        mutating func enqueue(now: Instant, deadline: Instant?) -> WaiterID {
-            let id = self.nextID
-            self.nextID += 1
-            self.entries.append(Entry(id: id, enqueuedAt: now))
+        /// The live entry that has waited longest.
+        var oldest: Entry? {
+            guard let retry = self.retries.first else { return self.entries.first }
+            guard let entry = self.entries.first else { return retry }
+            return retry.enqueuedAt <= entry.enqueuedAt ? retry : entry
+        }
+
+        /// Queues a waiter at the back, or, for a retry, ahead of every first-time waiter.
+        mutating func enqueue(now: Instant, deadline: Instant?, retry: Bool = false) -> WaiterID {
+            let id: WaiterID
+            if retry {
+                id = self.nextRetryID
+                self.nextRetryID += 1
+                self.retries.append(Entry(id: id, enqueuedAt: now))
+            } else {
+                id = self.nextID
+                self.nextID += 1
+                self.entries.append(Entry(id: id, enqueuedAt: now))
+            }
             self.count += 1
             if let deadline {
                 self.deadlines.insert(Deadline(at: deadline, id: id))
@@ -57,13 +79,25 @@ extension PoolStateMachine {
         }
 
         func contains(_ id: WaiterID) -> Bool {
-            guard let first = self.entries.first, let last = self.entries.last else { return false }
-            return id >= first.id && id <= last.id && !self.removed.contains(id)
+            let deque = id & Self.retryBit == 0 ? self.entries : self.retries
+            return Self.inRange(id, of: deque) && !self.removed.contains(id)
         }
 
-        /// Takes the longest-waiting waiter.
+        private static func inRange(_ id: WaiterID, of deque: Deque<Entry>) -> Bool {
+            guard let first = deque.first, let last = deque.last else { return false }
+            return id >= first.id && id <= last.id
+        }
+
+        /// Takes the waiter served next: retries first, then first-time waiters in FIFO order.
         mutating func dequeue() -> Entry? {
-            guard let entry = self.entries.popFirst() else { return nil }
+            let entry: Entry
+            if let retry = self.retries.popFirst() {
+                entry = retry
+            } else if let first = self.entries.popFirst() {
+                entry = first
+            } else {
+                return nil
+            }
             self.count -= 1
             self.purgeFront()
             return entry
@@ -76,6 +110,9 @@ extension PoolStateMachine {
             if self.entries.first?.id == id {
                 self.entries.removeFirst()
                 self.purgeFront()
+            } else if self.retries.first?.id == id {
+                self.retries.removeFirst()
+                self.purgeFront()
             } else {
                 self.removed.insert(id)
             }
@@ -86,7 +123,10 @@ extension PoolStateMachine {
             while let first = self.entries.first, !self.removed.isEmpty, self.removed.remove(first.id) != nil {
                 self.entries.removeFirst()
             }
-            if self.entries.isEmpty {
+            while let first = self.retries.first, !self.removed.isEmpty, self.removed.remove(first.id) != nil {
+                self.retries.removeFirst()
+            }
+            if self.entries.isEmpty && self.retries.isEmpty {
                 self.removed.removeAll(keepingCapacity: true)
             }
             // Drop deadlines of waiters that already left. With one acquire timeout for every call the deadlines

@@ -65,3 +65,50 @@ struct LatencyHistogramTests {
         #expect(Double(p99) <= 990_000 * 1.13)
     }
 }
+
+@Suite("PoolStateMachine.WaiterQueue: retries")
+struct PoolStateMachineRetryTests {
+    @Test("a retry is served before first-time waiters, and ids of both deques never collide")
+    func retriesFirst() {
+        var queue = Machine.WaiterQueue()
+        let first = queue.enqueue(now: .zero, deadline: nil)
+        let second = queue.enqueue(now: .seconds(1), deadline: nil)
+        let retry = queue.enqueue(now: .seconds(2), deadline: nil, retry: true)
+        let third = queue.enqueue(now: .seconds(3), deadline: nil)
+        #expect(queue.oldest?.id == first)
+        let served = [queue.dequeue()?.id, queue.dequeue()?.id]
+        #expect(served == [retry, first])
+        // The served retry is no longer queued even though its id is between others.
+        #expect(!queue.contains(retry))
+        #expect(!queue.contains(first))
+        #expect(queue.contains(second))
+        #expect(queue.contains(third))
+        #expect(queue.count == 2)
+    }
+
+    @Test("a caller whose resource failed validation keeps its turn and ignores the waiter bound")
+    func retryKeepsTurn() {
+        var machine = Machine.make {
+            $0.maximumSize = 1
+            $0.maximumWaiters = 1
+        }
+        machine.warmUp(1)
+        _ = machine.leaseRequested(now: .zero, deadline: nil)
+        let other = machine.expectWait()!
+        // The holder's resource failed validation: it is discarded and the caller asks again as a retry.
+        _ = machine.leaseReleased(slot: 0, now: .seconds(1), discardReason: .validationFailed)
+        let retried = machine.leaseRequested(now: .seconds(1), deadline: nil, retry: true)
+        guard case .wait(let retry) = retried else {
+            Issue.record("expected the retry to wait, got \(retried)")
+            return
+        }
+        _ = machine.drainActions()
+        machine.resourceClosed(slot: 0, now: .seconds(2))
+        let replacement = machine.drainActions()
+        #expect(replacement == [.create(slot: 0)])
+        machine.resourceCreated(slot: 0, now: .seconds(3), lifetimeJitter: 0)
+        let actions = machine.drainActions()
+        #expect(actions == [.resume(retry, machine.grant(slot: 0))])
+        #expect(machine.waiters.contains(other))
+    }
+}
