@@ -22,10 +22,16 @@ static _Atomic int counting_enabled = 0;
 static _Atomic uint64_t allocation_count = 0;
 static _Atomic uint64_t allocated_bytes = 0;
 
+// Called for every counted allocation and never inlined: a stable breakpoint for finding allocation sites
+// (Benchmarks/tools/allocation-sites.gdb prints the stack of each).
+__attribute__((noinline)) void reservoir_malloc_counter_counted(size_t size) {
+    atomic_fetch_add_explicit(&allocation_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&allocated_bytes, size, memory_order_relaxed);
+}
+
 static inline void count_allocation(size_t size) {
     if (__builtin_expect(atomic_load_explicit(&counting_enabled, memory_order_relaxed), 0)) {
-        atomic_fetch_add_explicit(&allocation_count, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&allocated_bytes, size, memory_order_relaxed);
+        reservoir_malloc_counter_counted(size);
     }
 }
 
@@ -107,5 +113,6 @@ void reservoir_malloc_counter_set_enabled(int enabled) { (void)enabled; }
 uint64_t reservoir_malloc_counter_allocations(void) { return 0; }
 uint64_t reservoir_malloc_counter_bytes(void) { return 0; }
 void reservoir_malloc_counter_reset(void) {}
+void reservoir_malloc_counter_counted(size_t size) { (void)size; }
 
 #endif

@@ -8,6 +8,7 @@
 // included) to them; each forwards to glibc's __libc_* entry points. While counting is off, the only cost is one
 // relaxed load and a branch per call, so timing rounds are unaffected.
 
+#include <stddef.h>
 #include <stdint.h>
 
 /// Switches counting on (non-zero) or off (zero).
@@ -21,5 +22,9 @@ uint64_t reservoir_malloc_counter_bytes(void);
 
 /// Resets both counters to zero.
 void reservoir_malloc_counter_reset(void);
+
+/// Records one counted allocation of `size` bytes; called only while counting is on. Never inlined, so that a
+/// debugger can break on it to print the stack of every counted allocation.
+void reservoir_malloc_counter_counted(size_t size);
 
 #endif
