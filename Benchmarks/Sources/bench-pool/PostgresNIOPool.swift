@@ -39,7 +39,6 @@ final class PostgresNIOBenchPool: BenchPool {
         self.runTask = Task { await pool.run() }
     }
 
-    @inlinable
     func cycle<T: Sendable>(_ body: (BenchResource) async throws -> T) async throws -> T {
         try await self.pool.withConnection(body)
     }
