@@ -37,6 +37,7 @@ let package = Package(
             name: "ResourcePoolTestKit",
             dependencies: [
                 "ResourcePool",
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],

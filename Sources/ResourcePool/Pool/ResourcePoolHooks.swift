@@ -37,7 +37,8 @@ public struct ResourcePoolHooks<Resource: Sendable>: Sendable {
 
     /// Validates a resource before a lease when ``ResourcePoolConfiguration/validation`` says so (or after
     /// ``ResourcePool/requestIdleValidation()``). Runs in the acquiring task. Returning `false` or throwing closes
-    /// the resource and the pool tries another, without the caller seeing it.
+    /// the resource and the pool tries another, without the caller seeing it; the caller keeps its turn (it is served
+    /// before callers that came later) and its original deadline.
     public var beforeLease: (@Sendable (Resource, ResourceValidationContext) async throws -> Bool)?
 
     /// Runs when a lease ends, in the releasing task (for example: roll back an open transaction). Returns whether to

@@ -47,3 +47,33 @@ struct ResourcePoolTests {
         try await harness.shutdown()
     }
 }
+
+/// An actor that uses the pool from its own isolation: the body runs on the actor and may touch its state.
+actor PoolUser {
+    let pool: ResourcePool<MockResource, ManualClock>
+    var seen: [MockResource] = []
+
+    init(pool: ResourcePool<MockResource, ManualClock>) {
+        self.pool = pool
+    }
+
+    func use() async throws -> Int {
+        try await self.pool.withResource { resource in
+            self.seen.append(resource)  // isolated to this actor: no Sendable requirement on the body
+            return self.seen.count
+        }
+    }
+}
+
+@Suite("ResourcePool: isolation")
+struct ResourcePoolIsolationTests {
+    @Test("withResource runs its body in the caller's isolation")
+    func bodyRunsInCallerIsolation() async throws {
+        let harness = try PoolHarness()
+        let user = PoolUser(pool: harness.pool)
+        #expect(try await user.use() == 1)
+        #expect(try await user.use() == 2)
+        #expect(await user.seen == [MockResource(id: 1), MockResource(id: 1)])
+        try await harness.shutdown()
+    }
+}
