@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", exact: "1.33.2"),
         .package(url: "https://github.com/apple/swift-async-algorithms.git", exact: "1.1.4"),
         .package(url: "https://github.com/ordo-one/malloc-interposer.git", exact: "1.6.1"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
     ],
     targets: [
         .executableTarget(
@@ -49,6 +51,20 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             path: "Sources/bench-postgres",
+            swiftSettings: swiftSettings
+        ),
+        // Counts the process's heap allocations (glibc malloc interposition); any suite may link it.
+        .target(name: "CMallocCounter"),
+        .executableTarget(
+            name: "bench-pool",
+            dependencies: [
+                "CMallocCounter",
+                .product(name: "ResourcePool", package: "Reservoir"),
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            exclude: ["specialised-symbols.txt"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -1,0 +1,136 @@
+/// The pools compared in every scenario, in the order of the first round (later rounds rotate it).
+enum ContenderKind: CaseIterable, Sendable {
+    case floor
+    case lockFloor
+    case postgresNIO
+    #if canImport(ResourcePool)
+    case reservoir
+    case reservoirAllFeatures
+    case reservoirAllFeaturesLease
+    #endif
+
+    /// The name used in the `name=value` lines.
+    var key: String {
+        switch self {
+        case .floor: "floor"
+        case .lockFloor: "floor_lock"
+        case .postgresNIO: "postgres_nio"
+        #if canImport(ResourcePool)
+        case .reservoir: "reservoir"
+        case .reservoirAllFeatures: "reservoir_all"
+        case .reservoirAllFeaturesLease: "reservoir_all_lease"
+        #endif
+        }
+    }
+
+    /// The name printed in the table.
+    var title: String {
+        switch self {
+        case .floor: "floor (plain actor)"
+        case .lockFloor: "floor (plain Mutex)"
+        case .postgresNIO: "postgres-nio 1.33.2"
+        #if canImport(ResourcePool)
+        case .reservoir: "reservoir (defaults)"
+        case .reservoirAllFeatures: "reservoir (all features)"
+        case .reservoirAllFeaturesLease: "reservoir (all, lease())"
+        #endif
+        }
+    }
+}
+
+/// The pools of one scenario, each over its own `resources` in-memory resources, started and warm.
+struct Contenders: Sendable {
+    let floor: FloorPool
+    let lockFloor: LockFloorPool
+    let postgresNIO: PostgresNIOBenchPool
+    #if canImport(ResourcePool)
+    let reservoir: ReservoirBenchPool
+    let reservoirAllFeatures: ReservoirBenchPool
+    let reservoirAllFeaturesLease: ReservoirLeaseBenchPool
+    #endif
+
+    static func start(resources: Int) throws -> Contenders {
+        #if canImport(ResourcePool)
+        return Contenders(
+            floor: FloorPool(resources: (0..<resources).map { BenchResource(id: $0) }),
+            lockFloor: LockFloorPool(resources: (0..<resources).map { BenchResource(id: $0) }),
+            postgresNIO: PostgresNIOBenchPool(resources: resources),
+            reservoir: try ReservoirBenchPool(resources: resources, allFeatures: false),
+            reservoirAllFeatures: try ReservoirBenchPool(resources: resources, allFeatures: true),
+            reservoirAllFeaturesLease: try ReservoirLeaseBenchPool(resources: resources)
+        )
+        #else
+        return Contenders(
+            floor: FloorPool(resources: (0..<resources).map { BenchResource(id: $0) }),
+            lockFloor: LockFloorPool(resources: (0..<resources).map { BenchResource(id: $0) }),
+            postgresNIO: PostgresNIOBenchPool(resources: resources)
+        )
+        #endif
+    }
+
+    /// Calls `runRound` with the concrete pool type of `kind`, so that each call is specialised.
+    func runRound(
+        _ kind: ContenderKind,
+        _ scenario: Scenario,
+        cycles: Int,
+        waits: WaitBuffer
+    ) async throws -> RoundMeasurement {
+        switch kind {
+        case .floor:
+            try await bench_pool.runRound(self.floor, scenario, cycles: cycles, waits: waits)
+        case .lockFloor:
+            try await bench_pool.runRound(self.lockFloor, scenario, cycles: cycles, waits: waits)
+        case .postgresNIO:
+            try await bench_pool.runRound(self.postgresNIO, scenario, cycles: cycles, waits: waits)
+        #if canImport(ResourcePool)
+        case .reservoir:
+            try await bench_pool.runRound(self.reservoir, scenario, cycles: cycles, waits: waits)
+        case .reservoirAllFeatures:
+            try await bench_pool.runRound(self.reservoirAllFeatures, scenario, cycles: cycles, waits: waits)
+        case .reservoirAllFeaturesLease:
+            try await bench_pool.runRound(self.reservoirAllFeaturesLease, scenario, cycles: cycles, waits: waits)
+        #endif
+        }
+    }
+
+    /// Allocations per cycle of `kind` over one round of `cycles` cycles.
+    func measureAllocations(
+        _ kind: ContenderKind,
+        _ scenario: Scenario,
+        cycles: Int,
+        waits: WaitBuffer
+    ) async throws -> Double {
+        switch kind {
+        case .floor:
+            try await bench_pool.measureAllocations(self.floor, scenario, cycles: cycles, waits: waits)
+        case .lockFloor:
+            try await bench_pool.measureAllocations(self.lockFloor, scenario, cycles: cycles, waits: waits)
+        case .postgresNIO:
+            try await bench_pool.measureAllocations(self.postgresNIO, scenario, cycles: cycles, waits: waits)
+        #if canImport(ResourcePool)
+        case .reservoir:
+            try await bench_pool.measureAllocations(self.reservoir, scenario, cycles: cycles, waits: waits)
+        case .reservoirAllFeatures:
+            try await bench_pool.measureAllocations(self.reservoirAllFeatures, scenario, cycles: cycles, waits: waits)
+        case .reservoirAllFeaturesLease:
+            try await bench_pool.measureAllocations(
+                self.reservoirAllFeaturesLease,
+                scenario,
+                cycles: cycles,
+                waits: waits
+            )
+        #endif
+        }
+    }
+
+    func shutdown() async {
+        await self.floor.shutdown()
+        await self.lockFloor.shutdown()
+        await self.postgresNIO.shutdown()
+        #if canImport(ResourcePool)
+        await self.reservoir.shutdown()
+        await self.reservoirAllFeatures.shutdown()
+        await self.reservoirAllFeaturesLease.shutdown()
+        #endif
+    }
+}
