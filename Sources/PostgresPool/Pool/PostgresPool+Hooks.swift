@@ -63,12 +63,12 @@ struct PostgresPoolHooks: Sendable {
             if context.error is CancellationError { return .discard }
             // Lost or terminated by the server. A loss may have hit every connection (server restart, failover):
             // validate the idle ones before their next lease.
-            instruments.fatalError()
+            instruments.fatalErrorObserved()
             logger.debug("connection closed while leased; replacing it", metadata: ["lease.site": "\(context.acquireSite)"])
             return .discardAndValidateIdle
         }
         if let error = context.error, PostgresPool.isFatal(error) {
-            instruments.fatalError()
+            instruments.fatalErrorObserved()
             return .discardAndValidateIdle
         }
         let status = connection.transactionStatus
@@ -182,7 +182,7 @@ final class PostgresPoolInstruments: @unchecked Sendable {
         validationFailures.increment()
     }
 
-    func fatalError() {
+    func fatalErrorObserved() {
         counts.withLock { $0.fatalErrors += 1 }
         fatalErrors.increment()
     }
