@@ -130,31 +130,14 @@ struct Cluster: Sendable {
             "-A", "trust",
             "--no-sync",
         ]
-        let folder = (dataDirectory as NSString).deletingLastPathComponent
-        let log = try System.openForAppending(logPath)
-        defer { try? log.close() }
-        let command = launcher.command(binaries.initdb, arguments)
-        let child: ChildProcess
-        do {
-            child = try await ChildProcess.spawn(
-                executable: command.executable,
-                arguments: command.arguments,
-                environment: environment,
-                workingDirectory: folder,
-                standardOutput: log,
-                standardError: log
-            )
-        } catch {
-            throw PostgresTestServerError(.initializationFailed, "Could not run \(binaries.initdb).", underlying: error)
-        }
-        let termination = await child.waitForExit()
-        guard termination.succeeded else {
-            throw PostgresTestServerError(
-                .initializationFailed,
-                "initdb failed (\(termination)) in \(dataDirectory).",
-                logTail: tail(ofFile: logPath, lines: 30)
-            )
-        }
+        try await runLogged(
+            launcher.command(binaries.initdb, arguments),
+            environment: environment,
+            workingDirectory: (dataDirectory as NSString).deletingLastPathComponent,
+            logPath: logPath,
+            cannotRun: "Could not run \(binaries.initdb).",
+            failed: { "initdb failed (\($0)) in \(dataDirectory)." }
+        )
     }
 
     /// Copies a stopped cluster with `cp -a`, as the server's user, so ownership and modes stay right.
@@ -162,31 +145,14 @@ struct Cluster: Sendable {
         guard let copy = BinaryLocator.firstExecutable(named: "cp", in: ["/bin", "/usr/bin"]) else {
             throw PostgresTestServerError(.initializationFailed, "`cp` was not found in /bin or /usr/bin.")
         }
-        let logPath = directory + "/initdb.log"
-        let log = try System.openForAppending(logPath)
-        defer { try? log.close() }
-        let command = launcher.command(copy, ["-a", source, dataDirectory])
-        let child: ChildProcess
-        do {
-            child = try await ChildProcess.spawn(
-                executable: command.executable,
-                arguments: command.arguments,
-                environment: serverEnvironment,
-                workingDirectory: directory,
-                standardOutput: log,
-                standardError: log
-            )
-        } catch {
-            throw PostgresTestServerError(.initializationFailed, "Could not run \(copy).", underlying: error)
-        }
-        let termination = await child.waitForExit()
-        guard termination.succeeded else {
-            throw PostgresTestServerError(
-                .initializationFailed,
-                "Copying the template cluster \(source) failed (\(termination)).",
-                logTail: Self.tail(ofFile: logPath, lines: 30)
-            )
-        }
+        try await Self.runLogged(
+            launcher.command(copy, ["-a", source, dataDirectory]),
+            environment: serverEnvironment,
+            workingDirectory: directory,
+            logPath: directory + "/initdb.log",
+            cannotRun: "Could not run \(copy).",
+            failed: { "Copying the template cluster \(source) failed (\($0))." }
+        )
     }
 
     /// Makes a private folder (mode 0700, owned by the server's user) under the configured or default temporary
@@ -411,6 +377,41 @@ struct Cluster: Sendable {
         try? handle.seek(toOffset: UInt64(max(0, offset)))
         let data = (try? handle.readToEnd()) ?? Data()
         return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Runs a set-up tool to completion with its output appended to `logPath`; a failure to start or a non-zero exit
+    /// is an `.initializationFailed` error, the latter with the log's tail.
+    static func runLogged(
+        _ command: (executable: String, arguments: [String]),
+        environment: [String: String],
+        workingDirectory: String,
+        logPath: String,
+        cannotRun: String,
+        failed: (ProcessTermination) -> String
+    ) async throws {
+        let log = try System.openForAppending(logPath)
+        defer { try? log.close() }
+        let child: ChildProcess
+        do {
+            child = try await ChildProcess.spawn(
+                executable: command.executable,
+                arguments: command.arguments,
+                environment: environment,
+                workingDirectory: workingDirectory,
+                standardOutput: log,
+                standardError: log
+            )
+        } catch {
+            throw PostgresTestServerError(.initializationFailed, cannotRun, underlying: error)
+        }
+        let termination = await child.waitForExit()
+        guard termination.succeeded else {
+            throw PostgresTestServerError(
+                .initializationFailed,
+                failed(termination),
+                logTail: tail(ofFile: logPath, lines: 30)
+            )
+        }
     }
 
     static func tail(ofFile path: String, lines: Int) -> String {
