@@ -24,10 +24,14 @@ struct ReservoirCommandIntegrationTests {
         #expect(summary.leaks.first?.site.contains("plantLeak") == true)
         #expect(summary.dirtyReturns.map(\.count) == [1])
         #expect(summary.dirtyReturns.first?.site.contains("DemoWorkload.swift") == true)
-        #expect(summary.longHolds.map(\.count) == [1])
+        // The planted long hold is reported once. On a loaded machine an ordinary operation may also pass the
+        // threshold; that is reported under its own site, so only the planted one is counted here.
+        let plantedHolds = summary.longHolds.filter { $0.site.contains("plantLongHold") }
+        #expect(plantedHolds.map(\.count) == [1])
 
+        // At least one periodic frame was printed before the summary ("t=<seconds>s idle=…").
         let text = output.text
-        #expect(text.contains("t=1.0s") || text.contains("t=1.1s") || text.contains("t=1.2s"))
+        #expect(text.contains(/t=[0-9]+\.[0-9]s idle=/))
         #expect(text.contains("leaks (dropped without release): 1"))
         #expect(text.contains("dirty returns (inside a transaction): 1"))
         #expect(!text.contains("\u{1B}["), "plain output has no escape sequences")
