@@ -49,6 +49,9 @@ struct PostgresPoolFaultTests {
             #expect(pool.statistics.fatalErrors == 0)
             let next = try await pool.withConnection { $0.backendProcessID }
             #expect(next != backend)
+            // Once continued, the old backend acts on the pending cancel, finds its client gone and exits; wait for
+            // that before the end-of-test check counts the pool's connections on the server.
+            try await PoolTest.waitOnServer("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = \(backend)")
         }
     }
 
