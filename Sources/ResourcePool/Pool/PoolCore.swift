@@ -42,7 +42,7 @@ struct PoolCore<Resource: Sendable>: Sendable {
         self.window = StatisticsWindow(length: statisticsWindow)
     }
 
-    /// What a lease request needs from the actor next.
+    /// What a lease request does next.
     @usableFromInline
     enum AcquireOutcome {
         case leased(PooledResource<Resource>, PoolStateMachine.Grant)
@@ -92,7 +92,7 @@ struct PoolCore<Resource: Sendable>: Sendable {
         self.recordCounts(metrics)
     }
 
-    /// Whether the state machine left work for the actor.
+    /// Whether the state machine left actions to carry out.
     @inlinable
     var hasPendingActions: Bool {
         !self.machine.actions.isEmpty

@@ -19,9 +19,10 @@ import Synchronization
 /// fire and closes to happen; it owns every background task. A graceful shutdown drains (new acquires fail,
 /// outstanding leases may finish within `drainTimeout`, then everything is closed); cancelling `run()` forces it.
 ///
-/// Its decisions live in a pure synchronous state machine; this actor carries out its actions (resumes waiters, runs
-/// the factory and hooks, sleeps on the injected clock, logs, records metrics). Every wait uses `PoolClock`
-/// (`ContinuousClock` unless you inject another, such as the test kit's manual clock).
+/// Its decisions live in a pure synchronous state machine behind a lock. Acquire and release run it in the calling
+/// task (no actor hop) and resume served waiters directly; background work (the factory, hooks, closes, timers on the
+/// injected clock) is queued for `run()`. Every wait uses `PoolClock` (`ContinuousClock` unless you inject another,
+/// such as the test kit's manual clock).
 public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service where PoolClock.Duration == Duration {
     /// The lease type of this pool.
     public typealias Lease = ResourceLease<Resource, PoolClock>

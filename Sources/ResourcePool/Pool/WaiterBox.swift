@@ -5,8 +5,8 @@ import Synchronization
 
 /// The hand-off point between a waiting caller and the pool.
 ///
-/// A Task's cancellation handler runs synchronously and cannot wait for the actor, so each waiter gets this small
-/// lock-protected box. Exactly one of three parties resolves it: the pool (grant or failure), or the cancellation
+/// A Task's cancellation handler runs synchronously, on any thread, so each waiter gets this small lock-protected
+/// box that the handler can resolve without touching the pool's state. Exactly one of three parties resolves it: the pool (grant or failure), or the cancellation
 /// handler. Whoever resolves it resumes the continuation, so it is resumed exactly once on every path:
 ///
 /// 1. Grant or failure first: the continuation resumes with it; a later cancel finds `.finished` and does nothing.
