@@ -1,11 +1,12 @@
 import CoreMetrics
 import DequeModule
 
-/// The pool's mutable hot state: the state machine plus the shell's per-slot tables and statistics.
+/// The pool's mutable state: the state machine plus the shell's per-slot tables, waiters, statistics and run phase.
 ///
-/// The actor stores exactly one `PoolCore`, and the acquire and release fast paths are `mutating` methods on it, so
-/// each of them costs the actor a single dynamic exclusivity check (an actor's stored properties are checked at run
-/// time, each check a thread-local lookup) instead of one per field touched.
+/// The pool keeps exactly one `PoolCore` behind a `Mutex`. Acquire and release lock it, ask the state machine, carry
+/// out its actions and unlock, in the calling task: no actor hop on either path. What must not happen under the
+/// lock (resuming a waiter's continuation) is collected in ``PendingResumes`` and done after unlocking. Background
+/// work (creations, closes, hooks, timers) is only queued under the lock; `run()` executes it.
 @usableFromInline
 struct PoolCore<Resource: Sendable>: Sendable {
     @usableFromInline var machine: PoolStateMachine
@@ -16,6 +17,22 @@ struct PoolCore<Resource: Sendable>: Sendable {
     @usableFromInline var window: StatisticsWindow
     @usableFromInline var totals = ResourcePoolStatistics.Totals()
     @usableFromInline var recorded = RecordedCounts()
+    /// The hand-off box of each queued waiter.
+    @usableFromInline var waiterBoxes: [PoolStateMachine.WaiterID: WaiterBox] = [:]
+    /// Background work produced after `run()` ended; the task that caused it runs it.
+    @usableFromInline var orphanJobs: [@Sendable () async -> Void] = []
+    @usableFromInline var runPhase: RunPhase = .notStarted
+    var lastCreationError: (any Error)?
+    var nextResourceID = 1
+    @usableFromInline var warnedNotRunning = false
+
+    @usableFromInline
+    enum RunPhase: Sendable {
+        case notStarted
+        case running
+        /// `run()` has ended (or is ending): background work runs in the task that causes it.
+        case finished
+    }
 
     init(machine: PoolStateMachine, statisticsWindow: Duration) {
         let size = machine.configuration.maximumSize
@@ -25,7 +42,7 @@ struct PoolCore<Resource: Sendable>: Sendable {
         self.window = StatisticsWindow(length: statisticsWindow)
     }
 
-    /// What a lease request needs from the actor next.
+    /// What a lease request does next.
     @usableFromInline
     enum AcquireOutcome {
         case leased(PooledResource<Resource>, PoolStateMachine.Grant)
@@ -75,7 +92,7 @@ struct PoolCore<Resource: Sendable>: Sendable {
         self.recordCounts(metrics)
     }
 
-    /// Whether the state machine left work for the actor.
+    /// Whether the state machine left actions to carry out.
     @inlinable
     var hasPendingActions: Bool {
         !self.machine.actions.isEmpty

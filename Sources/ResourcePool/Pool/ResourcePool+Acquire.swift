@@ -1,6 +1,7 @@
 import CoreMetrics
 import DequeModule
 import Logging
+import Synchronization
 
 /// What `_acquire` hands back: the resource, what the state machine said about it, and the deadline to reuse if the
 /// resource fails validation and the caller must try again.
@@ -22,7 +23,7 @@ struct AcquiredResource<Resource: Sendable>: Sendable {
 
 extension ResourcePool {
     @inlinable
-    func _acquire(
+    nonisolated func _acquire(
         timeout: Duration?,
         deadline: Duration?,
         site: AcquireSite,
@@ -33,23 +34,29 @@ extension ResourcePool {
         if effectiveDeadline == nil, let timeout = timeout ?? self.defaultAcquireTimeout {
             effectiveDeadline = now + timeout
         }
-        let outcome = self.core.leaseRequested(
-            now: now,
-            deadline: effectiveDeadline,
-            site: site,
-            retry: retry,
-            metrics: self.metrics
-        )
+        let deadline = effectiveDeadline
+        let (outcome, resumes) = self.state.withLock { core -> (LockedAcquire<Resource>, PendingResumes) in
+            switch core.leaseRequested(now: now, deadline: deadline, site: site, retry: retry, metrics: self.metrics) {
+            case .leased(let entry, let grant):
+                let resumes = core.hasPendingActions ? self._afterEvent(&core, now: now) : PendingResumes()
+                return (.leased(entry, grant), resumes)
+            case .wait(let id):
+                let box = self._enqueue(&core, id: id, site: site, now: now)
+                return (.wait(box), self._afterEvent(&core, now: now))
+            case .reject(let reason):
+                let error = self._rejected(&core, reason)
+                return (.reject(error), self._afterEvent(&core, now: now))
+            }
+        }
+        resumes.resumeAll()
         switch outcome {
         case .leased(let entry, let grant):
-            if self.core.hasPendingActions { self._afterEvent(now: now) }
             return AcquiredResource(entry: entry, grant: grant, deadline: effectiveDeadline)
-        case .wait(let id):
-            let grant = try await self._wait(id: id, site: site, enqueuedAt: now)
-            return AcquiredResource(entry: self.core.entries[grant.slot]!, grant: grant, deadline: effectiveDeadline)
-        case .reject(let reason):
-            self._afterEvent(now: now)
-            throw self._rejected(reason)
+        case .wait(let box):
+            let entry = try await self._wait(box)
+            return AcquiredResource(entry: entry.0, grant: entry.1, deadline: effectiveDeadline)
+        case .reject(let error):
+            throw error
         }
     }
 
@@ -58,21 +65,25 @@ extension ResourcePool {
     /// - Returns: background work to run in the caller's task because `run()` has already ended (almost always
     ///   `nil`).
     @inlinable
-    func _release(
+    nonisolated func _release(
         slot: Int,
         discardReason: PoolStateMachine.EvictionReason?,
         validateIdle: Bool
     ) -> [@Sendable () async -> Void]? {
         let now = self._now()
-        self.core.leaseReleased(
-            slot: slot,
-            now: now,
-            discardReason: discardReason,
-            validateIdle: validateIdle,
-            metrics: self.metrics
-        )
-        if self.core.hasPendingActions { return self._afterEventReturningOrphans(now: now) }
-        return nil
+        let (resumes, orphans) = self.state.withLock { core -> (PendingResumes, [@Sendable () async -> Void]?) in
+            core.leaseReleased(
+                slot: slot,
+                now: now,
+                discardReason: discardReason,
+                validateIdle: validateIdle,
+                metrics: self.metrics
+            )
+            guard core.hasPendingActions else { return (PendingResumes(), nil) }
+            return self._afterEventTakingOrphans(&core, now: now)
+        }
+        resumes.resumeAll()
+        return orphans
     }
 
     /// Returns a lease: runs the after-release hook in the caller's task, then hands the resource back.
@@ -94,7 +105,7 @@ extension ResourcePool {
             if !decision.keep { discardReason = .discarded }
             validateIdle = decision.validateIdle
         }
-        if let orphans = await self._release(
+        if let orphans = self._release(
             slot: entry.slot,
             discardReason: discardReason,
             validateIdle: validateIdle
@@ -103,44 +114,63 @@ extension ResourcePool {
         }
     }
 
-    /// Carries out the state machine's pending actions and brings the count gauges up to date.
+    /// Carries out the state machine's pending actions and brings the count gauges up to date. Call it with the
+    /// lock held, and resume what it returns after unlocking.
     ///
     /// - Parameter now: the time of the event, if the caller has it (saves a clock read).
-    @usableFromInline
-    func _afterEvent(now: Duration? = nil) {
-        if self.core.hasPendingActions { self._performActions(now: now) }
-        self.core.recordCounts(self.metrics)
+    @inlinable
+    nonisolated func _afterEvent(_ core: inout PoolCore<Resource>, now: Duration? = nil) -> PendingResumes {
+        var resumes = PendingResumes()
+        if core.hasPendingActions { self._performActions(&core, now: now, resumes: &resumes) }
+        core.recordCounts(self.metrics)
+        return resumes
     }
+}
+
+/// What the locked part of an acquire decided.
+@usableFromInline
+enum LockedAcquire<Resource: Sendable>: Sendable {
+    case leased(PooledResource<Resource>, PoolStateMachine.Grant)
+    case wait(WaiterBox)
+    case reject(ResourcePoolError)
 }
 
 // MARK: - The slow paths
 
 extension ResourcePool {
     @usableFromInline
-    func _afterEventReturningOrphans(now: Duration) -> [@Sendable () async -> Void]? {
-        self._afterEvent(now: now)
-        return self.orphanJobs.isEmpty ? nil : self._takeOrphanJobs()
+    nonisolated func _afterEventTakingOrphans(
+        _ core: inout PoolCore<Resource>,
+        now: Duration
+    ) -> (PendingResumes, [@Sendable () async -> Void]?) {
+        let resumes = self._afterEvent(&core, now: now)
+        guard !core.orphanJobs.isEmpty else { return (resumes, nil) }
+        let jobs = core.orphanJobs
+        core.orphanJobs = []
+        return (resumes, jobs)
     }
 
+    /// Queues a waiter's hand-off box, in the same locked section as the state machine's decision that it waits, so
+    /// that a release on another thread always finds it.
     @usableFromInline
-    func _takeOrphanJobs() -> [@Sendable () async -> Void] {
-        let jobs = self.orphanJobs
-        self.orphanJobs = []
-        return jobs
-    }
-
-    /// Waits in the queue until the state machine resumes or fails this waiter, or the task is cancelled.
-    @usableFromInline
-    func _wait(id: PoolStateMachine.WaiterID, site: AcquireSite, enqueuedAt: Duration) async throws
-        -> PoolStateMachine.Grant
-    {
-        if case .notStarted = self.runPhase, !self.warnedNotRunning {
-            self.warnedNotRunning = true
+    nonisolated func _enqueue(
+        _ core: inout PoolCore<Resource>,
+        id: PoolStateMachine.WaiterID,
+        site: AcquireSite,
+        now: Duration
+    ) -> WaiterBox {
+        if case .notStarted = core.runPhase, !core.warnedNotRunning {
+            core.warnedNotRunning = true
             self.logger.warning("a caller is waiting for a resource but run() has not started: nothing is created")
         }
-        let box = WaiterBox(site: site, enqueuedAt: enqueuedAt)
-        self.waiterBoxes[id] = box
-        self._afterEvent(now: enqueuedAt)
+        let box = WaiterBox(id: id, site: site, enqueuedAt: now)
+        core.waiterBoxes[id] = box
+        return box
+    }
+
+    /// Waits until the pool resumes or fails this waiter, or the task is cancelled.
+    @usableFromInline
+    nonisolated func _wait(_ box: WaiterBox) async throws -> (PooledResource<Resource>, PoolStateMachine.Grant) {
         do {
             let grant = try await withTaskCancellationHandler {
                 try await withUnsafeThrowingContinuation { continuation in
@@ -149,36 +179,45 @@ extension ResourcePool {
             } onCancel: {
                 box.cancel()
             }
-            return grant
+            // The entry was stored before the grant was made, and stays until this lease ends.
+            let entry = self.state.withLock { $0.entries[grant.slot].unsafelyUnwrapped }
+            return (entry, grant)
         } catch let error as CancellationError {
-            self.waiterBoxes[id] = nil
-            // Scenario: the state machine may already have picked this waiter, and the hand-off failed because the
-            // cancellation came first; then it is no longer queued and its resource went back into service
-            // (`handoffFailed`). Either way the caller was cancelled while waiting, and is counted once, here.
-            _ = self.core.machine.waiterCancelled(id)
-            self.core.totals.cancellations += 1
-            self.metrics.cancellations.increment()
             let now = self._now()
-            self.core.window.recordWait(now - enqueuedAt, now: now)
-            self.metrics.waitTime.recordNanoseconds(Int64(clamping: (now - enqueuedAt).clampedNanoseconds))
-            self._afterEvent(now: now)
+            let waited = now - box.enqueuedAt
+            let resumes = self.state.withLock { core in
+                core.waiterBoxes[box.id] = nil
+                // Scenario: the state machine may already have picked this waiter, and the hand-off failed because
+                // the cancellation came first; then it is no longer queued and its resource went back into service
+                // (`handoffFailed`). Either way the caller was cancelled while waiting, and is counted once, here.
+                _ = core.machine.waiterCancelled(box.id)
+                core.totals.cancellations += 1
+                core.window.recordWait(waited, now: now)
+                return self._afterEvent(&core, now: now)
+            }
+            resumes.resumeAll()
+            self.metrics.cancellations.increment()
+            self.metrics.waitTime.recordNanoseconds(Int64(clamping: waited.clampedNanoseconds))
             throw error
         }
     }
 
     @usableFromInline
-    func _rejected(_ reason: PoolStateMachine.RejectionReason) -> ResourcePoolError {
-        self.core.totals.rejections += 1
+    nonisolated func _rejected(
+        _ core: inout PoolCore<Resource>,
+        _ reason: PoolStateMachine.RejectionReason
+    ) -> ResourcePoolError {
+        core.totals.rejections += 1
         self.metrics.rejections[reason]?.increment()
         switch reason {
         case .tooManyWaiters:
             return ResourcePoolError(
                 .tooManyWaiters,
-                message: "the pool '\(self.configuration.name)' already has \(self.core.machine.waiters.count) waiters "
-                    + "(maximumWaiters); the request was shed, retry later. \(self._figures())"
+                message: "the pool '\(self.configuration.name)' already has \(core.machine.waiters.count) waiters "
+                    + "(maximumWaiters); the request was shed, retry later. \(self._figures(core))"
             )
         case .circuitBreakerOpen:
-            return self._circuitBreakerError()
+            return self._circuitBreakerError(core)
         case .shuttingDown:
             return ResourcePoolError(
                 .shutDown,
@@ -187,20 +226,20 @@ extension ResourcePool {
         }
     }
 
-    func _circuitBreakerError() -> ResourcePoolError {
+    nonisolated func _circuitBreakerError(_ core: borrowing PoolCore<Resource>) -> ResourcePoolError {
         ResourcePoolError(
             .circuitBreakerOpen,
             message: "the pool '\(self.configuration.name)' cannot create resources "
-                + "(\(self.core.machine.creation.consecutiveFailures) consecutive failures) and has none open; "
+                + "(\(core.machine.creation.consecutiveFailures) consecutive failures) and has none open; "
                 + "check the underlying error and the resource's availability",
-            underlying: self.lastCreationError
+            underlying: core.lastCreationError
         )
     }
 
     /// The pool's figures, for error messages: they tell a leak (everything leased for long) from an undersized pool.
-    func _figures() -> String {
-        "(leased \(self.core.machine.counts.leased), idle \(self.core.machine.idle.count), creating \(self.core.machine.counts.creating), "
-            + "waiting \(self.core.machine.waiters.count), maximum \(self.configuration.maximumSize))"
+    nonisolated func _figures(_ core: borrowing PoolCore<Resource>) -> String {
+        "(leased \(core.machine.counts.leased), idle \(core.machine.idle.count), creating \(core.machine.counts.creating), "
+            + "waiting \(core.machine.waiters.count), maximum \(self.configuration.maximumSize))"
     }
 
     /// Runs the before-lease hook in the acquiring task. On failure the resource is discarded and `false` returned.
@@ -239,10 +278,12 @@ extension ResourcePool {
         return false
     }
 
-    func _validationFailed(slot: Int) async {
-        self.core.totals.validationFailures += 1
-        // The lease never reached the caller: undo its acquisition count so totals stay honest.
-        self.core.totals.acquisitions -= 1
+    nonisolated func _validationFailed(slot: Int) async {
+        self.state.withLock { core in
+            core.totals.validationFailures += 1
+            // The lease never reached the caller: undo its acquisition count so totals stay honest.
+            core.totals.acquisitions -= 1
+        }
         if let orphans = self._release(slot: slot, discardReason: .validationFailed, validateIdle: false) {
             for job in orphans { await job() }
         }
@@ -266,28 +307,33 @@ extension ResourcePool {
                     LogKey.error: "\(error)",
                 ]
             )
-            await self._countHookFailure()
+            self._countHookFailure()
             return .discard
         }
     }
 
-    func _countHookFailure() {
-        self.core.totals.hookFailures += 1
+    nonisolated func _countHookFailure() {
+        self.state.withLock { $0.totals.hookFailures += 1 }
     }
 
     /// A lease was dropped without release: count, log, close and replace.
     nonisolated func _leaseDropped(_ entry: PooledResource<Resource>, site: AcquireSite) async {
         self.metrics.leaksDropped.increment()
-        if let orphans = await self._recordLeak(entry, site: site) {
+        if let orphans = self._recordLeak(entry, site: site) {
             for job in orphans { await job() }
         }
     }
 
-    func _recordLeak(_ entry: PooledResource<Resource>, site: AcquireSite) -> [@Sendable () async -> Void]? {
+    nonisolated func _recordLeak(_ entry: PooledResource<Resource>, site: AcquireSite) -> [@Sendable () async -> Void]? {
         let now = self._now()
-        let heldFor = self.core.machine.leaseLeaked(slot: entry.slot, now: now)
-        self.core.totals.leaksDropped += 1
-        self.core.window.recordHold(heldFor, now: now)
+        let (heldFor, resumes, orphans) = self.state.withLock { core in
+            let heldFor = core.machine.leaseLeaked(slot: entry.slot, now: now)
+            core.totals.leaksDropped += 1
+            core.window.recordHold(heldFor, now: now)
+            let (resumes, orphans) = self._afterEventTakingOrphans(&core, now: now)
+            return (heldFor, resumes, orphans)
+        }
+        resumes.resumeAll()
         self.logger.warning(
             "a lease was dropped without release (leak): its resource is closed and replaced",
             metadata: [
@@ -296,7 +342,6 @@ extension ResourcePool {
                 LogKey.leaseHoldMilliseconds: "\(heldFor.clampedNanoseconds / 1_000_000)",
             ]
         )
-        self._afterEvent(now: now)
-        return self.orphanJobs.isEmpty ? nil : self._takeOrphanJobs()
+        return orphans
     }
 }

@@ -1,21 +1,28 @@
 import CoreMetrics
 import DequeModule
 import Logging
+import Synchronization
 
 // Carrying out the state machine's actions, and the events that background work reports back.
 extension ResourcePool {
-    /// Carries out every pending action.
+    /// Carries out every pending action, with the lock held. Waiters to resume are collected in `resumes`, for the
+    /// caller to resume after unlocking; background work is queued for `run()`.
     ///
     /// - Parameter now: the time of the event that produced the actions, if the caller has it (saves a clock read).
     @usableFromInline
-    func _performActions(now: Duration?) {
+    nonisolated func _performActions(_ core: inout PoolCore<Resource>, now: Duration?, resumes: inout PendingResumes) {
         var now = now
-        while let action = self.core.machine.popAction() {
-            self._perform(action, now: &now)
+        while let action = core.machine.popAction() {
+            self._perform(action, core: &core, now: &now, resumes: &resumes)
         }
     }
 
-    private func _perform(_ action: PoolStateMachine.Action, now cachedNow: inout Duration?) {
+    private nonisolated func _perform(
+        _ action: PoolStateMachine.Action,
+        core: inout PoolCore<Resource>,
+        now cachedNow: inout Duration?,
+        resumes: inout PendingResumes
+    ) {
         func currentTime() -> Duration {
             if let cachedNow { return cachedNow }
             let now = self._now()
@@ -24,24 +31,25 @@ extension ResourcePool {
         }
         switch action {
         case .resume(let id, let grant):
-            guard let box = self.waiterBoxes.removeValue(forKey: id) else {
+            guard let box = core.waiterBoxes.removeValue(forKey: id) else {
                 preconditionFailure("the state machine resumed an unknown waiter \(id)")
             }
             let now = currentTime()
-            if box.resolve(.success(grant)) {
-                self.core.sites[grant.slot] = box.site
-                self.core.totals.acquisitions += 1
+            if let resume = box.claim(.success(grant)) {
+                core.sites[grant.slot] = box.site
+                core.totals.acquisitions += 1
                 let waited = now - box.enqueuedAt
-                self.core.window.recordGrantedWait(waited, now: now)
+                core.window.recordGrantedWait(waited, now: now)
                 self.metrics.waitTime.recordNanoseconds(Int64(clamping: waited.clampedNanoseconds))
+                resumes.append(resume)
             } else {
                 // Scenario: the waiter's task was cancelled after the state machine picked it but before this
                 // hand-off. Its cancellation handler already resumed it; the resource goes back into service.
-                self.core.machine.handoffFailed(slot: grant.slot, now: now)
+                core.machine.handoffFailed(slot: grant.slot, now: now)
             }
 
         case .fail(let id, let failure):
-            guard let box = self.waiterBoxes.removeValue(forKey: id) else {
+            guard let box = core.waiterBoxes.removeValue(forKey: id) else {
                 preconditionFailure("the state machine failed an unknown waiter \(id)")
             }
             let now = currentTime()
@@ -53,21 +61,22 @@ extension ResourcePool {
                     .timeout,
                     message: "no resource became available in the pool '\(self.configuration.name)' within "
                         + "\(waited); the pool is undersized or leases are held too long (see stats()). "
-                        + self._figures()
+                        + self._figures(core)
                 )
             case .circuitBreakerOpen:
-                error = self._circuitBreakerError()
+                error = self._circuitBreakerError(core)
             case .shuttingDown:
                 error = ResourcePoolError(
                     .shutDown,
                     message: "the pool '\(self.configuration.name)' is shutting down"
                 )
             }
-            if box.resolve(.failure(error)) {
+            if let resume = box.claim(.failure(error)) {
+                resumes.append(resume)
                 switch failure {
                 case .timedOut:
-                    self.core.totals.timeouts += 1
-                    self.core.window.recordTimeout(now: now)
+                    core.totals.timeouts += 1
+                    core.window.recordTimeout(now: now)
                     self.metrics.timeouts.increment()
                     self.logger.debug(
                         "acquire timed out",
@@ -76,21 +85,21 @@ extension ResourcePool {
                 case .circuitBreakerOpen, .shuttingDown:
                     break
                 }
-                self.core.window.recordWait(waited, now: now)
+                core.window.recordWait(waited, now: now)
                 self.metrics.waitTime.recordNanoseconds(Int64(clamping: waited.clampedNanoseconds))
             }
 
         case .create(let slot):
-            self._startCreation(slot: slot)
+            self._startCreation(&core, slot: slot)
 
         case .close(let slot, let reason):
-            self._startClose(slot: slot, reason: reason)
+            self._startClose(&core, slot: slot, reason: reason)
 
         case .keepAlive(let slot):
-            guard let entry = self.core.entries[slot], let hook = self.hooks.keepAlive else {
+            guard let entry = core.entries[slot], let hook = self.hooks.keepAlive else {
                 preconditionFailure("keep-alive for slot \(slot) without a resource or a hook")
             }
-            self._submit { [self] in
+            self._submit(&core) { [self] in
                 var succeeded = true
                 do {
                     try await hook(entry.resource)
@@ -102,41 +111,41 @@ extension ResourcePool {
                         metadata: [LogKey.resourceID: "\(entry.id)", LogKey.error: "\(error)"]
                     )
                 }
-                await self._keepAliveFinished(slot: slot, succeeded: succeeded)
+                self._keepAliveFinished(slot: slot, succeeded: succeeded)
             }
 
         case .scheduleWakeup(let instant):
             let deadline = self.epoch.advanced(by: instant)
             let clock = self.clock
-            self._submit { [self] in
+            self._submit(&core) { [self] in
                 do {
                     try await clock.sleep(until: deadline, tolerance: nil)
                 } catch {
                     return  // cancelled: run() is ending
                 }
-                await self._timerFired()
+                self._timerFired()
             }
 
         case .reportLeakSuspected(let slot, let heldFor):
-            self.core.totals.leaksHeldTooLong += 1
+            core.totals.leaksHeldTooLong += 1
             self.metrics.leaksHeldTooLong.increment()
             self.logger.warning(
                 "a lease is held longer than the leak threshold",
                 metadata: [
-                    LogKey.resourceID: "\(self.core.entries[slot]?.id ?? -1)",
-                    LogKey.leaseSite: "\(self.core.sites[slot])",
+                    LogKey.resourceID: "\(core.entries[slot]?.id ?? -1)",
+                    LogKey.leaseSite: "\(core.sites[slot])",
                     LogKey.leaseHoldMilliseconds: "\(heldFor.clampedNanoseconds / 1_000_000)",
                 ]
             )
 
         case .reportLeakRecovered(let slot, let heldFor):
-            self.core.totals.leaksRecovered += 1
+            core.totals.leaksRecovered += 1
             self.metrics.leaksRecovered.increment()
             self.logger.info(
                 "a lease reported as held too long came back",
                 metadata: [
-                    LogKey.resourceID: "\(self.core.entries[slot]?.id ?? -1)",
-                    LogKey.leaseSite: "\(self.core.sites[slot])",
+                    LogKey.resourceID: "\(core.entries[slot]?.id ?? -1)",
+                    LogKey.leaseSite: "\(core.sites[slot])",
                     LogKey.leaseHoldMilliseconds: "\(heldFor.clampedNanoseconds / 1_000_000)",
                 ]
             )
@@ -145,7 +154,7 @@ extension ResourcePool {
             self.metrics.circuitBreakerOpen.record(1)
             self.logger.error(
                 "circuit breaker opened: creating resources keeps failing and none is open; acquires fail fast",
-                metadata: [LogKey.error: "\(self.lastCreationError.map { String(describing: $0) } ?? "unknown")"]
+                metadata: [LogKey.error: "\(core.lastCreationError.map { String(describing: $0) } ?? "unknown")"]
             )
 
         case .circuitBreakerClosed:
@@ -153,7 +162,7 @@ extension ResourcePool {
             self.logger.info("circuit breaker closed: a resource was created")
 
         case .shutdownCompleted:
-            self.runPhase = .finished
+            core.runPhase = .finished
             self.jobs.push(.finish)
             self.logger.debug("shutdown completed")
         }
@@ -161,28 +170,28 @@ extension ResourcePool {
 
     /// Runs background work in a child task of `run()`, or, once `run()` has ended, hands it to the task that
     /// caused it (see `orphanJobs`).
-    func _submit(_ job: @escaping @Sendable () async -> Void) {
-        switch self.runPhase {
+    nonisolated func _submit(_ core: inout PoolCore<Resource>, _ job: @escaping @Sendable () async -> Void) {
+        switch core.runPhase {
         case .notStarted, .running:
             self.jobs.push(.job(job))
         case .finished:
-            self.orphanJobs.append(job)
+            core.orphanJobs.append(job)
         }
     }
 
-    private func _startCreation(slot: Int) {
-        let id = self.nextResourceID
-        self.nextResourceID += 1
+    private nonisolated func _startCreation(_ core: inout PoolCore<Resource>, slot: Int) {
+        let id = core.nextResourceID
+        core.nextResourceID += 1
         let factory = self.factory
         let afterCreate = self.hooks.afterCreate
         let clock = self.clock
-        self._submit { [self] in
+        self._submit(&core) { [self] in
             let start = clock.now
             let resource: Resource
             do {
                 resource = try await factory.create()
             } catch {
-                await self._creationFailed(slot: slot, error: error)
+                self._creationFailed(slot: slot, error: error)
                 return
             }
             if let afterCreate {
@@ -195,23 +204,23 @@ extension ResourcePool {
                         metadata: [LogKey.resourceID: "\(id)", LogKey.error: "\(error)"]
                     )
                     do { try await factory.close(resource) } catch {}
-                    await self._countHookFailure()
-                    await self._creationFailed(slot: slot, error: error)
+                    self._countHookFailure()
+                    self._creationFailed(slot: slot, error: error)
                     return
                 }
             }
             let duration = start.duration(to: clock.now)
             self.metrics.createTime.recordNanoseconds(Int64(clamping: duration.clampedNanoseconds))
-            await self._created(PooledResource(resource: resource, slot: slot, id: id))
+            self._created(PooledResource(resource: resource, slot: slot, id: id))
         }
     }
 
-    private func _startClose(slot: Int, reason: PoolStateMachine.EvictionReason) {
-        guard let entry = self.core.entries[slot] else {
+    private nonisolated func _startClose(_ core: inout PoolCore<Resource>, slot: Int, reason: PoolStateMachine.EvictionReason) {
+        guard let entry = core.entries[slot] else {
             preconditionFailure("close of slot \(slot) without a resource")
         }
-        self.core.entries[slot] = nil
-        self.core.totals.evictions[reason.rawValue, default: 0] += 1
+        core.entries[slot] = nil
+        core.totals.evictions[reason.rawValue, default: 0] += 1
         self.metrics.evictions[reason]?.increment()
         self.logger.debug(
             "closing resource",
@@ -219,7 +228,7 @@ extension ResourcePool {
         )
         let factory = self.factory
         let beforeClose = self.hooks.beforeClose
-        self._submit { [self] in
+        self._submit(&core) { [self] in
             if let beforeClose {
                 do {
                     try await beforeClose(entry.resource)
@@ -229,7 +238,7 @@ extension ResourcePool {
                         "before-close hook threw; closing anyway",
                         metadata: [LogKey.resourceID: "\(entry.id)", LogKey.error: "\(error)"]
                     )
-                    await self._countHookFailure()
+                    self._countHookFailure()
                 }
             }
             do {
@@ -240,51 +249,59 @@ extension ResourcePool {
                     metadata: [LogKey.resourceID: "\(entry.id)", LogKey.error: "\(error)"]
                 )
             }
-            await self._closed(slot: slot)
+            self._closed(slot: slot)
         }
     }
 
     // MARK: Events reported by background work
 
-    func _timerFired() {
+    /// Applies an event to the state under the lock, carries out its actions, and resumes the waiters it served.
+    nonisolated func _handle(_ event: (inout PoolCore<Resource>, Duration) -> Void) {
         let now = self._now()
-        self.core.machine.timerFired(now: now)
-        self._afterEvent(now: now)
+        let resumes = self.state.withLock { core in
+            event(&core, now)
+            return self._afterEvent(&core, now: now)
+        }
+        resumes.resumeAll()
     }
 
-    func _created(_ entry: PooledResource<Resource>) {
-        self.core.entries[entry.slot] = entry
-        self.core.totals.creations += 1
+    nonisolated func _timerFired() {
+        self._handle { core, now in core.machine.timerFired(now: now) }
+    }
+
+    nonisolated func _created(_ entry: PooledResource<Resource>) {
         self.logger.debug("created resource", metadata: [LogKey.resourceID: "\(entry.id)"])
-        let now = self._now()
-        self.core.machine.resourceCreated(slot: entry.slot, now: now, lifetimeJitter: self.jitter.next())
-        self._afterEvent(now: now)
+        let lifetimeJitter = self.jitter.next()
+        self._handle { core, now in
+            core.entries[entry.slot] = entry
+            core.totals.creations += 1
+            core.machine.resourceCreated(slot: entry.slot, now: now, lifetimeJitter: lifetimeJitter)
+        }
     }
 
-    func _creationFailed(slot: Int, error: any Error) {
-        self.lastCreationError = error
-        self.core.totals.creationFailures += 1
+    nonisolated func _creationFailed(slot: Int, error: any Error) {
         self.metrics.creationFailures.increment()
-        self.core.machine.creationFailed(slot: slot, now: self._now(), backoffJitter: self.jitter.next())
-        self.logger.warning(
-            "creating a resource failed",
-            metadata: [
-                LogKey.error: "\(error)",
-                LogKey.attempt: "\(self.core.machine.creation.consecutiveFailures)",
-            ]
-        )
-        self._afterEvent()
+        let backoffJitter = self.jitter.next()
+        self._handle { core, now in
+            core.lastCreationError = error
+            core.totals.creationFailures += 1
+            core.machine.creationFailed(slot: slot, now: now, backoffJitter: backoffJitter)
+            // Logged before the actions this failure causes (such as the circuit breaker opening).
+            self.logger.warning(
+                "creating a resource failed",
+                metadata: [
+                    LogKey.error: "\(error)",
+                    LogKey.attempt: "\(core.machine.creation.consecutiveFailures)",
+                ]
+            )
+        }
     }
 
-    func _closed(slot: Int) {
-        let now = self._now()
-        self.core.machine.resourceClosed(slot: slot, now: now)
-        self._afterEvent(now: now)
+    nonisolated func _closed(slot: Int) {
+        self._handle { core, now in core.machine.resourceClosed(slot: slot, now: now) }
     }
 
-    func _keepAliveFinished(slot: Int, succeeded: Bool) {
-        let now = self._now()
-        self.core.machine.keepAliveFinished(slot: slot, now: now, succeeded: succeeded)
-        self._afterEvent(now: now)
+    nonisolated func _keepAliveFinished(slot: Int, succeeded: Bool) {
+        self._handle { core, now in core.machine.keepAliveFinished(slot: slot, now: now, succeeded: succeeded) }
     }
 }

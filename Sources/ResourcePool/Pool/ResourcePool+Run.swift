@@ -1,6 +1,7 @@
 import CoreMetrics
 import DequeModule
 import Logging
+import Synchronization
 import ServiceLifecycle
 
 extension ResourcePool {
@@ -16,18 +17,23 @@ extension ResourcePool {
     ///
     /// - Throws: ``ResourcePoolError/Code/alreadyRunning`` when called a second time.
     public func run() async throws {
-        switch self.runPhase {
-        case .notStarted:
-            self.runPhase = .running
-        case .running, .finished:
+        let alreadyStarted = self.state.withLock { core in
+            switch core.runPhase {
+            case .notStarted:
+                core.runPhase = .running
+                return false
+            case .running, .finished:
+                return true
+            }
+        }
+        if alreadyStarted {
             throw ResourcePoolError(
                 .alreadyRunning,
                 message: "run() was called on the pool '\(self.configuration.name)' a second time"
             )
         }
         self.logger.debug("pool started")
-        self.core.machine.startCreationsIfNeeded(now: self._now())
-        self._afterEvent()
+        self._handle { core, now in core.machine.startCreationsIfNeeded(now: now) }
         let jobs = self.jobs
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
@@ -58,23 +64,26 @@ extension ResourcePool {
 
     func _drainRequested() {
         self.logger.debug("graceful shutdown: draining")
-        self.core.machine.drainRequested(now: self._now(), timeout: self.configuration.drainTimeout)
-        self._afterEvent()
+        let timeout = self.configuration.drainTimeout
+        self._handle { core, now in core.machine.drainRequested(now: now, timeout: timeout) }
     }
 
     func _forcedShutdownRequested() {
         self.logger.debug("forced shutdown")
-        self.core.machine.forcedShutdownRequested()
-        self._afterEvent()
+        self._handle { core, _ in core.machine.forcedShutdownRequested() }
     }
 
     /// A snapshot of the pool's figures: current counts, the oldest waiter's age, totals, the recent window and the
     /// sizing advice (see ``SizingAdvice`` for the formula).
     public func stats() -> ResourcePoolStatistics {
         let now = self._now()
-        self.core.window.rotateIfNeeded(now: now)
-        let current = self.core.window.current
-        let previous = self.core.window.previous
+        return self.state.withLock { core in self._statistics(&core, now: now) }
+    }
+
+    nonisolated func _statistics(_ core: inout PoolCore<Resource>, now: Duration) -> ResourcePoolStatistics {
+        core.window.rotateIfNeeded(now: now)
+        let current = core.window.current
+        let previous = core.window.previous
         let span = max(now - previous.start, .milliseconds(1))
         let releases = current.hold.count + previous.hold.count
         let waits = current.wait.count + previous.wait.count
@@ -100,21 +109,21 @@ extension ResourcePool {
             minimumSize: self.configuration.minimumSize,
             maximumSize: self.configuration.maximumSize,
             headroom: self.configuration.sizingHeadroom,
-            leasedNow: self.core.machine.counts.leased
+            leasedNow: core.machine.counts.leased
         )
         return ResourcePoolStatistics(
-            idle: self.core.machine.idle.count,
-            leased: self.core.machine.counts.leased,
-            creating: self.core.machine.counts.creating,
-            keepingAlive: self.core.machine.counts.keepingAlive,
-            closing: self.core.machine.counts.closing,
-            waiting: self.core.machine.waiters.count,
-            oldestWaiterAge: self.core.machine.waiters.oldest.map { now - $0.enqueuedAt },
+            idle: core.machine.idle.count,
+            leased: core.machine.counts.leased,
+            creating: core.machine.counts.creating,
+            keepingAlive: core.machine.counts.keepingAlive,
+            closing: core.machine.counts.closing,
+            waiting: core.machine.waiters.count,
+            oldestWaiterAge: core.machine.waiters.oldest.map { now - $0.enqueuedAt },
             minimumSize: self.configuration.minimumSize,
             maximumSize: self.configuration.maximumSize,
-            circuitBreakerOpen: self.core.machine.creation.circuitBreakerOpen,
-            consecutiveCreationFailures: self.core.machine.creation.consecutiveFailures,
-            totals: self.core.totals,
+            circuitBreakerOpen: core.machine.creation.circuitBreakerOpen,
+            consecutiveCreationFailures: core.machine.creation.consecutiveFailures,
+            totals: core.totals,
             window: window,
             sizing: sizing
         )
@@ -124,8 +133,10 @@ extension ResourcePool {
 extension ResourcePool {
     /// The acquire sites of the leases currently out, for the test kit's "no outstanding leases" assertion.
     package func outstandingLeaseSites() -> [AcquireSite] {
-        self.core.machine.slots.indices.compactMap { slot in
-            self.core.machine.slots[slot].state == .leased ? self.core.sites[slot] : nil
+        self.state.withLock { core in
+            core.machine.slots.indices.compactMap { slot in
+                core.machine.slots[slot].state == .leased ? core.sites[slot] : nil
+            }
         }
     }
 }

@@ -2,6 +2,7 @@ import CoreMetrics
 import DequeModule
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// A pool of reusable resources (connections, clients, sessions) created and closed through a ``ResourceFactory``.
 ///
@@ -18,17 +19,18 @@ import ServiceLifecycle
 /// fire and closes to happen; it owns every background task. A graceful shutdown drains (new acquires fail,
 /// outstanding leases may finish within `drainTimeout`, then everything is closed); cancelling `run()` forces it.
 ///
-/// Its decisions live in a pure synchronous state machine; this actor carries out its actions (resumes waiters, runs
-/// the factory and hooks, sleeps on the injected clock, logs, records metrics). Every wait uses `PoolClock`
-/// (`ContinuousClock` unless you inject another, such as the test kit's manual clock).
+/// Its decisions live in a pure synchronous state machine behind a lock. Acquire and release run it in the calling
+/// task (no actor hop) and resume served waiters directly; background work (the factory, hooks, closes, timers on the
+/// injected clock) is queued for `run()`. Every wait uses `PoolClock` (`ContinuousClock` unless you inject another,
+/// such as the test kit's manual clock).
 public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service where PoolClock.Duration == Duration {
     /// The lease type of this pool.
     public typealias Lease = ResourceLease<Resource, PoolClock>
 
-    /// Everything the hot path mutates, in one stored property: each access to an actor's stored property is a
-    /// dynamic exclusivity check, and one check per acquire or release is measurably cheaper than a dozen.
-    @usableFromInline var core: PoolCore<Resource>
-    @usableFromInline var waiterBoxes: [PoolStateMachine.WaiterID: WaiterBox] = [:]
+    /// Everything mutable, behind one lock: acquire and release lock it in the calling task instead of hopping onto
+    /// the actor (see `PoolCore`). The actor's own isolation only serialises `run()` and the calls that report
+    /// background work.
+    @usableFromInline nonisolated let state: Mutex<PoolCore<Resource>>
 
     @usableFromInline nonisolated let clock: PoolClock
     @usableFromInline nonisolated let epoch: PoolClock.Instant
@@ -36,25 +38,12 @@ public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service w
     @usableFromInline nonisolated let hooks: ResourcePoolHooks<Resource>
     @usableFromInline nonisolated let defaultAcquireTimeout: Duration?
     nonisolated let factory: ResourceFactory<Resource>
-    nonisolated let logger: Logger
+    @usableFromInline nonisolated let logger: Logger
     nonisolated let jitter: JitterSource
     /// The configuration the pool was created with.
     public nonisolated let configuration: ResourcePoolConfiguration
 
-    let jobs = JobQueue()
-    /// Background work produced after `run()` ended; the task that caused it runs it.
-    @usableFromInline var orphanJobs: [@Sendable () async -> Void] = []
-    var runPhase: RunPhase = .notStarted
-    var lastCreationError: (any Error)?
-    var nextResourceID = 1
-    var warnedNotRunning = false
-
-    enum RunPhase {
-        case notStarted
-        case running
-        /// `run()` has ended (or is ending): background work runs in the task that causes it.
-        case finished
-    }
+    nonisolated let jobs = JobQueue()
 
     /// Creates a pool. Nothing happens until ``run()`` starts.
     ///
@@ -80,9 +69,11 @@ public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service w
             hasKeepAliveHook: hooks.keepAlive != nil,
             hasValidationHook: hooks.beforeLease != nil
         )
-        self.core = PoolCore(
-            machine: PoolStateMachine(configuration: machineConfiguration),
-            statisticsWindow: configuration.statisticsWindow
+        self.state = Mutex(
+            PoolCore(
+                machine: PoolStateMachine(configuration: machineConfiguration),
+                statisticsWindow: configuration.statisticsWindow
+            )
         )
         self.clock = clock
         self.epoch = clock.now
@@ -183,15 +174,19 @@ public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service w
     /// Replaces every resource (for example after a failover): idle ones are closed now, leased ones when they come
     /// back, ones being created or checked when they finish. Replacements are created as needed.
     public func invalidateAll() {
-        self.core.machine.invalidateAllRequested(now: self._now())
-        self._afterEvent()
+        let now = self._now()
+        let resumes = self.state.withLock { core in
+            core.machine.invalidateAllRequested(now: now)
+            return self._afterEvent(&core, now: now)
+        }
+        resumes.resumeAll()
         self.logger.info("invalidated every resource")
     }
 
     /// Flags every idle resource for validation before its next lease (the before-lease hook then runs whatever the
     /// validation policy says). Call it when a failure may have hit every resource, such as a connection error.
     public func requestIdleValidation() {
-        self.core.machine.idleValidationRequested()
+        self.state.withLock { $0.machine.idleValidationRequested() }
     }
 
     /// Starts a graceful shutdown, as swift-service-lifecycle's graceful shutdown does: new acquires fail with

@@ -5,18 +5,18 @@ import Synchronization
 
 /// The hand-off point between a waiting caller and the pool.
 ///
-/// A Task's cancellation handler runs synchronously and cannot wait for the actor, so each waiter gets this small
-/// lock-protected box. Exactly one of three parties resolves it: the pool (grant or failure), or the cancellation
+/// A Task's cancellation handler runs synchronously, on any thread, so each waiter gets this small lock-protected
+/// box that the handler can resolve without touching the pool's state. Exactly one of three parties resolves it: the pool (grant or failure), or the cancellation
 /// handler. Whoever resolves it resumes the continuation, so it is resumed exactly once on every path:
 ///
 /// 1. Grant or failure first: the continuation resumes with it; a later cancel finds `.finished` and does nothing.
 /// 2. Cancel first, after the continuation was installed: it resumes with `CancellationError`; the pool's later
-///    grant fails (`resolve` returns `false`) and the pool puts the resource back into service.
+///    grant fails (`claim` returns `nil`) and the pool puts the resource back into service.
 /// 3. Cancel before the continuation was installed (the task was already cancelled): the box remembers, and
 ///    `install` resumes at once with `CancellationError`.
 @usableFromInline
 final class WaiterBox: Sendable {
-    typealias Continuation = UnsafeContinuation<PoolStateMachine.Grant, any Error>
+    @usableFromInline typealias Continuation = UnsafeContinuation<PoolStateMachine.Grant, any Error>
 
     private enum State {
         case pending
@@ -26,12 +26,14 @@ final class WaiterBox: Sendable {
         case finished
     }
 
+    let id: PoolStateMachine.WaiterID
     let site: AcquireSite
     let enqueuedAt: Duration
     /// Protected by its own lock; every transition happens inside it, every resume outside it.
     private let state = Mutex<State>(.pending)
 
-    init(site: AcquireSite, enqueuedAt: Duration) {
+    init(id: PoolStateMachine.WaiterID, site: AcquireSite, enqueuedAt: Duration) {
+        self.id = id
         self.site = site
         self.enqueuedAt = enqueuedAt
     }
@@ -56,22 +58,24 @@ final class WaiterBox: Sendable {
         if let early { continuation.resume(with: early) }
     }
 
-    /// Called by the pool. Returns `false` when the waiter was cancelled first.
-    func resolve(_ result: Result<PoolStateMachine.Grant, any Error>) -> Bool {
-        let outcome: (Continuation?, Bool) = self.state.withLock { state in
+    /// Called by the pool, under its lock: claims the waiter for `result`.
+    ///
+    /// - Returns: `nil` when the waiter was cancelled first (nothing to resume); otherwise the resume to perform once
+    ///   the pool's lock is released (empty when the continuation is not installed yet: `install` resumes it).
+    @usableFromInline
+    func claim(_ result: Result<PoolStateMachine.Grant, any Error>) -> PendingResume? {
+        self.state.withLock { state in
             switch state {
             case .pending:
                 state = .resolvedEarly(result)
-                return (nil, true)
+                return PendingResume(continuation: nil, result: result)
             case .waiting(let continuation):
                 state = .finished
-                return (continuation, true)
+                return PendingResume(continuation: continuation, result: result)
             case .cancelledEarly, .resolvedEarly, .finished:
-                return (nil, false)
+                return nil
             }
         }
-        outcome.0?.resume(with: result)
-        return outcome.1
     }
 
     /// Called by the task's cancellation handler, on any thread.
@@ -89,6 +93,46 @@ final class WaiterBox: Sendable {
             }
         }
         continuation?.resume(throwing: CancellationError())
+    }
+}
+
+/// A waiter's continuation and what to resume it with, collected under the pool's lock and resumed after it.
+@usableFromInline
+struct PendingResume: Sendable {
+    @usableFromInline let continuation: WaiterBox.Continuation?
+    @usableFromInline let result: Result<PoolStateMachine.Grant, any Error>
+
+    @inlinable
+    func resume() {
+        self.continuation?.resume(with: self.result)
+    }
+}
+
+/// The resumes one locked section collected: almost always none or one, so the first is stored inline and only
+/// further ones allocate.
+@usableFromInline
+struct PendingResumes: Sendable {
+    @usableFromInline var first: PendingResume?
+    @usableFromInline var more: [PendingResume] = []
+
+    @inlinable
+    init() {}
+
+    @inlinable
+    mutating func append(_ resume: PendingResume) {
+        if self.first == nil {
+            self.first = resume
+        } else {
+            self.more.append(resume)
+        }
+    }
+
+    /// Resumes every collected waiter. Call it after the pool's lock is released.
+    @inlinable
+    func resumeAll() {
+        guard let first = self.first else { return }
+        first.resume()
+        for resume in self.more { resume.resume() }
     }
 }
 
