@@ -6,8 +6,9 @@ import Synchronization
 /// The hand-off point between a waiting caller and the pool.
 ///
 /// A Task's cancellation handler runs synchronously, on any thread, so each waiter gets this small lock-protected
-/// box that the handler can resolve without touching the pool's state. Exactly one of three parties resolves it: the pool (grant or failure), or the cancellation
-/// handler. Whoever resolves it resumes the continuation, so it is resumed exactly once on every path:
+/// box that the handler can resolve without touching the pool's state. Exactly one of two parties resolves it: the
+/// pool (grant or failure, claimed under the pool's lock and resumed after it), or the cancellation handler. The
+/// continuation is resumed exactly once on every path:
 ///
 /// 1. Grant or failure first: the continuation resumes with it; a later cancel finds `.finished` and does nothing.
 /// 2. Cancel first, after the continuation was installed: it resumes with `CancellationError`; the pool's later
