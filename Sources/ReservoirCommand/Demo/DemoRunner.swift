@@ -81,14 +81,18 @@ public struct DemoRunner: Sendable {
         allowWrites: Bool,
         output: some DemoOutput
     ) async throws -> Summary {
-        let collector = LeakLogCollector()
         var configuration = PostgresPool.Configuration(connection: connection, name: "reservoir-demo")
         configuration.pool.minimumSize = 2
         configuration.pool.maximumSize = options.poolSize
         configuration.pool.acquireTimeout = .seconds(5)
         configuration.pool.leakThreshold = .milliseconds(1_000)
         configuration.pool.statisticsWindow = .seconds(5)
-        let pool = try PostgresPool(configuration: configuration, logger: collector.logger(label: "reservoir.demo"))
+        // The pool's own log lines would tear the live view; what they report (leaks and dirty returns with their
+        // sites) comes from its statistics instead.
+        let pool = try PostgresPool(
+            configuration: configuration,
+            logger: Logger(label: "reservoir.demo") { _ in SwiftLogNoOpLogHandler() }
+        )
         let figures = DemoFigures()
         let workload = DemoWorkload(pool: pool, allowWrites: allowWrites, accounts: 10_000, figures: figures)
         let clock = ContinuousClock()
@@ -146,7 +150,7 @@ public struct DemoRunner: Sendable {
                 let throughput = interval > 0 ? Double(recent.completed - lastCompleted) / interval : 0
                 lastCompleted = recent.completed
                 lastTick = now
-                var snapshot = await self.snapshot(pool: pool, collector: collector, recent: recent)
+                var snapshot = await self.snapshot(pool: pool, recent: recent)
                 snapshot.elapsed = now - start
                 snapshot.duration = options.duration
                 snapshot.throughput = throughput
@@ -161,7 +165,7 @@ public struct DemoRunner: Sendable {
             let elapsed = clock.now - start
 
             let totals = figures.totals()
-            let final = await self.snapshot(pool: pool, collector: collector, recent: totals)
+            let final = await self.snapshot(pool: pool, recent: totals)
             let summary = Summary(
                 completed: totals.completed,
                 failed: totals.failed,
@@ -181,12 +185,10 @@ public struct DemoRunner: Sendable {
 
     func snapshot(
         pool: PostgresPool,
-        collector: LeakLogCollector,
         recent: (wait: LatencyHistogram, hold: LatencyHistogram, completed: Int, failed: Int)
     ) async -> DashboardSnapshot {
         let statistics = await pool.poolStatistics()
         let postgres = pool.statistics
-        let leaks = collector.snapshot
         var snapshot = DashboardSnapshot()
         snapshot.poolName = pool.configuration.pool.name
         snapshot.idle = statistics.idle
@@ -200,15 +202,16 @@ public struct DemoRunner: Sendable {
         snapshot.holdTimeP99 = recent.hold.quantileSeconds(0.99)
         snapshot.completed = recent.completed
         snapshot.failed = recent.failed
-        snapshot.leaks = Self.sorted(leaks.dropped)
-        snapshot.longHolds = Self.sorted(leaks.heldTooLong)
-        snapshot.dirtyReturns = Self.sorted(postgres.dirtyReturnsBySite)
+        snapshot.leaks = Self.sorted(statistics.leaksBySite.map { ($0.site, $0.dropped) })
+        snapshot.longHolds = Self.sorted(statistics.leaksBySite.map { ($0.site, $0.heldTooLong) })
+        snapshot.dirtyReturns = Self.sorted(postgres.dirtyReturnsBySite.map { ($0.key, $0.value) })
         snapshot.sizing = "\(statistics.sizing)"
         return snapshot
     }
 
-    static func sorted(_ counts: [String: Int]) -> [DashboardSnapshot.SiteCount] {
-        counts.map { DashboardSnapshot.SiteCount(site: $0.key, count: $0.value) }
+    /// The sites with a count above zero, most first.
+    static func sorted(_ counts: some Sequence<(String, Int)>) -> [DashboardSnapshot.SiteCount] {
+        counts.filter { $0.1 > 0 }.map { DashboardSnapshot.SiteCount(site: $0.0, count: $0.1) }
             .sorted { ($0.count, $1.site) > ($1.count, $0.site) }
     }
 

@@ -25,6 +25,28 @@ struct PoolCore<Resource: Sendable>: Sendable {
     var lastCreationError: (any Error)?
     var nextResourceID = 1
     @usableFromInline var warnedNotRunning = false
+    /// Leak reports by acquire site (see ``ResourcePoolStatistics/leaksBySite``); written only when a leak is reported.
+    var leakSites: [String: ResourcePoolStatistics.LeakSite] = [:]
+
+    /// Counts a leak report under its acquire site, or under "other sites" once the table is full.
+    mutating func recordLeak(site: AcquireSite, dropped: Bool) {
+        var name = site.description
+        if self.leakSites[name] == nil, self.leakSites.count >= ResourcePoolStatistics.LeakSite.maximumSites - 1 {
+            name = ResourcePoolStatistics.LeakSite.otherSites
+        }
+        if dropped {
+            self.leakSites[name, default: .init(site: name)].dropped += 1
+        } else {
+            self.leakSites[name, default: .init(site: name)].heldTooLong += 1
+        }
+    }
+
+    /// The leak reports by site, most reports first.
+    var leaksBySite: [ResourcePoolStatistics.LeakSite] {
+        self.leakSites.values.sorted {
+            ($0.dropped + $0.heldTooLong, $1.site) > ($1.dropped + $1.heldTooLong, $0.site)
+        }
+    }
 
     @usableFromInline
     enum RunPhase: Sendable {

@@ -329,6 +329,7 @@ extension ResourcePool {
         let (heldFor, resumes, orphans) = self.state.withLock { core in
             let heldFor = core.machine.leaseLeaked(slot: entry.slot, now: now)
             core.totals.leaksDropped += 1
+            core.recordLeak(site: site, dropped: true)
             core.window.recordHold(heldFor, now: now)
             let (resumes, orphans) = self._afterEventTakingOrphans(&core, now: now)
             return (heldFor, resumes, orphans)

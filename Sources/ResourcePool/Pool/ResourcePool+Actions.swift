@@ -128,6 +128,7 @@ extension ResourcePool {
 
         case .reportLeakSuspected(let slot, let heldFor):
             core.totals.leaksHeldTooLong += 1
+            core.recordLeak(site: core.sites[slot], dropped: false)
             self.metrics.leaksHeldTooLong.increment()
             self.logger.warning(
                 "a lease is held longer than the leak threshold",

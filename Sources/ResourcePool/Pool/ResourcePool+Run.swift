@@ -125,7 +125,8 @@ extension ResourcePool {
             consecutiveCreationFailures: core.machine.creation.consecutiveFailures,
             totals: core.totals,
             window: window,
-            sizing: sizing
+            sizing: sizing,
+            leaksBySite: core.leaksBySite
         )
     }
 }

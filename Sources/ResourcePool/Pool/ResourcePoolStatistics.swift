@@ -32,6 +32,32 @@ public struct ResourcePoolStatistics: Sendable {
     public var window: Window
     /// What the window says about the pool's size.
     public var sizing: SizingAdvice
+    /// Leak reports since the pool was created, by acquire site, most reports first: where to look for the code
+    /// that drops leases or holds them too long. At most ``LeakSite/maximumSites`` sites are told apart; reports from
+    /// further sites are added up under ``LeakSite/otherSites``.
+    public var leaksBySite: [LeakSite] = []
+
+    /// The leak reports of one acquire site.
+    public struct LeakSite: Sendable, Equatable {
+        /// How many distinct sites the pool tells apart.
+        public static let maximumSites = 64
+        /// The site under which reports from sites past ``maximumSites`` are added up.
+        public static let otherSites = "(other sites)"
+
+        /// The acquire site, `Module/File.swift:42 in function(_:)` (see ``AcquireSite``).
+        public var site: String
+        /// Leases from this site dropped without release (exact leaks).
+        public var dropped: Int
+        /// Leases from this site held past the leak threshold.
+        public var heldTooLong: Int
+
+        /// Creates a site's counts.
+        public init(site: String, dropped: Int = 0, heldTooLong: Int = 0) {
+            self.site = site
+            self.dropped = dropped
+            self.heldTooLong = heldTooLong
+        }
+    }
 
     /// Counts since the pool was created.
     public struct Totals: Sendable, Equatable {

@@ -54,6 +54,11 @@ struct ResourcePoolFailureTests {
         await lease.release()
         let stats = await harness.pool.stats()
         #expect(stats.totals.leaksRecovered == 1)
+        #expect(stats.leaksBySite.count == 1)
+        #expect(stats.leaksBySite.first?.site.contains("ResourcePool+FailureTests.swift") == true)
+        #expect(stats.leaksBySite.first?.site.contains("leakThreshold()") == true)
+        #expect(stats.leaksBySite.first?.heldTooLong == 1)
+        #expect(stats.leaksBySite.first?.dropped == 0)
         #expect(harness.metrics.counter("reservoir.pool.leaks.recovered") == 1)
         #expect(harness.logs.messages(at: .info).contains { $0.message.contains("came back") })
         try await harness.shutdown()
@@ -76,8 +81,34 @@ struct ResourcePoolFailureTests {
         #expect(harness.metrics.counter("reservoir.pool.leaks", ["kind": "dropped"]) == 1)
         let warning = try #require(harness.logs.messages(at: .warning).first { $0.message.contains("dropped") })
         #expect(warning.metadata["lease.site"]?.contains("ResourcePool+FailureTests.swift") == true)
+        #expect(stats.leaksBySite.map(\.dropped) == [1])
+        #expect(stats.leaksBySite.first?.site == warning.metadata["lease.site"])
         // The leaked resource is never handed out again.
         #expect(try await harness.pool.withResource { $0 } == MockResource(id: 2))
+        try await harness.shutdown()
+    }
+
+    @Test("leak reports are counted by acquire site, most first, and sites past the table's size are added up")
+    func leaksBySite() async throws {
+        let harness = try PoolHarness { $0.maximumSize = 1 }
+        let sites = ResourcePoolStatistics.LeakSite.maximumSites + 5
+        // Two leaks from one site, then one from each of many distinct sites (distinct lines of the acquire call).
+        for _ in 0..<2 {
+            _ = try await harness.pool.lease(line: 1)
+            try await harness.pool.waitForStatistics { $0.leased == 0 && $0.closing == 0 }
+        }
+        for line in 2...UInt(sites) {
+            _ = try await harness.pool.lease(line: line)
+            try await harness.pool.waitForStatistics { $0.leased == 0 && $0.closing == 0 }
+        }
+        let stats = await harness.pool.stats()
+        #expect(stats.totals.leaksDropped == sites + 1)
+        #expect(stats.leaksBySite.count == ResourcePoolStatistics.LeakSite.maximumSites)
+        #expect(stats.leaksBySite.reduce(0) { $0 + $1.dropped } == sites + 1)
+        // Sites 1…63 have their own rows; the rest (and only they) are added up.
+        let other = try #require(stats.leaksBySite.first { $0.site == ResourcePoolStatistics.LeakSite.otherSites })
+        #expect(other.dropped == sites - (ResourcePoolStatistics.LeakSite.maximumSites - 1))
+        #expect(stats.leaksBySite.filter { $0.site.contains(":1 in ") }.map(\.dropped) == [2])
         try await harness.shutdown()
     }
 
