@@ -168,7 +168,8 @@ public struct SizingAdvice: Sendable, Equatable, CustomStringConvertible {
         let holdSeconds = Double(meanHold.clampedNanoseconds) / 1e9
         let busy = window.acquireRate * holdSeconds
         let recommended = max(1, Int(((busy + 2.33 * busy.squareRoot()) * (1 + headroom)).rounded(.up)))
-        let figures = "λ=\(Self.format(window.acquireRate))/s × W=\(meanHold) → L=\(Self.format(busy)) busy; "
+        let figures = "λ=\(Self.format(window.acquireRate))/s × W=\(Self.format(holdSeconds * 1000))ms "
+            + "→ L=\(Self.format(busy)) busy; "
             + "recommended \(recommended), maximum \(maximumSize)"
         if recommended > maximumSize || (window.timeouts > 0 && leasedNow >= maximumSize) {
             return SizingAdvice(verdict: .undersized, recommendedSize: recommended, busyResources: busy,

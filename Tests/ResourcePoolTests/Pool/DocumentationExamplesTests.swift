@@ -145,7 +145,7 @@ struct DocumentationExamplesTests {
         let stats = await pool.stats()
         print("leased \(stats.leased)/\(stats.maximumSize), waiting \(stats.waiting)")
         if let age = stats.oldestWaiterAge { print("oldest waiter: \(age)") }
-        print("sizing: \(stats.sizing)")  // e.g. "oversized: λ=10.0/s × W=0.1 seconds → L=1.0 busy; ..."
+        print("sizing: \(stats.sizing)")  // e.g. "oversized: λ=10.0/s × W=100.0ms → L=1.0 busy; ..."
         // docs:end
         pool.triggerGracefulShutdown()
         try await run.value
