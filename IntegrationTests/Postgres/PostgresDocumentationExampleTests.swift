@@ -152,6 +152,44 @@ struct PostgresDocumentationExampleTests {
         }
     }
 
+    @Test("a transfer as a transaction pipeline")
+    func transactionPipeline() async throws {
+        try await TestDatabase.withConnection { (connection: PostgresConnection) async throws in
+            try await connection.unsafeExecuteScript("""
+                CREATE TEMP TABLE accounts (id int PRIMARY KEY, balance int NOT NULL CHECK (balance >= 0));
+                INSERT INTO accounts VALUES (1, 100), (2, 0);
+                CREATE TEMP TABLE transfers (source int, target int, amount int);
+                """)
+            let from: Int32 = 1, to: Int32 = 2, amount: Int32 = 30
+            // docs: transaction pipeline
+            let results = try await connection.pipeline(
+                [
+                    "UPDATE accounts SET balance = balance - \(amount) WHERE id = \(from)",
+                    "UPDATE accounts SET balance = balance + \(amount) WHERE id = \(to)",
+                    "INSERT INTO transfers (source, target, amount) VALUES (\(from), \(to), \(amount))",
+                ],
+                mode: .transaction
+            )
+            // end docs
+            #expect(try results.map { try $0.get().affectedRowCount } == [1, 1, 1])
+            // An overdraft fails the whole batch: the CHECK fails the UPDATE, and the INSERT before it is rolled back.
+            let overdraft = try await connection.pipeline(
+                [
+                    "INSERT INTO transfers (source, target, amount) VALUES (\(from), \(to), \(Int32(500)))",
+                    "UPDATE accounts SET balance = balance - \(Int32(500)) WHERE id = \(from)",
+                ],
+                mode: .transaction
+            )
+            guard case .failure(let error) = overdraft[1] else {
+                Issue.record("the overdraft succeeded")
+                return
+            }
+            #expect(error.sqlState == .checkViolation)
+            #expect(try await connection.query("SELECT count(*) FROM transfers").singleValue(Int.self) == 1)
+            #expect(try await connection.query("SELECT balance FROM accounts WHERE id = 1").singleValue(Int32.self) == 70)
+        }
+    }
+
     @Test("LISTEN/NOTIFY and errors")
     func notificationsAndErrors() async throws {
         let listener = try await TestDatabase.connect()

@@ -30,10 +30,10 @@ final class OurPoolRunner: Sendable {
 
     /// Ten point selects in one round trip (pipeline mode), one leased connection.
     @inline(never)
-    func selectBatch(aids: [Int32]) async throws -> Int32 {
+    func selectBatch(aids: [Int32], mode: PostgresPipelineMode) async throws -> Int32 {
         let queries: [PostgresQuery] = aids.map { "SELECT abalance FROM pgbench_accounts WHERE aid = \($0)" }
         var sum: Int32 = 0
-        for result in try await pool.pipeline(queries) {
+        for result in try await pool.pipeline(queries, mode: mode) {
             sum &+= try result.get().singleValue(Int32.self) ?? 0
         }
         return sum

@@ -2,7 +2,8 @@
 // aid, scale 10) through Reservoir's PostgresPool, postgres-nio 1.33.2's PostgresClient and pgbench itself
 // (`-S -M prepared -j 2`, C and libpq, one connection per client), at 1, 8 and 64 concurrent clients, all over TCP
 // loopback to the same throwaway server, interleaved in rounds (the order rotates every round). Plus pipelined
-// batches of 10 through PostgresPool's pipeline API against the unpipelined rate at 8 clients.
+// batches of 10 through PostgresPool's pipeline API (independent statements, and one transaction) against the
+// unpipelined rate at 8 clients.
 //
 // Client cost per query comes from getrusage: RUSAGE_SELF around the in-process phases (PostgresPool,
 // PostgresClient), RUSAGE_CHILDREN around pgbench (the tool is a child of this process). CPU is user + system time;
@@ -218,6 +219,7 @@ enum System: String, CaseIterable {
 var results: [Int: [System: Series]] = [:]
 var unpipelined = Series()
 var pipelined = Series()
+var pipelinedTransaction = Series()
 
 try await withThrowingTaskGroup(of: Void.self) { group in
     group.addTask { try await ours.run() }
@@ -247,19 +249,21 @@ try await withThrowingTaskGroup(of: Void.self) { group in
                     Data("round \(round + 1)/\(rounds) c\(clients) \(system.rawValue): \(format(sample.queriesPerSecond, 0)) q/s\n".utf8))
             }
         }
-        let batchFirst = round % 2 == 0
-        for batched in [batchFirst, !batchFirst] {
-            if batched {
-                pipelined.samples.append(
-                    try await measureInProcess(clients: poolConnections, queriesPerCall: 10) { random in
-                        var aids: [Int32] = []
-                        aids.reserveCapacity(10)
-                        for _ in 0..<10 { aids.append(random.next()) }
-                        return try await ours.selectBatch(aids: aids)
-                    })
-            } else {
+        // Unpipelined, batches of independent statements, batches run as one transaction; the order rotates.
+        for phase in (0..<3).map({ ($0 + round) % 3 }) {
+            switch phase {
+            case 0:
                 unpipelined.samples.append(
                     try await measureInProcess(clients: poolConnections) { try await ours.select(aid: $0.next()) })
+            default:
+                let mode: PostgresPipelineMode = phase == 1 ? .independent : .transaction
+                let sample = try await measureInProcess(clients: poolConnections, queriesPerCall: 10) { random in
+                    var aids: [Int32] = []
+                    aids.reserveCapacity(10)
+                    for _ in 0..<10 { aids.append(random.next()) }
+                    return try await ours.selectBatch(aids: aids, mode: mode)
+                }
+                if phase == 1 { pipelined.samples.append(sample) } else { pipelinedTransaction.samples.append(sample) }
             }
         }
     }
@@ -282,6 +286,7 @@ for clients in concurrencies {
 }
 print("\(poolConnections) | PostgresPool unpipelined | " + unpipelined.row.joined(separator: " | "))
 print("\(poolConnections) | PostgresPool batch of 10 | " + pipelined.row.joined(separator: " | "))
+print("\(poolConnections) | PostgresPool batch of 10, one transaction | " + pipelinedTransaction.row.joined(separator: " | "))
 print("")
 for clients in concurrencies {
     for system in System.allCases {
@@ -294,6 +299,11 @@ for clients in concurrencies {
 }
 print("pg.pipeline_batch10.qps=\(format(pipelined.qps, 0))")
 print("pg.pipeline_batch10.cpu_us_per_query=\(format(median(pipelined.samples.map(\.cpuMicrosecondsPerQuery)), 2))")
+print("pg.pipeline_batch10_transaction.qps=\(format(pipelinedTransaction.qps, 0))")
+print(
+    "pg.pipeline_batch10_transaction.cpu_us_per_query="
+        + format(median(pipelinedTransaction.samples.map(\.cpuMicrosecondsPerQuery)), 2)
+)
 for clients in concurrencies {
     guard let series = results[clients] else { continue }
     let mine = series[.ours]?.qps ?? .nan
@@ -301,4 +311,5 @@ for clients in concurrencies {
     print("pg.select_c\(clients).ratio_vs_pgbench=\(format(mine / (series[.pgbench]?.qps ?? .nan), 2))")
 }
 print("pg.pipeline_batch10.ratio_vs_unpipelined=\(format(pipelined.qps / unpipelined.qps, 2))")
+print("pg.pipeline_batch10_transaction.ratio_vs_unpipelined=\(format(pipelinedTransaction.qps / unpipelined.qps, 2))")
 try await server.stop()

@@ -25,7 +25,10 @@ extension ConnectionCore {
                 return
             }
             guard let result = PQgetResult(connection) else {
-                if command.kind == .pipeline, command.phase == .execute { continue }
+                if command.kind == .pipeline, command.phase == .execute {
+                    if command.pipelineIsTransaction { transactionPipelineGroupEnded(command) }
+                    continue
+                }
                 if command.phase == .prepareAndExecute {
                     // The end of one statement's results inside the pipeline; the Sync ends the command.
                     if !command.inDeallocateSegment { command.pipelinedNulls += 1 }
@@ -58,6 +61,10 @@ extension ConnectionCore {
         let status = PQresultStatus(result)
         if command.phase == .prepareAndExecute {
             handlePipelinedPrepare(result, status: status, of: command, on: connection, completions: &completions)
+            return
+        }
+        if command.kind == .pipeline, command.pipelineIsTransaction, command.phase == .execute {
+            handleTransactionPipeline(result, status: status, of: command, on: connection, completions: &completions)
             return
         }
         switch status {
@@ -141,6 +148,93 @@ extension ConnectionCore {
             } else if command.error == nil {
                 command.error = error
             }
+        }
+    }
+
+    /// Results of a transaction pipeline: its statements (each with its Parse first when the pipeline prepares it),
+    /// then one Sync.
+    ///
+    /// Every Parse and Execute ends with a NULL from `PQgetResult` (see `transactionPipelineGroupEnded`). After an
+    /// error the server skips the rest up to the Sync (`PGRES_PIPELINE_ABORTED` for each), and rolls back the
+    /// implicit transaction, so at the Sync every statement's result becomes a failure: none of them took effect.
+    private func handleTransactionPipeline(
+        _ result: OpaquePointer,
+        status: ExecStatusType,
+        of command: Command,
+        on connection: OpaquePointer,
+        completions: inout Completions
+    ) {
+        switch status {
+        case PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
+            if command.pipelineReadingPrepare {
+                PQclear(result)
+            } else {
+                command.pipelineCurrent = PostgresResultStorage(result)
+            }
+        case PGRES_PIPELINE_SYNC:
+            PQclear(result)
+            let failed = command.pipelineResults.firstIndex { if case .failure = $0 { true } else { false } }
+            if let failed, case .failure(let cause) = command.pipelineResults[failed] {
+                // Scenario: statement `failed` raised an error; the ones after it were skipped, and the ones before
+                // it ran but were rolled back with the implicit transaction. Report every statement as failed.
+                for index in command.pipelineResults.indices where index != failed {
+                    if case .failure = command.pipelineResults[index] { continue }
+                    var error = PostgresError(
+                        code: .server,
+                        message: "rolled back: statement \(failed + 1) of this transaction pipeline failed"
+                            + (cause.sqlState.map { " (SQLSTATE \($0.rawValue))" } ?? "")
+                    )
+                    error.statement = command.queries[index].sql
+                    error.underlying = cause
+                    command.pipelineResults[index] = .failure(error)
+                }
+            }
+            PQexitPipelineMode(connection)
+            complete(command, .pipeline(command.pipelineResults), completions: &completions)
+        case PGRES_PIPELINE_ABORTED:
+            PQclear(result)
+            if command.pipelineReadingPrepare, let key = command.pipelinePrepared[command.pipelineIndex] {
+                // The Parse never ran: the statement does not exist on the server.
+                statementCache.remove(key)
+            }
+            if command.pipelineCurrentError == nil {
+                var error = PostgresError(
+                    code: .server,
+                    message: "the statement was skipped because an earlier statement of its transaction pipeline failed"
+                )
+                error.statement = command.statementText
+                command.pipelineCurrentError = error
+            }
+        default:
+            // PGRES_FATAL_ERROR, PGRES_BAD_RESPONSE and anything unexpected.
+            let error = PostgresError.from(result: result, connection: connection, statement: command.statementText)
+            PQclear(result)
+            if command.pipelineReadingPrepare, let key = command.pipelinePrepared[command.pipelineIndex] {
+                statementCache.remove(key)
+            }
+            if command.pipelineCurrentError == nil { command.pipelineCurrentError = error }
+        }
+    }
+
+    /// The NULL that ends a Parse's or a statement's results in a transaction pipeline: after a Parse the same
+    /// statement's rows follow; after the rows, its result is recorded and the next statement's results follow.
+    func transactionPipelineGroupEnded(_ command: Command) {
+        guard command.pipelineIndex < command.queries.count else { return }
+        if command.pipelineReadingPrepare {
+            // The Parse's results ended; its statement's own (or, after a failed Parse, its skipped Execute) follow.
+            command.pipelineReadingPrepare = false
+            return
+        }
+        if let error = command.pipelineCurrentError {
+            command.pipelineResults.append(.failure(error))
+        } else {
+            command.pipelineResults.append(.success(PostgresRows(storage: command.pipelineCurrent)))
+        }
+        command.pipelineCurrent = nil
+        command.pipelineCurrentError = nil
+        command.pipelineIndex += 1
+        if command.pipelineIndex < command.queries.count {
+            command.pipelineReadingPrepare = command.pipelinePrepared[command.pipelineIndex] != nil
         }
     }
 

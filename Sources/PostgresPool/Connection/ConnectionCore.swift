@@ -10,8 +10,8 @@ enum CommandKind {
     case query(PostgresQuery, cacheable: Bool)
     /// SQL text over the simple protocol (several statements allowed); rows are discarded.
     case script(String)
-    /// Statements sent in pipeline mode, one Sync after each.
-    case pipeline([PostgresQuery])
+    /// Statements sent in pipeline mode: one Sync after each, or (`transaction`) one Sync after the last.
+    case pipeline([PostgresQuery], transaction: Bool)
     /// One statement in single-row mode, rows handed to a consumer with backpressure.
     case stream(PostgresQuery, StreamState)
     /// Not a statement: waits for the connection to become free and makes `scope` its exclusive owner.
@@ -60,6 +60,8 @@ final class Command: @unchecked Sendable {
     let script: String
     /// The statements of `.pipeline`.
     let queries: [PostgresQuery]
+    /// Whether `.pipeline` runs its statements as one implicit transaction (one Sync after the last).
+    let pipelineIsTransaction: Bool
     /// The consumer buffer of `.stream`.
     let stream: StreamState?
     /// The scope `.acquireSession` makes the owner.
@@ -88,6 +90,9 @@ final class Command: @unchecked Sendable {
     var pipelineCurrentError: PostgresError?
     /// Statements this pipeline prepares, by index: removed from the cache again if their segment fails.
     var pipelinePrepared: [Int: StatementCache.Key] = [:]
+    /// In a transaction pipeline: whether the results being read are the current statement's Parse (sent before its
+    /// Execute when the pipeline prepares it), rather than its rows.
+    var pipelineReadingPrepare = false
 
     init(id: UInt64, kind: CommandKind, scope: UInt64?, continuation: UnsafeContinuation<CommandOutcome, Never>?) {
         self.id = id
@@ -97,6 +102,7 @@ final class Command: @unchecked Sendable {
         var cacheable = false
         var script = ""
         var queries: [PostgresQuery] = []
+        var transaction = false
         var stream: StreamState?
         var session: UInt64 = 0
         switch kind {
@@ -107,9 +113,10 @@ final class Command: @unchecked Sendable {
         case .script(let sql):
             self.kind = .script
             script = sql
-        case .pipeline(let statements):
+        case .pipeline(let statements, let isTransaction):
             self.kind = .pipeline
             queries = statements
+            transaction = isTransaction
         case .stream(let statement, let state):
             self.kind = .stream
             query = statement
@@ -122,6 +129,7 @@ final class Command: @unchecked Sendable {
         self.cacheable = cacheable
         self.script = script
         self.queries = queries
+        self.pipelineIsTransaction = transaction
         self.stream = stream
         self.sessionToAcquire = session
     }
@@ -488,7 +496,15 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                             PQsendQueryParams(connection, query.sql, count, types, values, lengths, formats, 1)
                         }
                     }
-                    guard sent == 1, PQpipelineSync(connection) == 1 else { return false }
+                    // Independent statements each end their own implicit transaction; a transaction pipeline has one
+                    // Sync after the last statement, so the server commits (or rolls back) and answers them together.
+                    guard sent == 1, command.pipelineIsTransaction || PQpipelineSync(connection) == 1 else {
+                        return false
+                    }
+                }
+                if command.pipelineIsTransaction {
+                    guard PQpipelineSync(connection) == 1 else { return false }
+                    command.pipelineReadingPrepare = command.pipelinePrepared[0] != nil
                 }
             case .acquireSession:
                 return false

@@ -22,7 +22,7 @@ import Logging
 ///
 /// **One user at a time.** A connection runs one command at a time, and the type enforces it: commands from
 /// concurrent tasks queue up in order and never interleave on the wire. ``withTransaction(isolation:readOnly:_:)``,
-/// ``stream(_:bufferSize:)`` and ``pipeline(_:)`` hold the connection for their whole duration: commands from other
+/// ``stream(_:bufferSize:)`` and ``pipeline(_:mode:)`` hold the connection for their whole duration: commands from other
 /// tasks wait until they end, while commands from inside a transaction body (and its child tasks) run in it.
 ///
 /// **Cancellation.** Cancelling the task of a running command sends a cancel request to the server (from the
@@ -173,25 +173,37 @@ public final class PostgresConnection: Sendable {
 
     /// Runs several statements in one round trip with libpq's pipeline mode.
     ///
-    /// Each statement gets its own Sync, so each runs in its own implicit transaction and one failure does not
-    /// affect the others. Do not put `BEGIN`/`COMMIT` in a pipeline; use ``withTransaction(isolation:readOnly:_:)``.
+    /// With ``PostgresPipelineMode/independent`` (the default) each statement gets its own Sync, so each runs in its
+    /// own implicit transaction and one failure does not affect the others. With ``PostgresPipelineMode/transaction``
+    /// the statements run as one implicit transaction: they take effect together or not at all. Do not put
+    /// `BEGIN`/`COMMIT` in a pipeline; use ``withTransaction(isolation:readOnly:_:)``.
     ///
-    /// - Parameter queries: The statements, in order.
-    /// - Returns: One result per statement, in order: its rows or its error.
+    /// - Parameters:
+    ///   - queries: The statements, in order.
+    ///   - mode: Whether the statements are independent (default) or one transaction.
+    /// - Returns: One result per statement, in order: its rows or its error. In transaction mode, when one statement
+    ///   fails every result is a failure: the failing statement's own error, and for the others an error saying they
+    ///   were skipped or rolled back (its `underlying` is the failing statement's error).
     /// - Throws: Only for failures of the whole batch: a lost connection, an encoding error, cancellation.
-    public func pipeline(_ queries: [PostgresQuery]) async throws -> [Result<PostgresRows, PostgresError>] {
-        guard let tracing else { return try await runPipeline(queries) }
+    public func pipeline(
+        _ queries: [PostgresQuery],
+        mode: PostgresPipelineMode = .independent
+    ) async throws -> [Result<PostgresRows, PostgresError>] {
+        guard let tracing else { return try await runPipeline(queries, mode: mode) }
         return try await tracing.withSpan(
             sql: queries.first?.sql ?? "",
             parameterised: true,
             batchSize: queries.count,
-            { try await runPipeline(queries) },
+            { try await runPipeline(queries, mode: mode) },
             rows: { results in results.reduce(0) { $0 + ((try? $1.get().count) ?? 0) } }
         )
     }
 
-    private func runPipeline(_ queries: [PostgresQuery]) async throws -> [Result<PostgresRows, PostgresError>] {
-        let outcome = await core.run(.pipeline(queries), scope: currentScope())
+    private func runPipeline(
+        _ queries: [PostgresQuery],
+        mode: PostgresPipelineMode
+    ) async throws -> [Result<PostgresRows, PostgresError>] {
+        let outcome = await core.run(.pipeline(queries, transaction: mode == .transaction), scope: currentScope())
         switch outcome {
         case .pipeline(let results): return results
         case .failure(let error): throw error
@@ -367,4 +379,21 @@ final class SessionScope: Sendable {
         self.id = id
         self.parent = parent
     }
+}
+
+/// How the statements of a pipeline relate to each other (see ``PostgresConnection/pipeline(_:mode:)``).
+public struct PostgresPipelineMode: Sendable, Hashable, CustomStringConvertible {
+    private let name: String
+    private init(_ name: String) { self.name = name }
+
+    /// Each statement runs in its own implicit transaction (a Sync after each): one failing does not affect the
+    /// others, and each statement's result stands on its own. The default.
+    public static let independent = PostgresPipelineMode("independent")
+
+    /// The statements run as one implicit transaction (one Sync after the last): they take effect together or not
+    /// at all, and the server answers the whole batch in one write, which makes it the faster mode. If one fails,
+    /// the statements after it are skipped and the ones before it are rolled back, and every result is a failure.
+    public static let transaction = PostgresPipelineMode("transaction")
+
+    public var description: String { self.name }
 }

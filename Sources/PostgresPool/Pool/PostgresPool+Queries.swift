@@ -186,12 +186,14 @@ extension PostgresPool {
         }
     }
 
-    /// Runs several independent statements in one round trip (libpq pipeline mode) on one pooled connection.
+    /// Runs several statements in one round trip (libpq pipeline mode) on one pooled connection.
     ///
-    /// Each statement runs in its own implicit transaction; one failing does not affect the others.
+    /// By default each statement runs in its own implicit transaction and one failing does not affect the others;
+    /// with `mode: .transaction` they take effect together or not at all (see ``PostgresPipelineMode``).
     ///
     /// - Parameters:
     ///   - queries: the statements, in order.
+    ///   - mode: whether the statements are independent (default) or one transaction.
     ///   - timeout: how long to wait for a connection; `nil` uses the pool's `acquireTimeout`.
     ///   - fileID: the acquire site (leave the default).
     ///   - line: the acquire site (leave the default).
@@ -200,13 +202,14 @@ extension PostgresPool {
     /// - Throws: only for failures of the whole batch, as ``withConnection(timeout:fileID:line:function:isolation:_:)``.
     public func pipeline(
         _ queries: [PostgresQuery],
+        mode: PostgresPipelineMode = .independent,
         timeout: Duration? = nil,
         fileID: StaticString = #fileID,
         line: UInt = #line,
         function: StaticString = #function
     ) async throws -> [Result<PostgresRows, PostgresError>] {
         let results = try await withConnection(timeout: timeout, fileID: fileID, line: line, function: function) {
-            try await $0.pipeline(queries)
+            try await $0.pipeline(queries, mode: mode)
         }
         return results.map { result in result.mapError { self.translate($0) as? PostgresError ?? $0 } }
     }
