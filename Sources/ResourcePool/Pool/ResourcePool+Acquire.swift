@@ -53,8 +53,8 @@ extension ResourcePool {
         case .leased(let entry, let grant):
             return AcquiredResource(entry: entry, grant: grant, deadline: effectiveDeadline)
         case .wait(let box):
-            let entry = try await self._wait(box)
-            return AcquiredResource(entry: entry.0, grant: entry.1, deadline: effectiveDeadline)
+            let (entry, grant) = try await self._wait(box)
+            return AcquiredResource(entry: entry, grant: grant, deadline: effectiveDeadline)
         case .reject(let error):
             throw error
         }
