@@ -13,6 +13,7 @@
 // BENCH_SYSTEMS (e.g. "ours" to profile one client alone; default all three: "ours,nio,pgbench").
 import Foundation
 import Glibc
+import PostgresPool
 import PostgresTestServer
 
 let environment = ProcessInfo.processInfo.environment
