@@ -50,6 +50,8 @@ public final class RateLimiter<C: Clock>: Sendable where C.Duration == Duration 
     @usableFromInline let clock: C
     @usableFromInline let origin: C.Instant
     @usableFromInline let metrics: LimiterMetrics
+    /// The sleeps of callers waiting for their slot, ended by ``shutdown()``.
+    let sleeps = ShutdownAwareSleeps()
     let logger: Logger?
     let label: String
 
@@ -137,7 +139,7 @@ public final class RateLimiter<C: Clock>: Sendable where C.Duration == Duration 
     ///   - deadline: If the permits would be ready only after this instant, fail at once without waiting.
     /// - Throws: ``BackpressureError/Code/deadlineExceeded`` (at once, nothing reserved),
     ///   ``BackpressureError/Code/cancelled``, ``BackpressureError/Code/permitsExceedCapacity``,
-    ///   ``BackpressureError/Code/limiterShutDown``.
+    ///   ``BackpressureError/Code/limiterShutDown`` (also when ``shutdown()`` comes while waiting).
     public func acquire(permits: Int = 1, deadline: C.Instant? = nil) async throws(BackpressureError) {
         let now = nanoseconds(clock.now)
         let maxWait = deadline.map { nanoseconds($0) - now }
@@ -146,13 +148,15 @@ public final class RateLimiter<C: Clock>: Sendable where C.Duration == Duration 
         case .granted(let readyAt, let cost):
             metrics.granted.increment()
             guard readyAt > now else { return }
-            do {
-                try await clock.sleep(until: instant(readyAt), tolerance: nil)
+            switch await sleeps.sleep(until: instant(readyAt), on: clock) {
+            case .slept:
                 metrics.waited.recordNanoseconds(Int64(readyAt - now))
-            } catch {
+            case .cancelled:
                 let cancelledAt = nanoseconds(clock.now)
                 state.withLock { $0.refunded(readyAt: readyAt, cost: cost, now: cancelledAt) }
                 throw BackpressureError(.cancelled, "The task was cancelled while it waited for the rate limiter.")
+            case .shutDown:
+                throw Self.shutDownError()
             }
         case .wouldExceed(let readyAt):
             metrics.rejected.increment()
@@ -243,11 +247,11 @@ public final class RateLimiter<C: Clock>: Sendable where C.Duration == Duration 
         return state.withLock { $0.availablePermits(now: now) }
     }
 
-    /// Stops granting: every later call throws ``BackpressureError/Code/limiterShutDown``.
-    ///
-    /// Callers already sleeping until their slot are not woken early; cancel their tasks to stop them.
+    /// Stops granting: every later call throws ``BackpressureError/Code/limiterShutDown``, and so do the callers of
+    /// ``acquire(permits:deadline:)`` still waiting for their slot, at once.
     public func shutdown() {
         state.withLock { $0.shutDown() }
+        sleeps.shutDown()
         logger?.debug("Rate limiter shut down", metadata: [LogKey.limiter: "\(label)"])
     }
 

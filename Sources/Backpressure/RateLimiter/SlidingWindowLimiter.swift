@@ -85,6 +85,8 @@ public final class SlidingWindowLimiter<C: Clock>: Sendable where C.Duration == 
     @usableFromInline let clock: C
     @usableFromInline let origin: C.Instant
     @usableFromInline let metrics: LimiterMetrics
+    /// The sleeps of callers waiting for room, ended by ``shutdown()``.
+    let sleeps = ShutdownAwareSleeps()
 
     /// The most permits in any window.
     public let limit: Int
@@ -186,10 +188,13 @@ public final class SlidingWindowLimiter<C: Clock>: Sendable where C.Duration == 
                     metrics.rejected.increment()
                     throw BackpressureError(.deadlineExceeded, "The window has no room before the deadline.")
                 }
-                do {
-                    try await clock.sleep(until: wakeUp, tolerance: nil)
-                } catch {
+                switch await sleeps.sleep(until: wakeUp, on: clock) {
+                case .slept:
+                    continue
+                case .cancelled:
                     throw BackpressureError(.cancelled, "The task was cancelled while it waited for the window.")
+                case .shutDown:
+                    throw RateLimiter<C>.shutDownError()
                 }
             case .tooMany:
                 throw RateLimiter<C>.tooMany(permits, limit)
@@ -199,8 +204,12 @@ public final class SlidingWindowLimiter<C: Clock>: Sendable where C.Duration == 
         }
     }
 
-    /// Stops counting: every later call throws ``BackpressureError/Code/limiterShutDown``.
-    public func shutdown() { state.withLock { $0.isShutDown = true } }
+    /// Stops counting: every later call throws ``BackpressureError/Code/limiterShutDown``, and so do the callers of
+    /// ``acquire(permits:deadline:)`` still waiting for room, at once.
+    public func shutdown() {
+        state.withLock { $0.isShutDown = true }
+        sleeps.shutDown()
+    }
 }
 
 extension SlidingWindowLimiter where C == ContinuousClock {

@@ -33,9 +33,13 @@ struct RateLimiterTests {
         }
         #expect(
             clock.sleeperDeadlines == [.milliseconds(100), .milliseconds(200), .milliseconds(300), .milliseconds(400)])
-        clock.advance(by: .milliseconds(250))
-        #expect(await eventually { order.values.count == 2 })
-        clock.advance(by: .milliseconds(150))
+        // Each slot in turn: exactly the waiter whose slot came goes, and the others keep sleeping. (Two waiters whose
+        // slots both passed before anyone looked may continue in either order; that is scheduling, not the limiter.)
+        for served in 1...4 {
+            clock.advance(by: .milliseconds(100))
+            #expect(await eventually { order.values.count == served })
+            #expect(clock.sleeperCount == 4 - served)
+        }
         for task in tasks { try await task.value }
         #expect(order.values == [0, 1, 2, 3])
     }
@@ -101,6 +105,26 @@ struct RateLimiterTests {
         #expect(throws: BackpressureError(.permitsExceedCapacity, "")) { try limiter.tryAcquire(permits: 4) }
         limiter.shutdown()
         #expect(throws: BackpressureError(.limiterShutDown, "")) { try limiter.tryAcquire() }
+        await #expect(throws: BackpressureError(.limiterShutDown, "")) { try await limiter.acquire() }
+    }
+
+    @Test("shutdown fails the callers waiting for their slot at once; a cancelled waiter still gets cancelled")
+    func shutdownWakesWaiters() async throws {
+        let clock = ManualClock()
+        let limiter = try RateLimiter(.tokenBucket(rate: 1, burst: 1), clock: clock)
+        try await limiter.acquire()
+        let cancelled = Task { try await limiter.acquire() }
+        await clock.waitForSleepers(1)
+        cancelled.cancel()
+        await #expect(throws: BackpressureError(.cancelled, "")) { try await cancelled.value }
+        let waiters = (0..<2).map { _ in Task { try await limiter.acquire() } }
+        await clock.waitForSleepers(2)
+        limiter.shutdown()
+        // No clock movement: the waiters end because of the shutdown, not because their slots came.
+        for waiter in waiters {
+            await #expect(throws: BackpressureError(.limiterShutDown, "")) { try await waiter.value }
+        }
+        #expect(clock.sleeperCount == 0)
         await #expect(throws: BackpressureError(.limiterShutDown, "")) { try await limiter.acquire() }
     }
 

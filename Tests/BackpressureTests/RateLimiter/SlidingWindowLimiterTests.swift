@@ -19,6 +19,18 @@ struct SlidingWindowLimiterTests {
         #expect(limiter.timeUntilAvailable(permits: 2) == .milliseconds(500))
     }
 
+    @Test("shutdown fails the callers waiting for room at once")
+    func shutdownWakesWaiters() async throws {
+        let clock = ManualClock()
+        let limiter = try SlidingWindowLimiter(limit: 1, window: .seconds(1), segments: 4, clock: clock)
+        try await limiter.acquire()
+        let waiter = Task { try await limiter.acquire() }
+        await clock.waitForSleepers(1)
+        limiter.shutdown()
+        await #expect(throws: BackpressureError(.limiterShutDown, "")) { try await waiter.value }
+        #expect(clock.sleeperCount == 0)
+    }
+
     @Test("acquire sleeps until room appears; a deadline it would miss fails at once")
     func acquire() async throws {
         let clock = ManualClock()
