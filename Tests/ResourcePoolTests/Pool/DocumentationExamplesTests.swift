@@ -150,4 +150,22 @@ struct DocumentationExamplesTests {
         pool.triggerGracefulShutdown()
         try await run.value
     }
+
+    @Test("the leak-sites example of docs/operations.md runs")
+    func leakSites() async throws {
+        let pool = try ResourcePool(configuration: ResourcePoolConfiguration(), factory: MockResourceFactory().factory)
+        let run = Task { try await pool.run() }
+        _ = try await pool.lease()  // dropped at once: a leak
+        try await pool.waitForStatistics { $0.totals.leaksDropped == 1 }
+        // docs:leak-sites
+        let statistics = await pool.stats()  // PostgresPool: await pool.poolStatistics()
+        for site in statistics.leaksBySite {  // most reports first
+            print(site.site, "dropped:", site.dropped, "held too long:", site.heldTooLong)
+        }
+        // docs:end
+        #expect(statistics.leaksBySite.map(\.dropped) == [1])
+        #expect(statistics.leaksBySite.first?.site.contains("DocumentationExamplesTests.swift") == true)
+        pool.triggerGracefulShutdown()
+        try await run.value
+    }
 }
