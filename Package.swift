@@ -124,6 +124,7 @@ let package = Package(
             name: "BackpressureTests",
             dependencies: [
                 "Backpressure",
+                "ResourcePoolTestKit",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -50,6 +50,17 @@ public final class ManualClock: Clock, Sendable {
         var sleepObservers: [UnsafeContinuation<Instant, Never>] = []
         /// Sleeps cancelled before their sleeper was registered.
         var cancelledEarly: Set<UInt64> = []
+        /// Callers of `waitForSleepers(_:)`, with the count each waits for.
+        var sleeperWatchers: [(count: Int, continuation: UnsafeContinuation<Void, Never>)] = []
+
+        /// Removes and returns the watchers whose count the registered sleepers have reached.
+        mutating func takeSatisfiedWatchers() -> [UnsafeContinuation<Void, Never>] {
+            guard !self.sleeperWatchers.isEmpty else { return [] }
+            let count = self.sleepers.count
+            let satisfied = self.sleeperWatchers.filter { $0.count <= count }.map(\.continuation)
+            self.sleeperWatchers.removeAll { $0.count <= count }
+            return satisfied
+        }
     }
 
     /// Protects everything the clock knows.
@@ -71,6 +82,26 @@ public final class ManualClock: Clock, Sendable {
         self.state.withLock { $0.sleepers.map(\.deadline).sorted() }
     }
 
+    /// How many tasks are sleeping on this clock now.
+    public var sleeperCount: Int {
+        self.state.withLock { $0.sleepers.count }
+    }
+
+    /// Waits until at least `count` tasks are sleeping on this clock at once (returns at once if they already are).
+    ///
+    /// Use it when the code under test sleeps in several tasks and the test must know that all of them are waiting
+    /// before it moves the clock; ``nextSleep()`` observes sleeps one at a time instead.
+    public func waitForSleepers(_ count: Int) async {
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            let ready = self.state.withLock { state in
+                if state.sleepers.count >= count { return true }
+                state.sleeperWatchers.append((count, continuation))
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
     /// Suspends until the clock has been advanced to `deadline` (at once if it already has).
     ///
     /// - Throws: `CancellationError` when the task is cancelled while sleeping.
@@ -81,20 +112,22 @@ public final class ManualClock: Clock, Sendable {
         }
         try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
-                let (resumeNow, observer, cancelled): (Bool, UnsafeContinuation<Instant, Never>?, Bool) =
+                let (resumeNow, observer, cancelled, watchers):
+                    (Bool, UnsafeContinuation<Instant, Never>?, Bool, [UnsafeContinuation<Void, Never>]) =
                     self.state.withLock { state in
-                        if state.cancelledEarly.remove(id) != nil { return (false, nil, true) }
+                        if state.cancelledEarly.remove(id) != nil { return (false, nil, true, []) }
                         var observer: UnsafeContinuation<Instant, Never>?
                         if state.sleepObservers.isEmpty {
                             state.unobservedSleeps.append(deadline)
                         } else {
                             observer = state.sleepObservers.removeFirst()
                         }
-                        if deadline <= state.now { return (true, observer, false) }
+                        if deadline <= state.now { return (true, observer, false, []) }
                         state.sleepers.append(Sleeper(id: id, deadline: deadline, continuation: continuation))
-                        return (false, observer, false)
+                        return (false, observer, false, state.takeSatisfiedWatchers())
                     }
                 observer?.resume(returning: deadline)
+                for watcher in watchers { watcher.resume() }
                 if cancelled {
                     continuation.resume(throwing: CancellationError())
                 } else if resumeNow {

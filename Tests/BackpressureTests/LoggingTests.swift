@@ -1,4 +1,5 @@
 import Logging
+import ResourcePoolTestKit
 import Testing
 
 @testable import Backpressure

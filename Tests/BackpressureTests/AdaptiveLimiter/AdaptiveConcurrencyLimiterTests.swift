@@ -1,3 +1,4 @@
+import ResourcePoolTestKit
 import Testing
 
 @testable import Backpressure

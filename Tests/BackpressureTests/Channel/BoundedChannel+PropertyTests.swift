@@ -1,4 +1,5 @@
 import Synchronization
+import ResourcePoolTestKit
 import Testing
 
 @testable import Backpressure

@@ -1,3 +1,4 @@
+import ResourcePoolTestKit
 import Testing
 
 @testable import Backpressure
@@ -32,7 +33,9 @@ struct RateLimiterTests {
             await clock.waitForSleepers(index + 1)
         }
         #expect(
-            clock.sleeperDeadlines == [.milliseconds(100), .milliseconds(200), .milliseconds(300), .milliseconds(400)])
+            clock.pendingSleeps.map(\.offset)
+                == [.milliseconds(100), .milliseconds(200), .milliseconds(300), .milliseconds(400)]
+        )
         // Each slot in turn: exactly the waiter whose slot came goes, and the others keep sleeping. (Two waiters whose
         // slots both passed before anyone looked may continue in either order; that is scheduling, not the limiter.)
         for served in 1...4 {

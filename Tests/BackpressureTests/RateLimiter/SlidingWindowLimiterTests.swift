@@ -1,3 +1,4 @@
+import ResourcePoolTestKit
 import Testing
 
 @testable import Backpressure
@@ -41,7 +42,7 @@ struct SlidingWindowLimiterTests {
         }
         let waiter = Task { try await limiter.acquire() }
         await clock.waitForSleepers(1)
-        #expect(clock.sleeperDeadlines == [.seconds(1)])
+        #expect(clock.pendingSleeps.map(\.offset) == [.seconds(1)])
         clock.advance(by: .seconds(1))
         try await waiter.value
     }

@@ -43,4 +43,23 @@ struct ManualClockTests {
         try await clock.sleep(until: ManualClock.Instant(offset: .seconds(1)))
         #expect(clock.now == ManualClock.Instant(offset: .seconds(3)))
     }
+
+    @Test("waitForSleepers returns once that many tasks sleep at the same time")
+    func waitForSleepers() async throws {
+        let clock = ManualClock()
+        await clock.waitForSleepers(0)
+        let sleepers = (1...3).map { seconds in
+            Task { try await clock.sleep(until: ManualClock.Instant(offset: .seconds(seconds))) }
+        }
+        await clock.waitForSleepers(3)
+        #expect(clock.sleeperCount == 3)
+        clock.advance(by: .seconds(2))
+        for sleeper in sleepers.prefix(2) { try await sleeper.value }
+        #expect(clock.sleeperCount == 1)
+        // Already satisfied: one sleeper is still waiting.
+        await clock.waitForSleepers(1)
+        clock.advance(by: .seconds(1))
+        try await sleepers[2].value
+        #expect(clock.sleeperCount == 0)
+    }
 }
