@@ -95,14 +95,7 @@ extension ConnectionCore {
             PQclear(result)
             guard command.kind == .pipeline else { return }
             if command.phase == .resetSingleRowMode { return }
-            if let error = command.pipelineCurrentError {
-                command.pipelineResults.append(.failure(error))
-            } else {
-                command.pipelineResults.append(.success(PostgresRows(storage: command.pipelineCurrent)))
-            }
-            command.pipelineCurrent = nil
-            command.pipelineCurrentError = nil
-            command.pipelineIndex += 1
+            command.finishPipelineStatement()
             if command.pipelineIndex == command.queries.count {
                 PQexitPipelineMode(connection)
                 complete(command, .pipeline(command.pipelineResults), completions: &completions)
@@ -225,14 +218,7 @@ extension ConnectionCore {
             command.pipelineReadingPrepare = false
             return
         }
-        if let error = command.pipelineCurrentError {
-            command.pipelineResults.append(.failure(error))
-        } else {
-            command.pipelineResults.append(.success(PostgresRows(storage: command.pipelineCurrent)))
-        }
-        command.pipelineCurrent = nil
-        command.pipelineCurrentError = nil
-        command.pipelineIndex += 1
+        command.finishPipelineStatement()
         if command.pipelineIndex < command.queries.count {
             command.pipelineReadingPrepare = command.pipelinePrepared[command.pipelineIndex] != nil
         }

@@ -134,6 +134,18 @@ final class Command: @unchecked Sendable {
         self.sessionToAcquire = session
     }
 
+    /// Records the current pipeline statement's rows or error, and moves to the next statement.
+    func finishPipelineStatement() {
+        if let error = pipelineCurrentError {
+            pipelineResults.append(.failure(error))
+        } else {
+            pipelineResults.append(.success(PostgresRows(storage: pipelineCurrent)))
+        }
+        pipelineCurrent = nil
+        pipelineCurrentError = nil
+        pipelineIndex += 1
+    }
+
     /// Whether `.prepareAndExecute` is still reading the DEALLOCATE segment before the first Sync.
     var inDeallocateSegment: Bool { evictedName != nil && pipelinedSyncs == 0 }
 
