@@ -71,8 +71,8 @@ where PoolClock.Duration == Duration {
     }
 
     deinit {
-        // A leak: the lease ends without release(). The actor cannot be awaited here, so the report travels in a
-        // task of its own; this path is rare and counted.
+        // A leak: the lease ends without release(). A deinit cannot await (the after-release path and the closing of
+        // the resource are async), so the report travels in a task of its own; this path is rare and counted.
         let pool = self._pool
         let entry = self._entry
         let site = self._site
