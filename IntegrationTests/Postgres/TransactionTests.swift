@@ -150,7 +150,7 @@ struct TransactionTests {
             for await _ in inserted { break }
             // This statement must not run inside the other task's transaction (it would see the row).
             let outsider = Task { try await count(table, on: connection) }
-            while connection.core.lock.withLock({ connection.core.waiters.count }) == 0 { await Task.yield() }
+            while connection.core.lock.withLock({ connection.core.machine.waiting.count }) == 0 { await Task.yield() }
             gateContinuation.yield()
             await #expect(throws: Failure.self) { try await transaction.value }
             #expect(try await outsider.value == 0)

@@ -1,4 +1,5 @@
 import CLibPQ
+import Synchronization
 
 extension ConnectionCore {
     /// Reads every result that is ready for the active command without blocking. Requires the lock.
@@ -13,7 +14,7 @@ extension ConnectionCore {
                 command.discardingCopyOut = false
             }
             if let stream = command.stream {
-                if command.cancelRequested {
+                if machine.activeCancelRequested {
                     stream.discarding = true
                     stream.paused = false
                 } else if stream.paused {
@@ -343,7 +344,7 @@ extension ConnectionCore {
     }
 
     private func sendNextPhase(_ command: Command, on connection: OpaquePointer, completions: inout Completions) {
-        if command.cancelRequested {
+        if machine.activeCancelRequested {
             complete(command, .cancelled, completions: &completions)
             return
         }
@@ -357,16 +358,22 @@ extension ConnectionCore {
     }
 
     /// Ends the active command, frees the connection and starts the next waiting command. Requires the lock.
+    ///
+    /// A statement stopped by the server with SQLSTATE 57014 after this command's task asked for the cancel is the
+    /// cancel's doing: it ends as `.cancelled` (a 57014 nobody here asked for is a `statement_timeout` or another
+    /// session's `pg_cancel_backend`, and stays a server error).
     func complete(_ command: Command, _ outcome: CommandOutcome, completions: inout Completions) {
         var outcome = outcome
-        if command.cancelRequested {
+        let isActive = machine.activeID == command.id
+        if isActive, machine.activeCancelRequested {
             switch outcome {
             case .failure(let error) where error.sqlState == .queryCanceled: outcome = .cancelled
             case .failure, .rows, .pipeline, .done, .cancelled: break
             }
+            if case .cancelled = outcome { cancelledCommands.wrappingAdd(1, ordering: .relaxed) }
         }
-        if active === command { active = nil }
+        if case .rows = outcome { sawUnpromptedInput = false } else if case .done = outcome { sawUnpromptedInput = false }
         completions.append(command, outcome)
-        startNextCommands(completions: &completions)
+        if isActive { perform(machine.commandFinished(id: command.id), completions: &completions) }
     }
 }

@@ -1,4 +1,5 @@
 import CLibPQ
+import Synchronization
 import Foundation
 import Glibc
 import Logging
@@ -57,11 +58,13 @@ extension ConnectionCore {
         switch connectResult {
         case .success:
             isConnected = true
+            _ = machine.connected()  // nothing can have queued: the connection is not handed out before this
             lock.unlock()
             continuation?.resume()
             serve()
         case .failure(let error):
             closedError = error
+            _ = machine.connectionClosed(.lost)
             lock.unlock()
             continuation?.resume(throwing: error)
         }
@@ -133,6 +136,9 @@ extension ConnectionCore {
     }
 
     /// The serving loop: wait for the socket or a wake-up, then flush, read and hand out results.
+    ///
+    /// The wait has a deadline when the running command has one (the grace period of a cancel, or its own): past
+    /// it, the state machine breaks the connection, so cancellation is bounded here for every entry point.
     private func serve() {
         var descriptors = [
             pollfd(fd: -1, events: 0, revents: 0),
@@ -153,6 +159,18 @@ extension ConnectionCore {
                 lock.unlock()
                 return
             }
+            var timeout: Int32 = -1
+            if let deadline = machine.nextDeadline {
+                let now = ContinuousClock.now
+                if deadline <= now {
+                    var completions = Completions()
+                    deadlineExpired(now: now, completions: &completions)
+                    lock.unlock()
+                    completions.resumeAll()
+                    continue
+                }
+                timeout = Self.pollMilliseconds(now.duration(to: deadline))
+            }
             var events: Int16 = 0
             var socket: Int32 = -1
             if isConnected, let connection {
@@ -168,7 +186,7 @@ extension ConnectionCore {
             descriptors[0].events = events
             descriptors[0].revents = 0
             descriptors[1].revents = 0
-            let ready = descriptors.withUnsafeMutableBufferPointer { poll($0.baseAddress, 2, -1) }
+            let ready = descriptors.withUnsafeMutableBufferPointer { poll($0.baseAddress, 2, timeout) }
             if ready < 0 && errno != EINTR {
                 let error = PostgresError(code: .connectionClosed, message: "poll failed with errno \(errno)")
                 var completions = Completions()
@@ -183,6 +201,46 @@ extension ConnectionCore {
                 writable: socketEvents & Int16(POLLOUT | POLLERR) != 0
             )
         }
+    }
+
+    /// A poll timeout in milliseconds, rounded up so that the wake-up is never early.
+    static func pollMilliseconds(_ duration: Duration) -> Int32 {
+        let (seconds, attoseconds) = duration.components
+        return Int32(clamping: seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
+    }
+
+    /// The running command outlived its deadline: break the connection so that nothing is ever sent on a wire in an
+    /// unknown state. Requires the lock.
+    private func deadlineExpired(now: ContinuousClock.Instant, completions: inout Completions) {
+        guard case .breakConnection(let command, let outcome, let waiting) = machine.deadlinePassed(now: now) else {
+            return
+        }
+        let grace = configuration.cancellationGracePeriod
+        let error = PostgresError(
+            code: .connectionClosed,
+            message: "the connection was closed because a statement did not end within the grace period (\(grace))"
+        )
+        closedError = error
+        isConnected = false
+        closeRequested = true  // the thread ends and releases libpq
+        switch outcome {
+        case .cancelled:
+            cancelledCommands.wrappingAdd(1, ordering: .relaxed)
+            completions.append(command, .cancelled)
+        case .outcomeUnknown:
+            var unknown = PostgresError(
+                code: .commitOutcomeUnknown,
+                message: "COMMIT was sent but its answer did not arrive within the grace period (\(grace)) after "
+                    + "the task was cancelled; the connection was closed, and the transaction may or may not have "
+                    + "been committed",
+                underlying: error
+            )
+            unknown.statement = command.statementText
+            completions.append(command, .failure(unknown))
+        }
+        for waiter in waiting { completions.append(waiter, .failure(error)) }
+        finishListeners(completions: &completions)
+        logger.debug("postgres connection closed: a statement outlived its deadline")
     }
 
     /// Handles one wake-up: flush, read, parse results and notifications, send a requested cancel.
@@ -208,30 +266,46 @@ extension ConnectionCore {
             if let active {
                 drive(active, on: connection, completions: &completions)
             } else {
-                // Parse what arrived while idle (a FATAL notice, a notification) so it is not missed.
+                // Parse what arrived while idle (a FATAL notice, a notification) so it is not missed. Anything but a
+                // notification makes the connection suspect: the next lease proves it with a round trip.
                 _ = PQisBusy(connection)
-                if PQstatus(connection) == CONNECTION_BAD { brokeWithMessage(connection, completions: &completions) }
+                if PQstatus(connection) == CONNECTION_BAD {
+                    brokeWithMessage(connection, completions: &completions)
+                } else if readable, deliverNotifications(connection) == 0 {
+                    sawUnpromptedInput = true
+                }
             }
-            deliverNotifications(connection)
+            if isConnected { deliverNotifications(connection) }
         }
-        var cancelHandleToUse: OpaquePointer?
-        if isConnected, let active, active.cancelRequested, !active.cancelSent {
-            active.cancelSent = true
-            cancelHandleToUse = cancelHandle
+        var cancelToSend: OpaquePointer?
+        if isConnected, machine.takeCancelRequest() {
+            cancelToSend = PQgetCancel(connection)
         }
         lock.unlock()
         completions.resumeAll()
-        if let cancelHandleToUse {
-            // PQcancel opens a connection to the postmaster and blocks until it has processed the request: it runs
-            // here, on the connection's own thread, with the lock released. The command stays active until it has
-            // drained, so nobody else can send on this connection before the cancel has been delivered.
+        if let cancelToSend { sendCancelRequest(cancelToSend) }
+    }
+
+    /// Sends a server-side cancel request from a short-lived thread of its own.
+    ///
+    /// `PQcancel` opens a connection to the postmaster and blocks until it has processed the request (a few
+    /// milliseconds; as long as a TCP connect may take when the network is gone). It runs off this thread so that
+    /// the connection's own wait keeps honouring the cancel's deadline. The command stays running until it has
+    /// drained (or the deadline breaks the connection), so nothing else is sent on the connection before that.
+    private func sendCancelRequest(_ handle: OpaquePointer) {
+        let logger = self.logger
+        let box = CancelHandle(handle)
+        let thread = Thread {
             var buffer = [CChar](repeating: 0, count: 256)
-            if PQcancel(cancelHandleToUse, &buffer, 256) == 0 {
+            if PQcancel(box.handle, &buffer, 256) == 0 {
                 let message = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
                 logger.debug("postgres cancel request failed", metadata: ["postgres.error": "\(message)"])
             }
-            lock.withLock { wakeThread() }
+            PQfreeCancel(box.handle)
         }
+        thread.name = "reservoir-pg-cancel"
+        thread.stackSize = 128 * 1024
+        thread.start()
     }
 
     private func brokeWithMessage(_ connection: OpaquePointer, completions: inout Completions) {
@@ -246,8 +320,13 @@ extension ConnectionCore {
     }
 
     /// Forwards parsed notifications to listeners. Requires the lock.
-    func deliverNotifications(_ connection: OpaquePointer) {
+    ///
+    /// - Returns: How many notifications were parsed.
+    @discardableResult
+    func deliverNotifications(_ connection: OpaquePointer) -> Int {
+        var count = 0
         while let notify = PQnotifies(connection) {
+            count += 1
             let channel = String(cString: notify.pointee.relname)
             let payload = String(cString: notify.pointee.extra)
             let processID = notify.pointee.be_pid
@@ -256,14 +335,18 @@ extension ConnectionCore {
             let notification = PostgresNotification(channel: channel, payload: payload, processID: processID)
             for (_, continuation) in channelListeners { continuation.yield(notification) }
         }
+        return count
     }
 
     /// Releases libpq and resumes everyone still waiting; the last thing the thread does.
     private func shutDown() {
         var completions = Completions()
         lock.lock()
-        connectionBroke(PostgresError(code: .connectionClosed, message: "the connection was closed"),
-                        completions: &completions)
+        connectionBroke(
+            PostgresError(code: .connectionClosed, message: "the connection was closed"),
+            reason: .requested,
+            completions: &completions
+        )
         if let cancelHandle { PQfreeCancel(cancelHandle) }
         cancelHandle = nil
         if let connection { PQfinish(connection) }
@@ -279,6 +362,12 @@ extension ConnectionCore {
         for closer in closers { closer.resume() }
         logger.debug("postgres connection closed")
     }
+}
+
+/// A `PGcancel` handed to the thread that sends the cancel request, which frees it.
+private struct CancelHandle: @unchecked Sendable {
+    let handle: OpaquePointer
+    init(_ handle: OpaquePointer) { self.handle = handle }
 }
 
 /// The notice receiver libpq calls while parsing, on the thread that called into libpq, with the lock held.

@@ -3,6 +3,7 @@ import DequeModule
 import Foundation
 import Glibc
 import Logging
+import Synchronization
 
 /// What a command sends and how its results are collected.
 enum CommandKind {
@@ -75,8 +76,6 @@ final class Command: @unchecked Sendable {
     var evictedName: String?
     var result: PostgresResultStorage?
     var error: PostgresError?
-    var cancelRequested = false
-    var cancelSent = false
     var retriedAfterMissingStatement = false
     var discardingCopyOut = false
     // `.prepareAndExecute` state: Syncs and end-of-statement NULLs seen, and whether the Parse failed.
@@ -180,11 +179,12 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     var closeRequested = false
     var threadFinished = false
     var wakeupDescriptor: Int32
-    var active: Command?
-    var waiters = Deque<Command>()
-    var sessionOwner: UInt64?
+    /// Which command holds the wire, which wait, which scope owns the connection, cancellation and deadlines.
+    var machine = ConnectionStateMachine<Command>()
+    /// The server sent something while the connection was idle that was not a notification (usually the FATAL
+    /// message of a terminated backend): the next lease proves the connection with a round trip.
+    var sawUnpromptedInput = false
     var needsWrite = false
-    var nextCommandID: UInt64 = 1
     var nextScopeID: UInt64 = 1
     var statementCache: StatementCache
     var singleRowModeDirty = false
@@ -196,6 +196,14 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     /// The thread is in (or about to enter) `poll()` and must be woken for new jobs.
     var threadIsPolling = false
     var closeContinuations: [UnsafeContinuation<Void, Never>] = []
+
+    /// Command identities; taken without the lock.
+    let commandIDs = Atomic<UInt64>(1)
+    /// Commands that ended as cancelled after their task asked for it (the pool counts them per lease).
+    let cancelledCommands = Atomic<Int>(0)
+
+    /// The running command, if any. Requires the lock.
+    var active: Command? { machine.activeCommand }
 
     init(configuration: PostgresConnection.Configuration, logger: Logger) {
         self.configuration = configuration
@@ -239,8 +247,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     }
 
     func makeCommandID() -> UInt64 {
-        defer { nextCommandID &+= 1 }
-        return nextCommandID
+        commandIDs.wrappingAdd(1, ordering: .relaxed).oldValue
     }
 
     func makeScopeID() -> UInt64 {
@@ -250,41 +257,34 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         }
     }
 
-    /// Whether a command of `scope` may take the connection now. Requires the lock.
-    func isEligible(_ command: Command) -> Bool {
-        guard active == nil else { return false }
-        if command.kind == .acquireSession { return sessionOwner == nil }
-        return sessionOwner == nil || sessionOwner == command.scope
-    }
-
     // MARK: Submitting commands.
 
-    /// Runs a command to its end and returns the outcome; cancellation of the calling task cancels it.
-    func run(_ kind: CommandKind, scope: UInt64?) async -> CommandOutcome {
-        lock.lock()
+    /// Runs a command to its end and returns the outcome.
+    ///
+    /// - Parameters:
+    ///   - kind: What to send.
+    ///   - scope: The session (transaction) the command belongs to, or `nil`.
+    ///   - cancellable: Whether cancelling the calling task cancels the command on the server. A command that is not
+    ///     (`COMMIT`, a rollback) is awaited instead, for at most the grace period after the cancellation; past it
+    ///     the connection breaks and the command ends with `expiryOutcome`.
+    ///   - deadline: When the command must have ended, or `nil`.
+    ///   - expiryOutcome: How the command ends when it outlives a deadline.
+    func run(
+        _ kind: CommandKind,
+        scope: UInt64?,
+        cancellable: Bool = true,
+        deadline: ContinuousClock.Instant? = nil,
+        expiryOutcome: ConnectionStateMachine<Command>.ExpiryOutcome = .cancelled
+    ) async -> CommandOutcome {
         let id = makeCommandID()
-        lock.unlock()
         return await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: UnsafeContinuation<CommandOutcome, Never>) in
                 let command = Command(id: id, kind: kind, scope: scope, continuation: continuation)
                 var completions = Completions()
                 lock.lock()
-                if let closedError {
-                    lock.unlock()
-                    continuation.resume(returning: .failure(closedError))
-                    return
-                }
-                if Task.isCancelled {
-                    // The cancellation handler may already have run and found nothing to cancel.
-                    lock.unlock()
-                    continuation.resume(returning: .cancelled)
-                    return
-                }
-                if isEligible(command) {
-                    start(command, completions: &completions)
-                } else {
-                    waiters.append(command)
-                }
+                submit(
+                    command, cancellable: cancellable, deadline: deadline, expiryOutcome: expiryOutcome,
+                    completions: &completions)
                 lock.unlock()
                 completions.resumeAll()
             }
@@ -293,17 +293,65 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         }
     }
 
+    /// Hands a new command to the state machine and performs its answer. Requires the lock.
+    func submit(
+        _ command: Command,
+        cancellable: Bool,
+        deadline: ContinuousClock.Instant?,
+        expiryOutcome: ConnectionStateMachine<Command>.ExpiryOutcome,
+        completions: inout Completions
+    ) {
+        let taskIsCancelled = Task.isCancelled
+        var deadline = deadline
+        if taskIsCancelled, !cancellable {
+            // Scenario: the task was cancelled before this command existed, so its cancellation handler found nothing
+            // to arm. A command that is not cancelled on the server still gets the grace period as its bound.
+            let bound = ContinuousClock.now.advanced(by: configuration.cancellationGracePeriod)
+            deadline = deadline.map { min($0, bound) } ?? bound
+        }
+        let kind: ConnectionStateMachine<Command>.Kind =
+            command.kind == .acquireSession
+            ? .acquireSession(scope: command.sessionToAcquire) : .statement(cancellable: cancellable)
+        let action = machine.commandSubmitted(
+            id: command.id,
+            command: command,
+            kind: kind,
+            scope: command.scope,
+            taskIsCancelled: taskIsCancelled,
+            deadline: deadline,
+            expiryOutcome: expiryOutcome
+        )
+        switch action {
+        case .start(let command):
+            if deadline != nil { wakeThread() }  // the thread's wait must honour the deadline
+            start(command, completions: &completions)
+        case .sessionAcquired(let command):
+            completions.append(command, .done)
+        case .wait:
+            break
+        case .cancelled(let command):
+            completions.append(command, .cancelled)
+        case .failClosed(let command, _):
+            completions.append(command, .failure(closedError ?? closedConnectionError()))
+        }
+    }
+
     /// Cancels a waiting or running command. Safe from any thread; never blocks beyond the lock.
     func cancel(commandID: UInt64) {
         var completions = Completions()
         lock.lock()
-        if let index = waiters.firstIndex(where: { $0.id == commandID }) {
-            let command = waiters.remove(at: index)
+        let action = machine.cancelRequested(
+            id: commandID, now: .now, gracePeriod: configuration.cancellationGracePeriod)
+        switch action {
+        case .cancelWaiting(let command):
             completions.append(command, .cancelled)
-        } else if let active, active.id == commandID {
-            active.cancelRequested = true
-            active.stream?.paused = false
+        case .sendCancelRequest:
+            active?.stream?.paused = false
             wakeThread()
+        case .armDeadline:
+            wakeThread()
+        case .none:
+            break
         }
         lock.unlock()
         completions.resumeAll()
@@ -313,20 +361,21 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     func endSession(_ scope: UInt64) {
         var completions = Completions()
         lock.lock()
-        if sessionOwner == scope {
-            sessionOwner = nil
-            startNextCommands(completions: &completions)
-        }
+        perform(machine.sessionEnded(scope), completions: &completions)
         lock.unlock()
         completions.resumeAll()
     }
 
-    /// Starts waiting commands while the connection is free. Requires the lock.
-    func startNextCommands(completions: inout Completions) {
-        while active == nil, closedError == nil {
-            guard let index = waiters.firstIndex(where: { isEligible($0) }) else { return }
-            let command = waiters.remove(at: index)
-            start(command, completions: &completions)
+    /// Starts the commands the state machine let through. Requires the lock.
+    func perform(_ actions: [ConnectionStateMachine<Command>.NextAction], completions: inout Completions) {
+        for action in actions {
+            switch action {
+            case .start(let command):
+                if machine.nextDeadline != nil { wakeThread() }  // its wait must honour the deadline
+                start(command, completions: &completions)
+            case .sessionAcquired(let command):
+                completions.append(command, .done)
+            }
         }
     }
 
@@ -334,29 +383,21 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     func start(_ command: Command, completions: inout Completions) {
         switch command.kind {
         case .acquireSession:
-            sessionOwner = command.sessionToAcquire
-            completions.append(command, .done)
-            return
+            return  // the state machine resolves these itself
         case .pipeline where command.queries.isEmpty:
-            completions.append(command, .pipeline([]))
+            complete(command, .pipeline([]), completions: &completions)
             return
         case .query, .script, .pipeline, .stream:
             break
         }
         guard let connection, isConnected else {
-            completions.append(command, .failure(closedError ?? closedConnectionError()))
+            complete(command, .failure(closedError ?? closedConnectionError()), completions: &completions)
             return
         }
-        if command.cancelRequested {
-            completions.append(command, .cancelled)
-            return
-        }
-        active = command
         switch command.kind {
         case .query:
             if let failure = command.query.bindings.encodingFailure {
-                active = nil
-                completions.append(command, .failure(failure))
+                complete(command, .failure(failure), completions: &completions)
                 return
             }
             if command.cacheable, statementCache.isEnabled {
@@ -379,14 +420,12 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             }
         case .stream:
             if let failure = command.query.bindings.encodingFailure {
-                active = nil
-                completions.append(command, .failure(failure))
+                complete(command, .failure(failure), completions: &completions)
                 return
             }
         case .pipeline:
             if let failure = command.queries.lazy.compactMap(\.bindings.encodingFailure).first {
-                active = nil
-                completions.append(command, .failure(failure))
+                complete(command, .failure(failure), completions: &completions)
                 return
             }
             if singleRowModeDirty { command.phase = .resetSingleRowMode }
@@ -398,13 +437,15 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                 code: PQstatus(connection) == CONNECTION_BAD ? .connectionClosed : .server,
                 message: PostgresError.connectionMessage(connection, fallback: "could not send the command")
             )
-            active = nil
             if PQpipelineStatus(connection) != PQ_PIPELINE_OFF {
                 while let result = PQgetResult(connection) { PQclear(result) }
                 PQexitPipelineMode(connection)
             }
-            completions.append(command, .failure(error))
-            if PQstatus(connection) == CONNECTION_BAD { connectionBroke(error, completions: &completions) }
+            if PQstatus(connection) == CONNECTION_BAD {
+                connectionBroke(error, completions: &completions)
+            } else {
+                complete(command, .failure(error), completions: &completions)
+            }
         }
     }
 
@@ -544,7 +585,15 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     // MARK: Broken connections.
 
     /// Fails everything that waits on a connection that can no longer be used. Requires the lock.
-    func connectionBroke(_ error: PostgresError, completions: inout Completions) {
+    ///
+    /// - Parameters:
+    ///   - error: The error the running and waiting commands get.
+    ///   - reason: Why the connection ended, for the pool (``PostgresConnection/closeReason``).
+    func connectionBroke(
+        _ error: PostgresError,
+        reason: ConnectionStateMachine<Command>.CloseReason = .lost,
+        completions: inout Completions
+    ) {
         guard closedError == nil else { return }
         var error = error
         if error.code != .connectionClosed {
@@ -552,20 +601,21 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         }
         closedError = error
         isConnected = false
-        if isConnectionLoss(error) {
+        if reason == .lost {
             logger.debug("postgres connection lost", metadata: ["postgres.error": "\(error.message)"])
         }
-        if let active {
-            self.active = nil
-            fail(active, with: error, completions: &completions)
-        }
-        while let waiter = waiters.popFirst() { completions.append(waiter, .failure(error)) }
-        // Finished after the lock is released: finishing runs the stream's termination handler, which locks.
+        let action = machine.connectionClosed(reason)
+        if let active = action.active { fail(active, with: error, completions: &completions) }
+        for waiter in action.waiting { completions.append(waiter, .failure(error)) }
+        finishListeners(completions: &completions)
+    }
+
+    /// Ends every LISTEN stream once the lock is released (finishing runs the stream's termination handler, which
+    /// locks). Requires the lock.
+    func finishListeners(completions: inout Completions) {
         for (_, channel) in listeners { for (_, continuation) in channel { completions.listenersToFinish.append(continuation) } }
         listeners = [:]
     }
-
-    private func isConnectionLoss(_ error: PostgresError) -> Bool { error.code == .connectionClosed }
 
     func fail(_ command: Command, with error: PostgresError, completions: inout Completions) {
         completions.append(command, .failure(command.error ?? error))

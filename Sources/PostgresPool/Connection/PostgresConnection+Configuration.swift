@@ -22,6 +22,16 @@ extension PostgresConnection {
         /// libpq's own `connect_timeout` does not apply to non-blocking connects; this one does.
         public var connectTimeout: Duration = .seconds(10)
 
+        /// How long a cancelled statement may take to stop after the server-side cancel request. Default: 5 seconds.
+        ///
+        /// The connection's own thread enforces it: when a cancelled statement has not ended by then (a frozen backend,
+        /// a network that stopped answering), the connection is closed, the statement's caller gets its
+        /// `CancellationError` at once, and the connection is never used again. The same bound applies to a `COMMIT`
+        /// whose task is cancelled (it is awaited, not cancelled; see ``PostgresConnection/withTransaction(isolation:readOnly:_:)``)
+        /// and to the rollback after a cancelled transaction. ``PostgresPool`` sets it from its own
+        /// ``PostgresPool/Configuration/cancellationGracePeriod``.
+        public var cancellationGracePeriod: Duration = .seconds(5)
+
         /// How many prepared statements each connection keeps. Default: 256. `0` turns the cache off, and every
         /// statement is then sent unnamed (parsed and planned each time), as PgBouncer's transaction mode requires.
         public var statementCacheCapacity: Int = 256

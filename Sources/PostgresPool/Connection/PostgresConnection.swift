@@ -1,4 +1,5 @@
 import CLibPQ
+import Synchronization
 import Glibc
 import Logging
 
@@ -248,41 +249,18 @@ public final class PostgresConnection: Sendable {
         core.lock.withLock { core.backendProcessID }
     }
 
-    /// Cheaply checks that the connection still looks usable, without a round trip.
+    /// Cheaply checks that the connection still looks usable, without a round trip or a system call.
     ///
-    /// Checks libpq's status and, when idle, whether the server sent something unprompted (a termination
-    /// message or a closed socket), which it then processes. A connection that passes may still fail on its
-    /// next statement (the network can break at any time); one that fails is certainly unusable.
+    /// The connection's own thread watches the socket while the connection is idle: a terminated backend's message
+    /// or a closed socket is processed there as it arrives. A connection that passes may still fail on its next
+    /// statement (the network can break at any time); one that fails is certainly unusable.
     ///
     /// - Returns: `false` when the connection is closed or broken.
     public func isAlive() -> Bool {
-        var completions = Completions()
-        let alive: Bool = core.lock.withLock {
-            guard core.isConnected, let connection = core.connection, PQstatus(connection) == CONNECTION_OK else {
-                return false
-            }
-            let socket = PQsocket(connection)
-            guard socket >= 0 else { return false }
-            if core.active == nil {
-                var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
-                if poll(&descriptor, 1, 0) > 0 {
-                    // Parse what arrived; a terminated backend shows up as a failed read or a bad status.
-                    let readOK = PQconsumeInput(connection) == 1
-                    _ = PQisBusy(connection)
-                    core.deliverNotifications(connection)
-                    if !readOK || PQstatus(connection) != CONNECTION_OK {
-                        let message = PostgresError.connectionMessage(
-                            connection, fallback: "the server closed the connection")
-                        core.connectionBroke(
-                            PostgresError(code: .connectionClosed, message: message), completions: &completions)
-                        return false
-                    }
-                }
-            }
+        core.lock.withLock {
+            guard core.isConnected, let connection = core.connection else { return false }
             return PQstatus(connection) == CONNECTION_OK
         }
-        completions.resumeAll()
-        return alive
     }
 
     /// Whether a command is running or waiting, or a transaction holds the connection.
@@ -290,8 +268,19 @@ public final class PostgresConnection: Sendable {
     /// A pool must not hand a busy connection to someone else (for example one whose stream was abandoned and
     /// is still draining); it is idle again once the command has finished.
     public var isBusy: Bool {
-        core.lock.withLock { core.active != nil || !core.waiters.isEmpty || core.sessionOwner != nil }
+        core.lock.withLock { core.machine.isBusy }
     }
+
+    /// Why the connection ended, or `nil` while it is open.
+    var closeReason: ConnectionStateMachine<Command>.CloseReason? {
+        core.lock.withLock {
+            if case .closed(let reason) = core.machine.state { return reason }
+            return nil
+        }
+    }
+
+    /// How many statements on this connection ended as cancelled because their task asked for it.
+    var cancelledCommandCount: Int { core.cancelledCommands.load(ordering: .relaxed) }
 
     /// The number of prepared statements currently cached on this connection.
     public var cachedStatementCount: Int {

@@ -21,6 +21,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable
             case encodingFailed
             case invalidArgument
             case unsupported
+            case commitOutcomeUnknown
         }
 
         private let base: Base
@@ -47,6 +48,11 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable
         public static let invalidArgument = Code(.invalidArgument)
         /// Indicates that the server sent something the driver cannot handle (for example a text-format column).
         public static let unsupported = Code(.unsupported)
+        /// Indicates that `COMMIT` was sent but its answer never arrived (the connection broke, or the task was
+        /// cancelled and the answer did not come within the cancellation grace period): the transaction may or may
+        /// not have been committed. The connection is closed. Check the data before retrying a non-idempotent
+        /// transaction.
+        public static let commitOutcomeUnknown = Code(.commitOutcomeUnknown)
 
         public var description: String {
             switch base {
@@ -60,6 +66,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable
             case .encodingFailed: "encodingFailed"
             case .invalidArgument: "invalidArgument"
             case .unsupported: "unsupported"
+            case .commitOutcomeUnknown: "commitOutcomeUnknown"
             }
         }
     }

@@ -1,21 +1,40 @@
 import CLibPQ
-import Glibc
 
 extension PostgresConnection {
-    /// Whether the server sent something while the connection sat idle, with one non-blocking `poll()`.
-    ///
-    /// - Returns: `nil` when the connection is closed or broken; `true` when input is waiting (a termination
-    ///   message, a closed socket, or a notification): the connection is suspect until a round trip succeeds.
-    func idleInputPending() -> Bool? {
+    /// What a lease can tell without a round trip or a system call, in one locked read of what the connection's
+    /// thread keeps.
+    enum LeaseCheck {
+        /// Closed or broken: replace it.
+        case closed
+        /// Open, but the server sent something unprompted while it sat idle (usually a terminating backend's
+        /// message), or a command is still draining: prove it with a round trip.
+        case suspect
+        /// Open and quiet.
+        case ready
+    }
+
+    /// The connection's state for a lease, from one locked read.
+    func leaseCheck() -> LeaseCheck {
         core.lock.withLock {
             guard core.isConnected, let connection = core.connection, PQstatus(connection) == CONNECTION_OK else {
-                return nil
+                return .closed
             }
-            guard core.active == nil else { return false }
-            let socket = PQsocket(connection)
-            guard socket >= 0 else { return nil }
-            var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
-            return poll(&descriptor, 1, 0) > 0
+            if core.sawUnpromptedInput || core.machine.isBusy { return .suspect }
+            return .ready
+        }
+    }
+
+    /// Runs clean-up SQL that must reach the server even when the calling task is cancelled (a rollback, a session
+    /// reset): it is not cancelled on the server, and it is bounded by `deadline` (by default the grace period from
+    /// now); past it the connection is closed.
+    ///
+    /// - Throws: ``PostgresError`` when the statement fails or the connection closes.
+    func runCleanup(_ sql: String, deadline: ContinuousClock.Instant? = nil) async throws {
+        let bound = deadline ?? ContinuousClock.now.advanced(by: core.configuration.cancellationGracePeriod)
+        switch await core.run(.script(sql), scope: currentScope(), cancellable: false, deadline: bound) {
+        case .done, .rows, .pipeline: return
+        case .failure(let error): throw error
+        case .cancelled: throw CancellationError()
         }
     }
 
@@ -23,7 +42,7 @@ extension PostgresConnection {
     ///
     /// - Throws: ``PostgresError`` when a statement fails; the connection should then be closed.
     func cleanSession() async throws {
-        try await unsafeExecuteScript(
+        try await runCleanup(
             "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; "
                 + "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
         )
@@ -33,7 +52,7 @@ extension PostgresConnection {
     ///
     /// - Throws: ``PostgresError`` when the statement fails; the connection should then be closed.
     func resetSession() async throws {
-        try await unsafeExecuteScript("DISCARD ALL")
+        try await runCleanup("DISCARD ALL")
         core.lock.withLock {
             core.statementCache = StatementCache(capacity: core.statementCache.capacity)
         }

@@ -127,6 +127,7 @@ extension PostgresPool.Configuration {
             throw invalid("cancellationGracePeriod", "must not be negative (got \(cancellationGracePeriod))")
         }
         var configuration = connection
+        configuration.cancellationGracePeriod = cancellationGracePeriod
         try configuration.set("application_name", to: applicationName)
         if let statementTimeout {
             let setting = "-c statement_timeout=\(PostgresPool.milliseconds(statementTimeout))"

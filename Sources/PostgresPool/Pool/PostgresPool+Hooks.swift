@@ -13,27 +13,22 @@ struct PostgresPoolHooks: Sendable {
 
     /// Runs before every lease, in the acquiring task. Returns `false` to have the connection replaced.
     ///
-    /// The check without a round trip (open, and nothing unprompted from the server) costs one non-blocking
-    /// `poll()`; the round trip runs after idle time, after a connection error, or when the server sent something
-    /// unprompted.
+    /// The check without a round trip is one locked read of what the connection's thread keeps (open, and nothing
+    /// unprompted from the server while idle); the round trip runs after idle time, after a connection error, or
+    /// when the server sent something unprompted.
     func validate(_ connection: PostgresConnection, context: ResourceValidationContext) async throws -> Bool {
         AcquireSpan.observation?.record(useCount: context.useCount)
-        var suspect = false
-        switch connection.idleInputPending() {
-        case .none:
+        let suspect: Bool
+        switch connection.leaseCheck() {
+        case .closed:
             instruments.validationFailed()
             return false
-        case .some(true):
+        case .suspect:
             // The server spoke while nobody asked: usually a termination (its FATAL message arrives before the
-            // end of the stream, so libpq may still report the connection as fine). Parse it, then prove the
-            // connection with a round trip.
-            guard connection.isAlive() else {
-                instruments.validationFailed()
-                return false
-            }
+            // end of the stream, so libpq may still report the connection as fine). Prove it with a round trip.
             suspect = true
-        case .some(false):
-            break
+        case .ready:
+            suspect = false
         }
         let idleTooLong = validationIdleThreshold.map { context.idleDuration >= $0 } ?? false
         guard suspect || context.validationRequested || idleTooLong else { return true }
@@ -57,10 +52,15 @@ struct PostgresPoolHooks: Sendable {
     /// Runs when a lease ends, in the releasing task: decides whether the connection may serve the next caller.
     func released(_ connection: PostgresConnection, context: ResourceReleaseContext) async -> ResourceReleaseDecision {
         if context.markedBroken { return .discard }
-        if connection.isClosed {
-            // Closed by the cancellation watchdog: this connection's statement hung, nothing says the others are
-            // affected.
-            if context.error is CancellationError { return .discard }
+        switch connection.closeReason {
+        case nil:
+            break
+        case .requested, .deadlineExpired:
+            // Closed on purpose: by its user (a failed settings restore, a leased connection closed by hand), or by
+            // the connection itself because a cancelled statement outlived its grace period. Nothing says the other
+            // connections are affected.
+            return .discard
+        case .lost:
             // Lost or terminated by the server. A loss may have hit every connection (server restart, failover):
             // validate the idle ones before their next lease.
             instruments.fatalErrorObserved()
@@ -86,42 +86,24 @@ struct PostgresPoolHooks: Sendable {
         case .none:
             return .keep
         case .clean:
-            guard await runDetached(on: connection, { try await connection.cleanSession() }) else { return .discard }
+            guard (try? await connection.cleanSession()) != nil, !connection.isClosed else { return .discard }
             instruments.sessionReset()
             return .keep
         case .discardAll:
-            guard await runDetached(on: connection, { try await connection.resetSession() }) else { return .discard }
+            guard (try? await connection.resetSession()) != nil, !connection.isClosed else { return .discard }
             instruments.sessionReset()
             return .keep
         }
     }
 
     /// Rolls back an open transaction; `true` when the connection is idle afterwards.
+    ///
+    /// It runs in the releasing task even when that task was cancelled (the usual reason for a dirty return): the
+    /// rollback is not cancelled on the server, and the connection bounds it by the grace period (past it the
+    /// connection closes).
     private func rollBack(_ connection: PostgresConnection) async -> Bool {
-        guard await runDetached(on: connection, { try await connection.unsafeExecuteScript("ROLLBACK") }) else {
-            return false
-        }
+        guard (try? await connection.runCleanup("ROLLBACK")) != nil else { return false }
         return connection.transactionStatus == .idle
-    }
-
-    /// Runs clean-up work in a task of its own, so that it also runs when the releasing task was cancelled (the
-    /// usual reason for a dirty return), bounded by the grace period: past it the connection is closed.
-    private func runDetached(
-        on connection: PostgresConnection,
-        _ work: @escaping @Sendable () async throws -> Void
-    ) async -> Bool {
-        let task = Task { try await work() }
-        let watchdog = CancellationWatchdog()
-        let outcome = await withTaskCancellationHandler {
-            await task.result
-        } onCancel: {
-            watchdog.arm(connection: connection, gracePeriod: gracePeriod)
-        }
-        _ = watchdog.finish()
-        switch outcome {
-        case .success: return !connection.isClosed
-        case .failure: return false
-        }
     }
 }
 

@@ -60,27 +60,23 @@ extension PostgresPool {
         }
     }
 
-    /// Runs `body` on a leased connection: a cancelled task's statement is cancelled on the server within the grace
-    /// period, and errors are translated (statement timeouts, fatal errors).
+    /// Runs `body` on a leased connection and translates its errors (statement timeouts, fatal errors).
+    ///
+    /// Cancellation needs nothing here: the connection bounds a cancelled statement by its grace period itself
+    /// (the pool's ``Configuration/cancellationGracePeriod`` is the connections'), and the release hook reads why a
+    /// connection closed. This only counts what the connection reports.
     private func runLeased<Result>(
         _ body: (PostgresConnection) async throws -> Result,
         on connection: PostgresConnection,
         isolation: isolated (any Actor)?
     ) async throws -> Result {
-        let watchdog = CancellationWatchdog()
-        let gracePeriod = self.configuration.cancellationGracePeriod
+        let cancelledBefore = connection.cancelledCommandCount
         do {
-            let value = try await withTaskCancellationHandler {
-                try await body(connection)
-            } onCancel: {
-                watchdog.arm(connection: connection, gracePeriod: gracePeriod)
-            }
-            self.record(watchdog.finish(), connection: connection)
+            let value = try await body(connection)
+            recordCancellations(since: cancelledBefore, on: connection)
             return value
         } catch {
-            let outcome = watchdog.finish()
-            self.record(outcome, connection: connection)
-            if case .fired = outcome { throw CancellationError() }
+            recordCancellations(since: cancelledBefore, on: connection)
             throw self.translate(error)
         }
     }
@@ -265,19 +261,19 @@ extension PostgresPool {
         }
     }
 
-    /// Records the outcome of a cancellation.
-    func record(_ outcome: CancellationWatchdog.Outcome, connection: PostgresConnection) {
-        switch outcome {
-        case .notCancelled:
-            return
-        case .stoppedInTime:
-            instruments.cancellation(reused: !connection.isClosed && connection.transactionStatus == .idle)
-        case .fired:
+    /// Counts the statements the connection stopped for a cancelled task during one lease: reused when the
+    /// connection is idle again, closed when a statement outlived the grace period and the connection broke.
+    func recordCancellations(since before: Int, on connection: PostgresConnection) {
+        let cancelled = connection.cancelledCommandCount &- before
+        guard cancelled > 0 else { return }
+        if connection.closeReason == .deadlineExpired {
             instruments.cancellation(reused: false)
             logger.warning(
                 "a cancelled statement did not stop within the grace period; its connection was closed",
                 metadata: ["postgres.grace_period": "\(configuration.cancellationGracePeriod)"]
             )
+        } else if !connection.isClosed, connection.transactionStatus == .idle {
+            instruments.cancellation(reused: true)
         }
     }
 

@@ -63,7 +63,14 @@ final class StreamHandle: Sendable {
     }
 
     /// Takes every buffered row result, waiting for some when none is buffered; `nil` at the end.
+    ///
+    /// A consumer whose task was cancelled gets `CancellationError` here, at the next chunk: it sees at most one
+    /// buffer's worth of rows after the cancellation, and the statement is stopped on the server.
     func nextChunk() async throws -> Deque<PostgresResultStorage>? {
+        if Task.isCancelled {
+            core.abandon(state)
+            throw CancellationError()
+        }
         while true {
             core.lock.lock()
             if !state.buffer.isEmpty {
@@ -92,15 +99,8 @@ final class StreamHandle: Sendable {
                     id: core.makeCommandID(), kind: .stream(query, state), scope: scope, continuation: nil
                 )
                 state.command = command
-                if let closedError = core.closedError {
-                    state.finish(.failure(closedError), completions: &completions)
-                } else if Task.isCancelled {
-                    state.finish(.cancelled, completions: &completions)
-                } else if core.isEligible(command) {
-                    core.start(command, completions: &completions)
-                } else {
-                    core.waiters.append(command)
-                }
+                core.submit(
+                    command, cancellable: true, deadline: nil, expiryOutcome: .cancelled, completions: &completions)
             }
             let commandID = state.command?.id ?? 0
             core.lock.unlock()
@@ -173,13 +173,14 @@ extension ConnectionCore {
             state.discarding = true
             state.buffer.removeAll()
             state.bufferedRows = 0
-            if let index = waiters.firstIndex(where: { $0 === command }) {
-                waiters.remove(at: index)
+            switch machine.cancelRequested(id: command.id, now: .now, gracePeriod: configuration.cancellationGracePeriod) {
+            case .cancelWaiting:
                 state.finish(.cancelled, completions: &completions)
-            } else if active === command {
-                command.cancelRequested = true
+            case .sendCancelRequest, .armDeadline:
                 state.paused = false
                 wakeThread()
+            case .none:
+                break
             }
         }
         lock.unlock()

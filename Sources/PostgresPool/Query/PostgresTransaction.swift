@@ -20,6 +20,17 @@ extension PostgresConnection {
     /// tasks) run inside it, one at a time. Calling `withTransaction` again inside `body` opens a savepoint that
     /// is released on success and rolled back to on failure, leaving the outer transaction usable.
     ///
+    /// **After it throws, the connection is never inside a transaction**: it is idle (rolled back) or closed.
+    ///
+    /// **Cancellation.** A cancellation before `COMMIT` is sent rolls back and throws `CancellationError`. Once
+    /// `COMMIT` is on its way, cancelling does not stop it on the server (that would turn a transaction that may
+    /// have committed into one whose outcome nobody knows): its answer is awaited for up to the connection's
+    /// ``Configuration/cancellationGracePeriod``, and `withTransaction` then reports what happened — it returns
+    /// normally when the transaction committed, although the task is cancelled. If the answer does not come within
+    /// the grace period, or the connection breaks while `COMMIT` is in flight, the connection is closed and
+    /// ``PostgresError/Code/commitOutcomeUnknown`` is thrown: the transaction may or may not have committed.
+    /// The rollback after a cancellation is bounded by the same grace period (past it the connection is closed).
+    ///
     /// - Parameters:
     ///   - isolation: The isolation level; `nil` uses the server's default. Ignored for nested savepoints.
     ///   - readOnly: Starts a `READ ONLY` transaction. Ignored for nested savepoints.
@@ -28,8 +39,8 @@ extension PostgresConnection {
     /// - Throws: What `body` throws (after rolling back); ``PostgresError`` when `BEGIN` or `COMMIT` fails (a
     ///   failed `COMMIT`, such as a serialization failure, means nothing was committed), including
     ///   `SQLState.inFailedSQLTransaction` when `body` caught a statement's error and returned normally: the
-    ///   server then rolled the transaction back; `CancellationError` when the task was cancelled (after rolling
-    ///   back).
+    ///   server then rolled the transaction back; ``PostgresError/Code/commitOutcomeUnknown`` as described above;
+    ///   `CancellationError` when the task was cancelled before `COMMIT` (after rolling back).
     @discardableResult
     public func withTransaction<Result>(
         isolation: IsolationLevel? = nil,
@@ -53,7 +64,13 @@ extension PostgresConnection {
         if readOnly { begin += " READ ONLY" }
         let node = SessionScope(core: ObjectIdentifier(core), id: scope, parent: SessionScope.current)
         return try await SessionScope.$current.withValue(node) {
-            try await runScript(begin, scope: scope)
+            do {
+                try await runScript(begin, scope: scope)
+            } catch {
+                // A BEGIN stopped by a cancel may or may not have opened the transaction block.
+                if transactionStatus != .idle { await rollBack("ROLLBACK", scope: scope) }
+                throw error
+            }
             let transaction = PostgresTransaction(connection: self, depth: 0)
             let result: Result
             do {
@@ -66,22 +83,52 @@ extension PostgresConnection {
                 await rollBack("ROLLBACK", scope: scope)
                 throw CancellationError()
             }
+            TransactionTestHooks.commitWillStart?()
+            return try await commit(scope: scope, result: result)
+        }
+    }
+
+    /// Sends `COMMIT` and reports what happened; never cancelled on the server (see ``withTransaction(isolation:readOnly:_:)``).
+    private func commit<Result>(scope: UInt64, result: Result) async throws -> Result {
+        let commit = await core.run(
+            .query(PostgresQuery(unsafeSQL: "COMMIT"), cacheable: false),
+            scope: scope,
+            cancellable: false,
+            expiryOutcome: .outcomeUnknown
+        )
+        switch commit {
+        case .rows(let storage) where storage.commandTag == "ROLLBACK":
             // COMMIT in a failed transaction does not fail: the server rolls back and answers "ROLLBACK". That
             // happens when the body caught a statement's error and returned normally; report it, never hide it.
-            let commit = await core.run(.query(PostgresQuery(unsafeSQL: "COMMIT"), cacheable: false), scope: scope)
-            switch commit {
-            case .rows(let storage) where storage.commandTag == "ROLLBACK":
-                var error = PostgresError(
-                    code: .server,
-                    message: "the transaction was rolled back instead of committed because a statement in it failed"
-                )
-                error.sqlState = .inFailedSQLTransaction
-                error.statement = "COMMIT"
-                throw error
-            case .rows, .done, .pipeline: return result
-            case .failure(let error): throw error
-            case .cancelled: throw CancellationError()
-            }
+            var error = PostgresError(
+                code: .server,
+                message: "the transaction was rolled back instead of committed because a statement in it failed"
+            )
+            error.sqlState = .inFailedSQLTransaction
+            error.statement = "COMMIT"
+            throw error
+        case .rows, .done, .pipeline:
+            return result
+        case .failure(let error) where error.code == .connectionClosed:
+            // Scenario: the connection broke with COMMIT in flight. The server may have committed before the break.
+            var unknown = PostgresError(
+                code: .commitOutcomeUnknown,
+                message: "the connection closed while COMMIT was in flight; the transaction may or may not have been "
+                    + "committed",
+                underlying: error
+            )
+            unknown.statement = "COMMIT"
+            throw unknown
+        case .failure(let error):
+            // COMMIT itself failed (a deferred constraint, a serialization failure): the server rolled back.
+            if transactionStatus != .idle { await rollBack("ROLLBACK", scope: scope) }
+            throw error
+        case .cancelled:
+            // Not reachable for a command that is not cancellable; treated as an unknown outcome to be safe.
+            throw PostgresError(
+                code: .commitOutcomeUnknown,
+                message: "COMMIT ended without an answer; the transaction may or may not have been committed"
+            )
         }
     }
 
@@ -122,9 +169,11 @@ extension PostgresConnection {
         }
     }
 
-    /// Rolls back even when the task is already cancelled: the cleanup must reach the server.
+    /// Rolls back even when the task is already cancelled: the rollback is not cancelled on the server, and it is
+    /// bounded by the grace period (past it the connection is closed, which rolls back on the server too).
     private func rollBack(_ sql: String, scope: UInt64) async {
-        let outcome = await Task.detached { [core] in await core.run(.script(sql), scope: scope) }.value
+        let deadline = ContinuousClock.now.advanced(by: core.configuration.cancellationGracePeriod)
+        let outcome = await core.run(.script(sql), scope: scope, cancellable: false, deadline: deadline)
         if case .failure(let error) = outcome {
             logger.debug("postgres rollback failed", metadata: ["postgres.error": "\(error.message)"])
         }
@@ -181,4 +230,11 @@ public struct PostgresTransaction: Sendable {
     public func withSavepoint<Result>(_ body: (PostgresTransaction) async throws -> Result) async throws -> Result {
         try await connection.withTransaction(body)
     }
+}
+
+/// Points where a test can act at an exact moment of a transaction's life.
+package enum TransactionTestHooks {
+    /// Runs after `withTransaction` decided to commit (its body returned and the task was not cancelled), just
+    /// before `COMMIT` is submitted: a test cancels the task here to hit the window between the check and the send.
+    @TaskLocal package static var commitWillStart: (@Sendable () -> Void)?
 }
