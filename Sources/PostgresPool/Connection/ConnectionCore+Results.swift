@@ -367,13 +367,51 @@ extension ConnectionCore {
         let isActive = machine.activeID == command.id
         if isActive, machine.activeCancelRequested {
             switch outcome {
-            case .failure(let error) where error.sqlState == .queryCanceled: outcome = .cancelled
-            case .failure, .rows, .pipeline, .done, .cancelled: break
+            case .failure(let error) where error.sqlState == .queryCanceled:
+                outcome = .cancelled
+            case .pipeline(let results)
+            where results.contains(where: { if case .failure(let error) = $0 { error.sqlState == .queryCanceled } else { false } }):
+                // The cancel stopped a statement of the batch: the caller asked for it, the batch is cancelled.
+                outcome = .cancelled
+            case .failure, .rows, .pipeline, .done, .cancelled:
+                break
             }
             if case .cancelled = outcome { cancelledCommands.wrappingAdd(1, ordering: .relaxed) }
+        } else if configuration.statementTimeoutInEffect {
+            // 57014 that this connection did not ask for, with a statement_timeout configured: the timeout.
+            switch outcome {
+            case .failure(let error):
+                if let timeout = error.asStatementTimeout() { outcome = .failure(timeout) }
+            case .pipeline(let results):
+                outcome = .pipeline(results.map { $0.mapError { $0.asStatementTimeout() ?? $0 } })
+            case .rows, .done, .cancelled:
+                break
+            }
         }
         if case .rows = outcome { sawUnpromptedInput = false } else if case .done = outcome { sawUnpromptedInput = false }
         completions.append(command, outcome)
         if isActive { perform(machine.commandFinished(id: command.id), completions: &completions) }
+    }
+}
+
+extension PostgresError {
+    /// This error as ``Code/statementTimeout`` when it is the server stopping a statement (SQLSTATE 57014) and the
+    /// caller knows a `statement_timeout` was in effect and that nobody on this side asked for a cancel; `nil`
+    /// otherwise.
+    ///
+    /// The classification uses only the SQLSTATE and who asked: 57014 also reports another session's
+    /// `pg_cancel_backend`, which cannot be told apart from a timeout without reading the message, whose language
+    /// depends on `lc_messages`. While a timeout is in effect such a cancel counts as a timeout.
+    func asStatementTimeout() -> PostgresError? {
+        guard code != .statementTimeout, sqlState == .queryCanceled else { return nil }
+        var translated = PostgresError(
+            code: .statementTimeout,
+            message: "the statement ran longer than its statement_timeout and was stopped by the server",
+            underlying: self
+        )
+        translated.sqlState = sqlState
+        translated.severity = severity
+        translated.statement = statement
+        return translated
     }
 }

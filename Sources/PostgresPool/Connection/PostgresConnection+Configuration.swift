@@ -100,6 +100,17 @@ extension PostgresConnection {
             if let database { try set("dbname", to: database) }
         }
 
+        /// Whether the connection string's `options` set a non-zero `statement_timeout` (as ``PostgresPool`` does from
+        /// its ``PostgresPool/Configuration/statementTimeout``): a SQLSTATE 57014 that this side did not ask for is
+        /// then reported as ``PostgresError/Code/statementTimeout``.
+        var statementTimeoutInEffect: Bool {
+            guard let options = self["options"], let range = options.range(of: "statement_timeout=") else {
+                return false
+            }
+            let value = options[range.upperBound...].prefix { !$0.isWhitespace }
+            return !value.isEmpty && value.contains { $0 != "0" && $0 != "'" }
+        }
+
         /// The value of a libpq keyword given explicitly, or `nil`. The password is never returned.
         ///
         /// - Parameter keyword: A libpq keyword such as `host` or `sslmode`.

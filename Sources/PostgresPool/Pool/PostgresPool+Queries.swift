@@ -257,7 +257,7 @@ extension PostgresPool {
         if case .failure(let error) = results[0] { throw error }
         switch results[1] {
         case .success(let rows): return rows
-        case .failure(let error): throw PostgresPool.statementTimeoutError(from: error, timeoutInEffect: true) ?? error
+        case .failure(let error): throw error.asStatementTimeout() ?? error
         }
     }
 
@@ -277,40 +277,11 @@ extension PostgresPool {
         }
     }
 
-    /// Gives a statement-timeout failure its own error code.
+    /// Counts a statement-timeout failure (the driver already gave it its own code).
     func translate(_ error: any Error) -> any Error {
-        guard let postgresError = error as? PostgresError else { return error }
-        if postgresError.code == .statementTimeout {
+        if let postgresError = error as? PostgresError, postgresError.code == .statementTimeout {
             instruments.statementTimedOut()
-            return error
         }
-        guard let translated = PostgresPool.statementTimeoutError(
-                from: postgresError,
-                timeoutInEffect: configuration.statementTimeout != nil
-            )
-        else { return error }
-        instruments.statementTimedOut()
-        return translated
-    }
-
-    /// A `.statementTimeout` error when `error` is the server stopping a statement for `statement_timeout`.
-    ///
-    /// SQLSTATE 57014 also reports a cancel request (this driver turns its own into `CancellationError`) and
-    /// `pg_cancel_backend`, whose message says "user request"; the message is English unless `lc_messages` says
-    /// otherwise, so a 57014 while a timeout is in effect counts too unless it names a user request.
-    static func statementTimeoutError(from error: PostgresError, timeoutInEffect: Bool) -> PostgresError? {
-        guard error.code != .statementTimeout else { return nil }
-        guard error.sqlState == .queryCanceled else { return nil }
-        let saysTimeout = error.message.contains("statement timeout")
-        guard saysTimeout || (timeoutInEffect && !error.message.contains("user request")) else { return nil }
-        var translated = PostgresError(
-            code: .statementTimeout,
-            message: "the statement ran longer than its statement_timeout and was stopped by the server",
-            underlying: error
-        )
-        translated.sqlState = error.sqlState
-        translated.severity = error.severity
-        translated.statement = error.statement
-        return translated
+        return error
     }
 }

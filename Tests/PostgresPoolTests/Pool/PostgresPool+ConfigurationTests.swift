@@ -46,20 +46,31 @@ struct PostgresPoolConfigurationTests {
         #expect(error?.message.contains("PostgresPool.Configuration.\(field)") == true)
     }
 
-    @Test("a 57014 saying statement timeout becomes a statementTimeout error")
+    @Test("a 57014 becomes a statementTimeout error by its SQLSTATE, whatever the message's language")
     func statementTimeoutIsTranslated() {
-        var error = PostgresError(code: .server, message: "canceling statement due to statement timeout")
+        var error = PostgresError(code: .server, message: "Abbruch der Anweisung wegen Zeitüberschreitung")
         error.sqlState = .queryCanceled
-        let translated = PostgresPool.statementTimeoutError(from: error, timeoutInEffect: false)
+        let translated = error.asStatementTimeout()
         #expect(translated?.code == .statementTimeout)
         #expect(translated?.sqlState == .queryCanceled)
+        #expect(translated?.asStatementTimeout() == nil)  // once
     }
 
-    @Test("a 57014 from pg_cancel_backend stays a server error")
-    func userCancelIsNotATimeout() {
-        var error = PostgresError(code: .server, message: "canceling statement due to user request")
-        error.sqlState = .queryCanceled
-        #expect(PostgresPool.statementTimeoutError(from: error, timeoutInEffect: true) == nil)
+    @Test("other server errors are not statement timeouts")
+    func otherErrorsAreNotTimeouts() {
+        var error = PostgresError(code: .server, message: "canceling statement due to statement timeout")
+        error.sqlState = .serializationFailure
+        #expect(error.asStatementTimeout() == nil)
+    }
+
+    @Test("the connection knows a statement_timeout is in effect from the options the pool sets")
+    func statementTimeoutInEffect() throws {
+        var configuration = PostgresPool.Configuration(connection: try .init(connectionString: "host=/tmp"))
+        #expect(try !configuration.connectionConfiguration().statementTimeoutInEffect)
+        configuration.statementTimeout = .seconds(2)
+        #expect(try configuration.connectionConfiguration().statementTimeoutInEffect)
+        let zero = try PostgresConnection.Configuration(connectionString: "options='-c statement_timeout=0'")
+        #expect(!zero.statementTimeoutInEffect)
     }
 
     @Test("connection loss and server shutdown codes are fatal; other server errors are not")
