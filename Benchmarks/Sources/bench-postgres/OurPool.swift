@@ -38,4 +38,60 @@ final class OurPoolRunner: Sendable {
         }
         return sum
     }
+
+    /// pgbench's TPC-B-like transaction (`-b tpcb-like`): five statements between BEGIN and COMMIT, through
+    /// `pool.withTransaction`. `pinned` runs the body on the connection's own thread (`withPinnedExecution`).
+    @inline(never)
+    func tpcb(_ random: inout TPCBRandom, pinned: Bool) async throws -> Int32 {
+        let (aid, bid, tid, delta) = random.next()
+        if pinned {
+            return try await pool.withConnection { connection in
+                try await connection.withPinnedExecution {
+                    try await connection.withTransaction { transaction in
+                        try await Self.tpcbBody(transaction, aid: aid, bid: bid, tid: tid, delta: delta)
+                    }
+                }
+            }
+        }
+        return try await pool.withTransaction { transaction in
+            try await Self.tpcbBody(transaction, aid: aid, bid: bid, tid: tid, delta: delta)
+        }
+    }
+
+    private static func tpcbBody(
+        _ transaction: PostgresTransaction, aid: Int32, bid: Int32, tid: Int32, delta: Int32
+    ) async throws -> Int32 {
+        try await transaction.execute(
+            "UPDATE pgbench_accounts SET abalance = abalance + \(delta) WHERE aid = \(aid)")
+        let balance = try await transaction.query("SELECT abalance FROM pgbench_accounts WHERE aid = \(aid)")
+            .singleValue(Int32.self) ?? 0
+        try await transaction.execute("UPDATE pgbench_tellers SET tbalance = tbalance + \(delta) WHERE tid = \(tid)")
+        try await transaction.execute("UPDATE pgbench_branches SET bbalance = bbalance + \(delta) WHERE bid = \(bid)")
+        try await transaction.execute(
+            """
+            INSERT INTO pgbench_history (tid, bid, aid, delta, mtime)
+            VALUES (\(tid), \(bid), \(aid), \(delta), CURRENT_TIMESTAMP)
+            """)
+        return balance
+    }
+}
+
+/// The random draws of pgbench's TPC-B-like script at scale 10: an account, a branch, a teller and a delta.
+struct TPCBRandom {
+    var state: UInt64
+
+    private mutating func step() -> UInt64 {
+        state ^= state >> 12
+        state ^= state << 25
+        state ^= state >> 27
+        return state &* 2_685_821_657_736_338_717
+    }
+
+    mutating func next() -> (aid: Int32, bid: Int32, tid: Int32, delta: Int32) {
+        let aid = Int32(truncatingIfNeeded: step() % 1_000_000) + 1
+        let bid = Int32(truncatingIfNeeded: step() % 10) + 1
+        let tid = Int32(truncatingIfNeeded: step() % 100) + 1
+        let delta = Int32(truncatingIfNeeded: step() % 10_001) - 5000
+        return (aid, bid, tid, delta)
+    }
 }

@@ -9,8 +9,14 @@
 // PostgresClient), RUSAGE_CHILDREN around pgbench (the tool is a child of this process). CPU is user + system time;
 // context switches are voluntary + involuntary. The server's own cost is not counted.
 //
+// Plus pgbench's TPC-B-like transaction (`-b tpcb-like -M prepared`: five statements between BEGIN and COMMIT) at 8
+// and 64 clients, against the same transaction through `pool.withTransaction`, and through a body pinned to the
+// connection's thread (`withPinnedExecution`), interleaved likewise. Its CPU and context switches are per
+// transaction.
+//
 // Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS per phase (default 2), BENCH_CONCURRENCY (e.g. "1,8,64"),
-// BENCH_SYSTEMS (e.g. "ours" to profile one client alone; default all three: "ours,nio,pgbench").
+// BENCH_SYSTEMS (e.g. "ours" to profile one client alone; default all three: "ours,nio,pgbench"),
+// BENCH_TPCB_CONCURRENCY (default "8,64"; empty skips TPC-B), BENCH_PHASES (default "select,pipeline,tpcb").
 import Foundation
 import Glibc
 import PostgresPool
@@ -21,6 +27,8 @@ let rounds = max(1, Int(environment["BENCH_ROUNDS"] ?? "") ?? 3)
 let phaseSeconds = max(1, Int(environment["BENCH_SECONDS"] ?? "") ?? 2)
 let concurrencies = (environment["BENCH_CONCURRENCY"] ?? "1,8,64").split(separator: ",").compactMap { Int($0) }
 let selectedSystems = Set((environment["BENCH_SYSTEMS"] ?? "ours,nio,pgbench").split(separator: ",").map(String.init))
+let tpcbConcurrencies = (environment["BENCH_TPCB_CONCURRENCY"] ?? "8,64").split(separator: ",").compactMap { Int($0) }
+let phases = Set((environment["BENCH_PHASES"] ?? "select,pipeline,tpcb").split(separator: ",").map(String.init))
 let poolConnections = 8
 let accounts: Int32 = 1_000_000  // pgbench: 100 000 rows per scale unit, scale 10
 
@@ -78,13 +86,26 @@ func measureInProcess(
     seconds: Int = phaseSeconds,
     _ operation: @escaping @Sendable (inout RandomAccount) async throws -> Int32
 ) async throws -> Sample {
+    try await measureInProcess(
+        clients: clients, queriesPerCall: queriesPerCall, seconds: seconds,
+        makeRandom: { RandomAccount(state: $0) }, operation)
+}
+
+/// Runs `clients` tasks, each calling `operation` with its own random state in a loop for the phase.
+func measureInProcess<Random>(
+    clients: Int,
+    queriesPerCall: Int = 1,
+    seconds: Int = phaseSeconds,
+    makeRandom: @escaping @Sendable (UInt64) -> Random,
+    _ operation: @escaping @Sendable (inout Random) async throws -> Int32
+) async throws -> Sample {
     let before = Usage.current(RUSAGE_SELF.rawValue)
     let start = monotonicNanoseconds()
     let deadline = start + UInt64(seconds) * 1_000_000_000
     let perTask = try await withThrowingTaskGroup(of: [UInt64].self) { group in
         for client in 0..<clients {
             group.addTask {
-                var random = RandomAccount(state: 0x9E37_79B9_7F4A_7C15 &+ UInt64(client) &* 7919)
+                var random = makeRandom(0x9E37_79B9_7F4A_7C15 &+ UInt64(client) &* 7919)
                 var latencies: [UInt64] = []
                 latencies.reserveCapacity(1 << 16)
                 var checksum: Int32 = 0
@@ -116,7 +137,9 @@ func measureInProcess(
 }
 
 /// Runs pgbench for one phase and reads its per-transaction log for the latency percentiles.
-func measurePgbench(server: PostgresTestServer, clients: Int, label: String) async throws -> Sample {
+func measurePgbench(
+    server: PostgresTestServer, clients: Int, label: String, script: [String] = ["-S"]
+) async throws -> Sample {
     let logDirectory = server.directory + "/pgbench-logs"
     try? FileManager.default.removeItem(atPath: logDirectory)
     try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
@@ -124,7 +147,7 @@ func measurePgbench(server: PostgresTestServer, clients: Int, label: String) asy
     let before = Usage.current(RUSAGE_CHILDREN.rawValue)
     let output = try await server.pgbench(
         arguments: [
-            "-n", "-S", "-M", "prepared", "-j", "\(min(2, clients))", "-c", "\(clients)", "-T", "\(phaseSeconds)",
+            "-n"] + script + ["-M", "prepared", "-j", "\(min(2, clients))", "-c", "\(clients)", "-T", "\(phaseSeconds)",
             "-l", "--log-prefix=\(prefix)",
         ],
         environment: ["PGHOST": "127.0.0.1"]
@@ -217,7 +240,14 @@ enum System: String, CaseIterable {
     }
 }
 
+enum TPCBSystem: String, CaseIterable {
+    case ours = "PostgresPool withTransaction"
+    case pinned = "PostgresPool pinned body"
+    case pgbench = "pgbench"
+}
+
 var results: [Int: [System: Series]] = [:]
+var tpcbResults: [Int: [TPCBSystem: Series]] = [:]
 var unpipelined = Series()
 var pipelined = Series()
 var pipelinedTransaction = Series()
@@ -232,8 +262,14 @@ try await withThrowingTaskGroup(of: Void.self) { group in
     _ = try await measureInProcess(clients: 8, seconds: 1) { try await nio.select(aid: $0.next()) }
     _ = try await measurePgbench(server: server, clients: 8, label: "warmup")
 
+    if phases.contains("tpcb"), !tpcbConcurrencies.isEmpty {
+        _ = try await measureInProcess(clients: 8, seconds: 1, makeRandom: { TPCBRandom(state: $0) }) {
+            try await ours.tpcb(&$0, pinned: false)
+        }
+    }
+
     for round in 0..<rounds {
-        for clients in concurrencies {
+        for clients in concurrencies where phases.contains("select") {
             let order = (0..<3).map { System.allCases[($0 + round) % 3] }
             for system in order where selectedSystems.contains(system.key) {
                 let sample: Sample
@@ -250,8 +286,28 @@ try await withThrowingTaskGroup(of: Void.self) { group in
                     Data("round \(round + 1)/\(rounds) c\(clients) \(system.rawValue): \(format(sample.queriesPerSecond, 0)) q/s\n".utf8))
             }
         }
+        // TPC-B-like transactions: ours through withTransaction, ours pinned, and pgbench; the order rotates.
+        for clients in tpcbConcurrencies where phases.contains("tpcb") {
+            for system in (0..<3).map({ TPCBSystem.allCases[($0 + round) % 3] }) {
+                let sample: Sample
+                switch system {
+                case .ours, .pinned:
+                    let pinned = system == .pinned
+                    sample = try await measureInProcess(clients: clients, makeRandom: { TPCBRandom(state: $0) }) {
+                        try await ours.tpcb(&$0, pinned: pinned)
+                    }
+                case .pgbench:
+                    sample = try await measurePgbench(
+                        server: server, clients: clients, label: "tpcb\(clients)r\(round)",
+                        script: ["-b", "tpcb-like"])
+                }
+                tpcbResults[clients, default: [:]][system, default: Series()].samples.append(sample)
+                FileHandle.standardError.write(
+                    Data("round \(round + 1)/\(rounds) tpcb c\(clients) \(system.rawValue): \(format(sample.queriesPerSecond, 0)) tx/s\n".utf8))
+            }
+        }
         // Unpipelined, batches of independent statements, batches run as one transaction; the order rotates.
-        for phase in (0..<3).map({ ($0 + round) % 3 }) {
+        for phase in (0..<3).map({ ($0 + round) % 3 }) where phases.contains("pipeline") {
             switch phase {
             case 0:
                 unpipelined.samples.append(
@@ -285,10 +341,37 @@ for clients in concurrencies {
         print((["\(clients)", system.rawValue] + series.row).joined(separator: " | "))
     }
 }
-print("\(poolConnections) | PostgresPool unpipelined | " + unpipelined.row.joined(separator: " | "))
-print("\(poolConnections) | PostgresPool batch of 10 | " + pipelined.row.joined(separator: " | "))
-print("\(poolConnections) | PostgresPool batch of 10, one transaction | " + pipelinedTransaction.row.joined(separator: " | "))
+if phases.contains("pipeline") {
+    print("\(poolConnections) | PostgresPool unpipelined | " + unpipelined.row.joined(separator: " | "))
+    print("\(poolConnections) | PostgresPool batch of 10 | " + pipelined.row.joined(separator: " | "))
+    print("\(poolConnections) | PostgresPool batch of 10, one transaction | " + pipelinedTransaction.row.joined(separator: " | "))
+}
+if !tpcbResults.isEmpty {
+    print("")
+    print("TPC-B-like (pgbench -b tpcb-like -M prepared), scale 10: transactions of five statements; per transaction.")
+    print(["clients", "client", "tx/s (median)", "spread", "p50 µs", "p99 µs", "CPU µs/tx", "ctx sw/tx"].joined(separator: " | "))
+    for clients in tpcbConcurrencies {
+        for system in TPCBSystem.allCases {
+            guard let series = tpcbResults[clients]?[system] else { continue }
+            print((["\(clients)", system.rawValue] + series.row).joined(separator: " | "))
+        }
+    }
+}
 print("")
+for clients in tpcbConcurrencies {
+    guard let series = tpcbResults[clients] else { continue }
+    for (system, key) in [(TPCBSystem.ours, "postgres_pool"), (.pinned, "postgres_pool_pinned"), (.pgbench, "pgbench")] {
+        guard let sample = series[system] else { continue }
+        print("pg.tpcb_c\(clients).\(key).tps=\(format(sample.qps, 0))")
+        print("pg.tpcb_c\(clients).\(key).cpu_us_per_transaction=\(format(median(sample.samples.map(\.cpuMicrosecondsPerQuery)), 2))")
+        print(
+            "pg.tpcb_c\(clients).\(key).context_switches_per_transaction="
+                + format(median(sample.samples.map(\.contextSwitchesPerQuery)), 2))
+    }
+    let pgbench = series[.pgbench]?.qps ?? .nan
+    print("pg.tpcb_c\(clients).ratio_vs_pgbench=\(format((series[.ours]?.qps ?? .nan) / pgbench, 2))")
+    print("pg.tpcb_c\(clients).pinned_ratio_vs_pgbench=\(format((series[.pinned]?.qps ?? .nan) / pgbench, 2))")
+}
 for clients in concurrencies {
     for system in System.allCases {
         guard let series = results[clients]?[system] else { continue }
@@ -298,19 +381,21 @@ for clients in concurrencies {
         print("\(key).context_switches_per_query=\(format(median(series.samples.map(\.contextSwitchesPerQuery)), 2))")
     }
 }
-print("pg.pipeline_batch10.qps=\(format(pipelined.qps, 0))")
-print("pg.pipeline_batch10.cpu_us_per_query=\(format(median(pipelined.samples.map(\.cpuMicrosecondsPerQuery)), 2))")
-print("pg.pipeline_batch10_transaction.qps=\(format(pipelinedTransaction.qps, 0))")
-print(
-    "pg.pipeline_batch10_transaction.cpu_us_per_query="
-        + format(median(pipelinedTransaction.samples.map(\.cpuMicrosecondsPerQuery)), 2)
-)
 for clients in concurrencies {
     guard let series = results[clients] else { continue }
     let mine = series[.ours]?.qps ?? .nan
     print("pg.select_c\(clients).ratio_vs_postgres_nio=\(format(mine / (series[.nio]?.qps ?? .nan), 2))")
     print("pg.select_c\(clients).ratio_vs_pgbench=\(format(mine / (series[.pgbench]?.qps ?? .nan), 2))")
 }
-print("pg.pipeline_batch10.ratio_vs_unpipelined=\(format(pipelined.qps / unpipelined.qps, 2))")
-print("pg.pipeline_batch10_transaction.ratio_vs_unpipelined=\(format(pipelinedTransaction.qps / unpipelined.qps, 2))")
+if phases.contains("pipeline") {
+    print("pg.pipeline_batch10.qps=\(format(pipelined.qps, 0))")
+    print("pg.pipeline_batch10.cpu_us_per_query=\(format(median(pipelined.samples.map(\.cpuMicrosecondsPerQuery)), 2))")
+    print("pg.pipeline_batch10_transaction.qps=\(format(pipelinedTransaction.qps, 0))")
+    print(
+        "pg.pipeline_batch10_transaction.cpu_us_per_query="
+            + format(median(pipelinedTransaction.samples.map(\.cpuMicrosecondsPerQuery)), 2)
+    )
+    print("pg.pipeline_batch10.ratio_vs_unpipelined=\(format(pipelined.qps / unpipelined.qps, 2))")
+    print("pg.pipeline_batch10_transaction.ratio_vs_unpipelined=\(format(pipelinedTransaction.qps / unpipelined.qps, 2))")
+}
 try await server.stop()

@@ -311,7 +311,7 @@ extension ConnectionCore {
     private func brokeWithMessage(_ connection: OpaquePointer, completions: inout Completions) {
         let message = PostgresError.connectionMessage(connection, fallback: "the server closed the connection")
         var error = PostgresError(code: .connectionClosed, message: message)
-        if let active, let serverError = active.error, serverError.sqlState != nil {
+        if let serverError = active?.protocolState?.pendingError, serverError.sqlState != nil {
             error.sqlState = serverError.sqlState
             error.message = serverError.message
             error.underlying = serverError

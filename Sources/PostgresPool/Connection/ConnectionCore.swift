@@ -28,25 +28,11 @@ enum CommandOutcome {
     case cancelled
 }
 
-/// The protocol step a command is in.
-enum CommandPhase {
-    /// Sending an empty query to clear libpq 15's stale single-row flag before a pipeline.
-    case resetSingleRowMode
-    /// Dropping the least recently used cached statement to make room.
-    case deallocate
-    /// Preparing the statement under `statementName`.
-    case prepare
-    /// Preparing and running a new statement in one round trip (pipeline mode: [DEALLOCATE, Sync,] Parse,
-    /// Bind/Execute, Sync).
-    case prepareAndExecute
-    /// Running the statement (prepared or unnamed), or the script, pipeline or stream.
-    case execute
-}
-
 /// One command in flight or waiting for the connection. Every stored property is protected by the core's lock.
 ///
 /// The command's payload is unpacked into stored constants once, so the hot paths read it without copying an enum
-/// (which would retain and release every array and string in it).
+/// (which would retain and release every array and string in it). Its protocol state (which step, which results
+/// mean what) is the pure ``CommandStateMachine`` in `protocolState`, created when the command starts.
 final class Command: @unchecked Sendable {
     enum Kind {
         case query, script, pipeline, stream, acquireSession
@@ -70,28 +56,10 @@ final class Command: @unchecked Sendable {
     /// The session this command belongs to, or `nil` for a free-standing command.
     let scope: UInt64?
     var continuation: UnsafeContinuation<CommandOutcome, Never>?
-    var phase = CommandPhase.execute
-    var statementName: String?
-    var statementKey: StatementCache.Key?
-    var evictedName: String?
-    var result: PostgresResultStorage?
-    var error: PostgresError?
-    var retriedAfterMissingStatement = false
+    /// The protocol state, from the moment the command holds the wire.
+    var protocolState: CommandStateMachine<PostgresResultStorage>?
+    /// The server started `COPY TO STDOUT`: its data is read and dropped until the copy ends.
     var discardingCopyOut = false
-    // `.prepareAndExecute` state: Syncs and end-of-statement NULLs seen, and whether the Parse failed.
-    var pipelinedSyncs = 0
-    var pipelinedNulls = 0
-    var prepareFailed = false
-    // Pipeline state.
-    var pipelineIndex = 0
-    var pipelineResults: [Result<PostgresRows, PostgresError>] = []
-    var pipelineCurrent: PostgresResultStorage?
-    var pipelineCurrentError: PostgresError?
-    /// Statements this pipeline prepares, by index: removed from the cache again if their segment fails.
-    var pipelinePrepared: [Int: StatementCache.Key] = [:]
-    /// In a transaction pipeline: whether the results being read are the current statement's Parse (sent before its
-    /// Execute when the pipeline prepares it), rather than its rows.
-    var pipelineReadingPrepare = false
 
     init(id: UInt64, kind: CommandKind, scope: UInt64?, continuation: UnsafeContinuation<CommandOutcome, Never>?) {
         self.id = id
@@ -133,27 +101,36 @@ final class Command: @unchecked Sendable {
         self.sessionToAcquire = session
     }
 
-    /// Records the current pipeline statement's rows or error, and moves to the next statement.
-    func finishPipelineStatement() {
-        if let error = pipelineCurrentError {
-            pipelineResults.append(.failure(error))
-        } else {
-            pipelineResults.append(.success(PostgresRows(storage: pipelineCurrent)))
-        }
-        pipelineCurrent = nil
-        pipelineCurrentError = nil
-        pipelineIndex += 1
+    /// The statement the results being read belong to, for error messages.
+    var statementText: String? {
+        if let text = protocolState?.statementText { return text }
+        return kind == .script ? script : nil
     }
 
-    /// Whether `.prepareAndExecute` is still reading the DEALLOCATE segment before the first Sync.
-    var inDeallocateSegment: Bool { evictedName != nil && pipelinedSyncs == 0 }
-
-    var statementText: String? {
+    /// The command as its protocol state machine sees it.
+    var protocolKind: CommandStateMachine<PostgresResultStorage>.Kind? {
         switch kind {
-        case .query, .stream: query.sql
-        case .script: script
-        case .pipeline: pipelineIndex < queries.count ? queries[pipelineIndex].sql : nil
-        case .acquireSession: nil
+        case .query:
+            .query(StatementCache.Key(sql: query.sql, types: query.bindings.types), cacheable: cacheable)
+        case .script:
+            .script
+        case .stream:
+            .stream(StatementCache.Key(sql: query.sql, types: query.bindings.types))
+        case .pipeline:
+            .pipeline(
+                queries.map { StatementCache.Key(sql: $0.sql, types: $0.bindings.types) },
+                transaction: pipelineIsTransaction)
+        case .acquireSession:
+            nil
+        }
+    }
+
+    /// The first encoding failure among the command's bound values.
+    var encodingFailure: PostgresError? {
+        switch kind {
+        case .query, .stream: query.bindings.encodingFailure
+        case .pipeline: queries.lazy.compactMap(\.bindings.encodingFailure).first
+        case .script, .acquireSession: nil
         }
     }
 }
@@ -390,84 +367,63 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         case .query, .script, .pipeline, .stream:
             break
         }
-        guard let connection, isConnected else {
+        guard let connection, isConnected, let kind = command.protocolKind else {
             complete(command, .failure(closedError ?? closedConnectionError()), completions: &completions)
             return
         }
-        switch command.kind {
-        case .query:
-            if let failure = command.query.bindings.encodingFailure {
-                complete(command, .failure(failure), completions: &completions)
-                return
-            }
-            if command.cacheable, statementCache.isEnabled {
-                let key = StatementCache.Key(sql: command.query.sql, types: command.query.bindings.types)
-                command.statementKey = key
-                switch statementCache.lookup(key) {
-                case .hit(let name):
-                    command.statementName = name
-                    command.phase = .execute
-                case .miss(let name, let evicted):
-                    command.statementName = name
-                    command.evictedName = evicted
-                    if singleRowModeDirty {
-                        // libpq 15 would apply a stale single-row mode to the pipelined Execute: two round trips.
-                        command.phase = evicted == nil ? .prepare : .deallocate
-                    } else {
-                        command.phase = .prepareAndExecute
-                    }
-                }
-            }
-        case .stream:
-            if let failure = command.query.bindings.encodingFailure {
-                complete(command, .failure(failure), completions: &completions)
-                return
-            }
-        case .pipeline:
-            if let failure = command.queries.lazy.compactMap(\.bindings.encodingFailure).first {
-                complete(command, .failure(failure), completions: &completions)
-                return
-            }
-            if singleRowModeDirty { command.phase = .resetSingleRowMode }
-        case .script, .acquireSession:
-            break
+        if let failure = command.encodingFailure {
+            complete(command, .failure(failure), completions: &completions)
+            return
         }
-        if !send(command, on: connection) {
-            let error = PostgresError(
-                code: PQstatus(connection) == CONNECTION_BAD ? .connectionClosed : .server,
-                message: PostgresError.connectionMessage(connection, fallback: "could not send the command")
-            )
-            if PQpipelineStatus(connection) != PQ_PIPELINE_OFF {
-                while let result = PQgetResult(connection) { PQclear(result) }
-                PQexitPipelineMode(connection)
-            }
-            if PQstatus(connection) == CONNECTION_BAD {
-                connectionBroke(error, completions: &completions)
-            } else {
-                complete(command, .failure(error), completions: &completions)
-            }
+        let (state, step) = CommandStateMachine<PostgresResultStorage>.start(
+            kind, cache: &statementCache, singleRowModeDirty: singleRowModeDirty)
+        command.protocolState = state
+        send(step, of: command, on: connection, completions: &completions)
+    }
+
+    /// Sends one step of the command and flushes; a step libpq refuses fails the command. Requires the lock.
+    func send(
+        _ step: CommandStateMachine<PostgresResultStorage>.Step,
+        of command: Command,
+        on connection: OpaquePointer,
+        completions: inout Completions
+    ) {
+        if write(step, of: command, on: connection) { return }
+        let error = PostgresError(
+            code: PQstatus(connection) == CONNECTION_BAD ? .connectionClosed : .server,
+            message: PostgresError.connectionMessage(connection, fallback: "could not send the command")
+        )
+        if PQpipelineStatus(connection) != PQ_PIPELINE_OFF {
+            while let result = PQgetResult(connection) { PQclear(result) }
+            PQexitPipelineMode(connection)
+        }
+        if PQstatus(connection) == CONNECTION_BAD {
+            connectionBroke(error, completions: &completions)
+        } else {
+            complete(command, .failure(error), completions: &completions)
         }
     }
 
-    /// Sends the command's current phase and flushes. Requires the lock. Returns `false` if libpq refused.
-    func send(_ command: Command, on connection: OpaquePointer) -> Bool {
+    /// Writes one step with libpq and flushes. Requires the lock. Returns `false` if libpq refused.
+    private func write(
+        _ step: CommandStateMachine<PostgresResultStorage>.Step,
+        of command: Command,
+        on connection: OpaquePointer
+    ) -> Bool {
         var sent: Int32 = 0
-        switch command.phase {
+        switch step {
         case .resetSingleRowMode:
             sent = PQsendQuery(connection, "")
-        case .deallocate:
-            sent = PQsendQuery(connection, "DEALLOCATE " + (command.evictedName ?? ""))
-        case .prepare:
-            guard command.kind == .query, let name = command.statementName else { return false }
+        case .deallocate(let name):
+            sent = PQsendQuery(connection, "DEALLOCATE " + name)
+        case .prepare(let name):
             let query = command.query
             sent = query.bindings.types.withUnsafeBufferPointer { types in
                 PQsendPrepare(connection, name, query.sql, Int32(types.count), types.baseAddress)
             }
-        case .prepareAndExecute:
-            guard command.kind == .query, let name = command.statementName,
-                PQenterPipelineMode(connection) == 1
-            else { return false }
-            if let evicted = command.evictedName {
+        case .prepareAndExecute(let name, let evicted):
+            guard PQenterPipelineMode(connection) == 1 else { return false }
+            if let evicted {
                 guard PQsendQueryParams(connection, "DEALLOCATE " + evicted, 0, nil, nil, nil, nil, 0) == 1,
                     PQpipelineSync(connection) == 1
                 else { return false }
@@ -481,90 +437,35 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                 PQsendQueryPrepared(connection, name, count, values, lengths, formats, 1)
             }
             guard sent == 1, PQpipelineSync(connection) == 1 else { return false }
-        case .execute:
-            switch command.kind {
-            case .query:
-                if let name = command.statementName {
-                    sent = command.query.bindings.withUnsafeParameters { count, _, values, lengths, formats in
-                        PQsendQueryPrepared(connection, name, count, values, lengths, formats, 1)
-                    }
-                } else {
-                    let sql = command.query.sql
-                    sent = command.query.bindings.withUnsafeParameters { count, types, values, lengths, formats in
-                        PQsendQueryParams(connection, sql, count, types, values, lengths, formats, 1)
-                    }
-                }
-            case .stream:
-                let sql = command.query.sql
-                sent = command.query.bindings.withUnsafeParameters { count, types, values, lengths, formats in
-                    PQsendQueryParams(connection, sql, count, types, values, lengths, formats, 1)
-                }
-                if sent == 1 {
-                    PQsetSingleRowMode(connection)
-                    singleRowModeDirty = true
-                }
-            case .script:
-                sent = PQsendQuery(connection, command.script)
-            case .pipeline:
-                guard PQenterPipelineMode(connection) == 1 else { return false }
-                // libpq 15 flushes at every PQpipelineSync: one write per statement. Corking a TCP socket for the
-                // batch sends it in as few segments as possible, so the server wakes once instead of once per
-                // statement (measured in bench-postgres). Unix sockets refuse the option; nothing changes there.
-                let socket = PQsocket(connection)
-                var cork: Int32 = 1
-                let corked = command.queries.count > 1
-                    && setsockopt(socket, Int32(IPPROTO_TCP), TCP_CORK, &cork, socklen_t(MemoryLayout<Int32>.size)) == 0
-                defer {
-                    if corked {
-                        var uncork: Int32 = 0
-                        _ = setsockopt(socket, Int32(IPPROTO_TCP), TCP_CORK, &uncork, socklen_t(MemoryLayout<Int32>.size))
-                    }
-                }
-                for (index, query) in command.queries.enumerated() {
-                    // Cached statements run prepared (bind + execute only on the server). A statement seen for the
-                    // first time is prepared in its own segment while the cache has room (a pipeline cannot
-                    // deallocate to make room); otherwise it runs unnamed.
-                    var name: String?
-                    if statementCache.isEnabled {
-                        let key = StatementCache.Key(sql: query.sql, types: query.bindings.types)
-                        if let cached = statementCache.hit(key) {
-                            name = cached
-                        } else if statementCache.hasRoom {
-                            let newName = statementCache.makeName()
-                            let prepared = query.bindings.types.withUnsafeBufferPointer { types in
-                                PQsendPrepare(connection, newName, query.sql, Int32(types.count), types.baseAddress)
-                            }
-                            guard prepared == 1 else { return false }
-                            statementCache.insert(key, name: newName)
-                            command.pipelinePrepared[index] = key
-                            name = newName
-                        }
-                    }
-                    if let name {
-                        sent = query.bindings.withUnsafeParameters { count, _, values, lengths, formats in
-                            PQsendQueryPrepared(connection, name, count, values, lengths, formats, 1)
-                        }
-                    } else {
-                        sent = query.bindings.withUnsafeParameters { count, types, values, lengths, formats in
-                            PQsendQueryParams(connection, query.sql, count, types, values, lengths, formats, 1)
-                        }
-                    }
-                    // Independent statements each end their own implicit transaction; a transaction pipeline has one
-                    // Sync after the last statement, so the server commits (or rolls back) and answers them together.
-                    guard sent == 1, command.pipelineIsTransaction || PQpipelineSync(connection) == 1 else {
-                        return false
-                    }
-                }
-                if command.pipelineIsTransaction {
-                    guard PQpipelineSync(connection) == 1 else { return false }
-                    command.pipelineReadingPrepare = command.pipelinePrepared[0] != nil
-                }
-            case .acquireSession:
+        case .executePrepared(let name):
+            sent = command.query.bindings.withUnsafeParameters { count, _, values, lengths, formats in
+                PQsendQueryPrepared(connection, name, count, values, lengths, formats, 1)
+            }
+        case .executeUnnamed:
+            let sql = command.query.sql
+            sent = command.query.bindings.withUnsafeParameters { count, types, values, lengths, formats in
+                PQsendQueryParams(connection, sql, count, types, values, lengths, formats, 1)
+            }
+        case .script:
+            sent = PQsendQuery(connection, command.script)
+        case .stream:
+            let sql = command.query.sql
+            sent = command.query.bindings.withUnsafeParameters { count, types, values, lengths, formats in
+                PQsendQueryParams(connection, sql, count, types, values, lengths, formats, 1)
+            }
+            if sent == 1 { PQsetSingleRowMode(connection) }
+        case .pipeline(let statements, let transaction):
+            guard writePipeline(statements, transaction: transaction, of: command, on: connection) else {
                 return false
             }
+            sent = 1
         }
         guard sent == 1 else { return false }
-        if command.kind != .stream, command.phase != .resetSingleRowMode { singleRowModeDirty = false }
+        switch step {
+        case .stream: singleRowModeDirty = true
+        case .resetSingleRowMode: break
+        default: singleRowModeDirty = false
+        }
         switch PQflush(connection) {
         case 0:
             needsWrite = false
@@ -576,6 +477,55 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             return false
         }
         return true
+    }
+
+    /// Writes a pipeline's statements as the state machine planned them. Requires the lock.
+    private func writePipeline(
+        _ statements: [CommandStateMachine<PostgresResultStorage>.PipelineStatement],
+        transaction: Bool,
+        of command: Command,
+        on connection: OpaquePointer
+    ) -> Bool {
+        guard PQenterPipelineMode(connection) == 1 else { return false }
+        // libpq 15 flushes at every PQpipelineSync: one write per statement. Corking a TCP socket for the batch sends
+        // it in as few segments as possible, so the server wakes once instead of once per statement (measured in
+        // bench-postgres). Unix sockets refuse the option; nothing changes there.
+        let socket = PQsocket(connection)
+        var cork: Int32 = 1
+        let corked =
+            command.queries.count > 1
+            && setsockopt(socket, Int32(IPPROTO_TCP), TCP_CORK, &cork, socklen_t(MemoryLayout<Int32>.size)) == 0
+        defer {
+            if corked {
+                var uncork: Int32 = 0
+                _ = setsockopt(socket, Int32(IPPROTO_TCP), TCP_CORK, &uncork, socklen_t(MemoryLayout<Int32>.size))
+            }
+        }
+        for (query, statement) in zip(command.queries, statements) {
+            var sent: Int32
+            switch statement {
+            case .prepared(let name):
+                sent = query.bindings.withUnsafeParameters { count, _, values, lengths, formats in
+                    PQsendQueryPrepared(connection, name, count, values, lengths, formats, 1)
+                }
+            case .prepareAndExecute(let name):
+                let prepared = query.bindings.types.withUnsafeBufferPointer { types in
+                    PQsendPrepare(connection, name, query.sql, Int32(types.count), types.baseAddress)
+                }
+                guard prepared == 1 else { return false }
+                sent = query.bindings.withUnsafeParameters { count, _, values, lengths, formats in
+                    PQsendQueryPrepared(connection, name, count, values, lengths, formats, 1)
+                }
+            case .unnamed:
+                sent = query.bindings.withUnsafeParameters { count, types, values, lengths, formats in
+                    PQsendQueryParams(connection, query.sql, count, types, values, lengths, formats, 1)
+                }
+            }
+            // Independent statements each end their own implicit transaction; a transaction pipeline has one Sync
+            // after the last statement, so the server commits (or rolls back) and answers them together.
+            guard sent == 1, transaction || PQpipelineSync(connection) == 1 else { return false }
+        }
+        return !transaction || PQpipelineSync(connection) == 1
     }
 
     func closedConnectionError() -> PostgresError {
@@ -618,7 +568,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     }
 
     func fail(_ command: Command, with error: PostgresError, completions: inout Completions) {
-        completions.append(command, .failure(command.error ?? error))
+        completions.append(command, .failure(command.protocolState?.pendingError ?? error))
     }
 }
 

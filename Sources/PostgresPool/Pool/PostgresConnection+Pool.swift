@@ -24,6 +24,16 @@ extension PostgresConnection {
         }
     }
 
+    /// Why the connection closed (or `nil` while open) and its transaction state, from one locked read.
+    func releaseCheck() -> (ConnectionStateMachine<Command>.CloseReason?, PostgresTransactionStatus) {
+        core.lock.withLock {
+            let reason: ConnectionStateMachine<Command>.CloseReason?
+            if case .closed(let closed) = core.machine.state { reason = closed } else { reason = nil }
+            guard core.isConnected, let connection = core.connection else { return (reason, .unknown) }
+            return (reason, PostgresTransactionStatus(PQtransactionStatus(connection)))
+        }
+    }
+
     /// Runs clean-up SQL that must reach the server even when the calling task is cancelled (a rollback, a session
     /// reset): it is not cancelled on the server, and it is bounded by `deadline` (by default the grace period from
     /// now); past it the connection is closed.

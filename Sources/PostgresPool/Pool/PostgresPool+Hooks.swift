@@ -52,7 +52,8 @@ struct PostgresPoolHooks: Sendable {
     /// Runs when a lease ends, in the releasing task: decides whether the connection may serve the next caller.
     func released(_ connection: PostgresConnection, context: ResourceReleaseContext) async -> ResourceReleaseDecision {
         if context.markedBroken { return .discard }
-        switch connection.closeReason {
+        let (closeReason, status) = connection.releaseCheck()
+        switch closeReason {
         case nil:
             break
         case .requested, .deadlineExpired:
@@ -71,7 +72,6 @@ struct PostgresPoolHooks: Sendable {
             instruments.fatalErrorObserved()
             return .discardAndValidateIdle
         }
-        let status = connection.transactionStatus
         switch status {
         case .idle:
             break
