@@ -1,0 +1,195 @@
+// bench-testserver: the time a test waits for a ready, migrated database of its own, with a 20-table schema,
+// (a) starting a new PostgresTestServer per test and migrating it, and (b) cloning the template database of a
+// shared server (`withDatabase(migrations:)`), with both `CREATE DATABASE` strategies, FILE_COPY and WAL_LOG.
+//
+// Ready means: the call returned and the database accepts connections. The first query's round trip (a new libpq
+// connection and `SELECT 1`) and the clean-up (`destroy()` of a server, `DROP DATABASE` of a clone) are timed
+// separately and reported beside it. The runs are interleaved: each round clones with both strategies (order
+// alternating) and, every CLONES/SERVERS rounds, starts a server, so a busy neighbour hits all of them alike.
+//
+// Environment: BENCH_CLONES (default 50 per strategy), BENCH_SERVERS (default 10 servers),
+// BENCH_TEMPORARY_DIRECTORY (where servers live; default the system's temporary folder).
+import Foundation
+import PostgresPool
+import PostgresTestServer
+
+let environment = ProcessInfo.processInfo.environment
+let clones = max(1, Int(environment["BENCH_CLONES"] ?? "") ?? 50)
+let servers = max(1, Int(environment["BENCH_SERVERS"] ?? "") ?? 10)
+let temporaryDirectory = environment["BENCH_TEMPORARY_DIRECTORY"]
+
+/// The schema: 20 tables with a primary key, a foreign key to the previous table, a unique constraint, an index,
+/// a check constraint and a default: the shape of an application's migrations.
+let schema: [String] = (0..<20).map { index in
+    let reference = index == 0 ? "" : "parent_id bigint REFERENCES table_\(index - 1) (id),"
+    return """
+        CREATE TABLE table_\(index) (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            \(reference)
+            code text NOT NULL UNIQUE,
+            name text NOT NULL,
+            amount numeric(12, 2) NOT NULL DEFAULT 0 CHECK (amount >= 0),
+            created_at timestamptz NOT NULL DEFAULT now(),
+            payload jsonb
+        );
+        CREATE INDEX table_\(index)_created_at ON table_\(index) (created_at);
+        """
+}
+let migrations = PostgresTestServer.Migrations.sql(schema)
+
+func milliseconds(since start: ContinuousClock.Instant) -> Double {
+    let elapsed = ContinuousClock.now - start
+    return Double(elapsed.components.seconds) * 1e3 + Double(elapsed.components.attoseconds) / 1e15
+}
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    guard !sorted.isEmpty else { return .nan }
+    let middle = sorted.count / 2
+    return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
+
+func percentile(_ values: [Double], _ fraction: Double) -> Double {
+    let sorted = values.sorted()
+    guard !sorted.isEmpty else { return .nan }
+    return sorted[min(sorted.count - 1, Int(Double(sorted.count) * fraction))]
+}
+
+func format(_ value: Double, _ decimals: Int = 1) -> String {
+    String(format: "%.\(decimals)f", value)
+}
+
+func log(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+/// Opens a libpq connection and runs `SELECT 1`: the first query a test would make.
+func firstQuery(_ connectionString: String) async throws -> Double {
+    let start = ContinuousClock.now
+    let connection = try await PostgresConnection.connect(configuration: .init(connectionString: connectionString))
+    _ = try await connection.query("SELECT 1")
+    let elapsed = milliseconds(since: start)
+    await connection.close()
+    return elapsed
+}
+
+struct Timings {
+    var ready: [Double] = []
+    var firstQuery: [Double] = []
+    var cleanUp: [Double] = []
+
+    var row: [String] {
+        [
+            "\(ready.count)", format(median(ready)), format(ready.min() ?? .nan), format(percentile(ready, 0.9)),
+            format(ready.max() ?? .nan), format(median(firstQuery)), format(median(cleanUp)),
+        ]
+    }
+}
+
+var serverConfiguration = PostgresTestServer.Configuration()
+serverConfiguration.temporaryDirectory = temporaryDirectory
+
+/// (a) A new server per test: start, migrate, first query, destroy.
+func serverPerTest(into timings: inout Timings) async throws {
+    let start = ContinuousClock.now
+    let server = try await PostgresTestServer.start(serverConfiguration)
+    // One psql run for the whole schema: the cheapest way to migrate a fresh server.
+    try await server.psql(schema.joined(separator: "\n"))
+    timings.ready.append(milliseconds(since: start))
+    timings.firstQuery.append(try await firstQuery(server.connection.unixSocketConnectionString))
+    let cleanUp = ContinuousClock.now
+    try await server.destroy()
+    timings.cleanUp.append(milliseconds(since: cleanUp))
+}
+
+/// (b) A clone of the shared server's template: make, first query, drop.
+func clone(on server: PostgresTestServer, strategy: PostgresTestServer.CloneStrategy, into timings: inout Timings)
+    async throws
+{
+    let start = ContinuousClock.now
+    let database = try await server.makeDatabase(migrations: migrations, options: .init(cloneStrategy: strategy))
+    timings.ready.append(milliseconds(since: start))
+    timings.firstQuery.append(try await firstQuery(database.connectionString))
+    let cleanUp = ContinuousClock.now
+    try await database.drop()
+    timings.cleanUp.append(milliseconds(since: cleanUp))
+}
+
+// MARK: The run.
+
+log("starting the shared server and building the template (20 tables) …")
+let shared = try await PostgresTestServer.start(serverConfiguration)
+let buildStart = ContinuousClock.now
+try await shared.withDatabase(migrations: migrations) { _ in }
+let templateBuild = milliseconds(since: buildStart)
+let tableCount = try await shared.withDatabase(migrations: migrations) { database in
+    try await database.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+}
+precondition(tableCount == "20", "the template has \(tableCount) tables, not 20")
+
+// Warm-up: one of each, unmeasured.
+var discard = Timings()
+try await clone(on: shared, strategy: .fileCopy, into: &discard)
+try await clone(on: shared, strategy: .walLog, into: &discard)
+try await serverPerTest(into: &discard)
+
+var fileCopy = Timings()
+var walLog = Timings()
+var perTest = Timings()
+let serverEvery = max(1, clones / servers)
+for round in 0..<clones {
+    if round % 2 == 0 {
+        try await clone(on: shared, strategy: .fileCopy, into: &fileCopy)
+        try await clone(on: shared, strategy: .walLog, into: &walLog)
+    } else {
+        try await clone(on: shared, strategy: .walLog, into: &walLog)
+        try await clone(on: shared, strategy: .fileCopy, into: &fileCopy)
+    }
+    if round % serverEvery == serverEvery - 1 && perTest.ready.count < servers {
+        try await serverPerTest(into: &perTest)
+        log("round \(round + 1)/\(clones): server per test \(format(perTest.ready.last ?? .nan)) ms")
+    }
+}
+while perTest.ready.count < servers {
+    try await serverPerTest(into: &perTest)
+}
+try await shared.destroy()
+
+// The default strategy of `DatabaseOptions` is the one a test gets.
+let defaultStrategy = PostgresTestServer.DatabaseOptions().cloneStrategy
+let cloneDefault = defaultStrategy == .walLog ? walLog : fileCopy
+let cloneMedian = median(cloneDefault.ready)
+let serverMedian = median(perTest.ready)
+
+print("")
+print("Time to a ready, migrated database (20 tables), ms; first query = new connection + SELECT 1")
+print("")
+let header = ["how", "runs", "median", "min", "p90", "max", "first query", "clean-up"]
+let rows: [[String]] = [
+    ["clone, STRATEGY FILE_COPY"] + fileCopy.row,
+    ["clone, STRATEGY WAL_LOG"] + walLog.row,
+    ["new server per test"] + perTest.row,
+]
+let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
+for line in [header] + rows {
+    print(
+        line.enumerated().map { column, text in
+            column == 0
+                ? text.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+                : String(repeating: " ", count: widths[column] - text.count) + text
+        }.joined(separator: "  ")
+    )
+}
+print("")
+print("template build (once per server and migration set): \(format(templateBuild)) ms")
+print("default strategy: \(defaultStrategy)")
+print("")
+print("testdb.template_build_ms=\(format(templateBuild))")
+print("testdb.clone.file_copy_median_ms=\(format(median(fileCopy.ready), 2))")
+print("testdb.clone.wal_log_median_ms=\(format(median(walLog.ready), 2))")
+print("testdb.clone.first_query_median_ms=\(format(median(cloneDefault.firstQuery), 2))")
+print("testdb.clone.drop_median_ms=\(format(median(cloneDefault.cleanUp), 2))")
+print("testdb.server_per_test.median_ms=\(format(serverMedian, 1))")
+print("testdb.server_per_test.runs=\(perTest.ready.count)")
+print("testdb.clone.median_ms=\(format(cloneMedian, 2))")
+print("testdb.clone.ratio_vs_server_per_test=\(format(serverMedian / cloneMedian, 1))")
