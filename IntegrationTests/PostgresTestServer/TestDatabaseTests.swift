@@ -255,6 +255,30 @@ struct TestDatabaseTests {
         #expect(error?.code == .invalidConfiguration)
     }
 
+    @Test("the next database of a migration set is cloned ahead, while the previous test runs, and handed over renamed")
+    func preparesTheNextDatabase() async throws {
+        try await PostgresTestServer.withServer { server in
+            let first = try await server.makeDatabase(migrations: Self.itemsSchema)
+            await server.testDatabases.waitForSpares()
+            let spare = try #require(server.testDatabases.readySpares.first)
+            #expect(try await server.psql("SELECT count(*) FROM pg_database WHERE datname = '\(spare)'") == "1")
+
+            let second = try await server.makeDatabase(migrations: Self.itemsSchema)
+            #expect(try await server.psql("SELECT count(*) FROM pg_database WHERE datname = '\(spare)'") == "0")
+            #expect(try await second.psql("SELECT count(*) FROM items") == "0")
+            await server.testDatabases.waitForSpares()
+            #expect(server.testDatabases.readySpares.count == 1)
+            #expect(!server.testDatabases.readySpares.contains(spare))
+
+            // Without preparing, a caller neither takes nor makes a spare.
+            var options = PostgresTestServer.DatabaseOptions()
+            options.preparesNextDatabase = false
+            let third = try await server.makeDatabase(migrations: Self.itemsSchema, options: options)
+            #expect(server.testDatabases.readySpares.count == 1)
+            for database in [first, second, third] { try await database.drop() }
+        }
+    }
+
     @Test("a pool configuration from the clone's connection string reaches the clone")
     func poolConfiguration() async throws {
         let server = try await PostgresTestServer.shared

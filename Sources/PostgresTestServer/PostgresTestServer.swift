@@ -57,7 +57,7 @@ public final class PostgresTestServer: Sendable {
     private let watchdog: Watchdog
     private let state: Mutex<State>
     /// The template databases and housekeeping connections behind ``withDatabase(migrations:options:_:)``.
-    let testDatabases: TestDatabases
+    package let testDatabases: TestDatabases
 
     private init(cluster: Cluster, watchdog: Watchdog, port: Int, postmaster: ChildProcess) {
         self.cluster = cluster

@@ -22,6 +22,8 @@ package final class TestDatabases: Sendable {
     private let templates = Mutex<[String: Task<String, any Error>]>([:])
     /// Idle housekeeping connections, reused so that a clone costs one round trip.
     private let idle = Mutex<[AdminConnection]>([])
+    /// Clones made ahead of time, per template and strategy.
+    private let spares = Mutex<[SpareKey: Spares]>([:])
     private static let maximumIdleConnections = 8
 
     init(connection: PostgresTestServer.ConnectionDetails) {
@@ -38,31 +40,117 @@ package final class TestDatabases: Sendable {
         try Self.validate(namePrefix: options.namePrefix)
         let key = try migrations.key()
         let template = try await template(for: key, migrations: migrations, server: server)
+        let spareKey = SpareKey(template: template, strategy: options.cloneStrategy)
         let name = "\(options.namePrefix)_\(key.prefix(8))_\(Self.randomHex(8))"
-        try await withAdminConnection { admin in
-            var sql = "CREATE DATABASE \(quoted(name)) TEMPLATE \(quoted(template))"
-            if let strategy = options.cloneStrategy.sql, admin.serverVersion >= 150_000 {
-                sql += " STRATEGY \(strategy)"
+        if options.preparesNextDatabase, let spare = spares.withLock({ $0[spareKey]?.ready.popLast() }) {
+            // A clone made in the background while the previous test ran: only its name changes.
+            try await withAdminConnection { admin in
+                try await Self.run(admin, "ALTER DATABASE \(quoted(spare)) RENAME TO \(quoted(name))") {
+                    "Could not rename the prepared clone \(spare) to \(name): \($0)."
+                }
             }
-            do {
-                _ = try await admin.query(sql)
-            } catch let error as AdminConnection.ServerError {
-                throw PostgresTestServerError(
-                    .sqlFailed,
-                    "Could not clone the template \(template) into \(name): \(error)."
-                )
-            }
+        } else {
+            try await clone(template, into: name, strategy: options.cloneStrategy)
+        }
+        if options.preparesNextDatabase {
+            prepareSpare(spareKey, keyPrefix: String(key.prefix(8)))
         }
         return PostgresTestServer.Database(name: name, server: server, templateName: template)
     }
 
+    /// `CREATE DATABASE name TEMPLATE template [STRATEGY …]`.
+    private func clone(_ template: String, into name: String, strategy: PostgresTestServer.CloneStrategy)
+        async throws
+    {
+        try await withAdminConnection { admin in
+            var sql = "CREATE DATABASE \(quoted(name)) TEMPLATE \(quoted(template))"
+            if let strategy = strategy.sql, admin.serverVersion >= 150_000 {
+                sql += " STRATEGY \(strategy)"
+            }
+            try await Self.run(admin, sql) { "Could not clone the template \(template) into \(name): \($0)." }
+        }
+    }
+
+    // MARK: - Spare clones
+
+    /// The prepared clones of one template and strategy.
+    private struct SpareKey: Hashable, Sendable {
+        var template: String
+        var strategy: PostgresTestServer.CloneStrategy
+    }
+
+    private struct Spares {
+        /// Clones ready to be handed out (by name).
+        var ready: [String] = []
+        /// Clones being made, by a number of their own.
+        var inProgress: [UInt64: Task<Void, Never>] = [:]
+    }
+
+    /// How many clones of each template are kept ready: one covers a test that follows another, and more would
+    /// only compete with the tests for the two cores.
+    private static let sparesPerTemplate = 1
+
+    /// Starts a clone in the background for the next caller of `key`, unless enough are ready or being made.
+    ///
+    /// The clone runs while the caller's test does, so the next test of the same migration set finds its database
+    /// already made and pays for a rename only. A spare that fails is forgotten: the next caller clones itself.
+    private func prepareSpare(_ key: SpareKey, keyPrefix: String) {
+        let name = "spare_\(keyPrefix)_\(Self.randomHex(8))"
+        spares.withLock { spares in
+            var entry = spares[key, default: Spares()]
+            guard entry.ready.count + entry.inProgress.count < Self.sparesPerTemplate else { return }
+            let number = UInt64.random(in: 0...UInt64.max)
+            // Unstructured on purpose: the spare outlives the call that asked for it. Started under the lock so
+            // that it is in the table before it can finish; it takes the lock itself only once the clone is done.
+            entry.inProgress[number] = Task {
+                let made: Bool
+                do {
+                    try await self.clone(key.template, into: name, strategy: key.strategy)
+                    made = true
+                } catch {
+                    made = false
+                }
+                self.spares.withLock { spares in
+                    spares[key]?.inProgress[number] = nil
+                    if made { spares[key]?.ready.append(name) }
+                }
+            }
+            spares[key] = entry
+        }
+    }
+
+    /// For tests: waits until no spare clone is being made.
+    package func waitForSpares() async {
+        while true {
+            let tasks = spares.withLock { spares in spares.values.flatMap { $0.inProgress.values } }
+            guard !tasks.isEmpty else { return }
+            for task in tasks { await task.value }
+        }
+    }
+
+    /// The names of the spare clones ready now, for tests.
+    package var readySpares: [String] {
+        spares.withLock { spares in spares.values.flatMap(\.ready) }
+    }
+
     func drop(_ name: String) async throws {
         try await withAdminConnection { admin in
-            do {
-                _ = try await admin.query("DROP DATABASE IF EXISTS \(quoted(name)) WITH (FORCE)")
-            } catch let error as AdminConnection.ServerError {
-                throw PostgresTestServerError(.sqlFailed, "Could not drop the test database \(name): \(error).")
+            try await Self.run(admin, "DROP DATABASE IF EXISTS \(quoted(name)) WITH (FORCE)") {
+                "Could not drop the test database \(name): \($0)."
             }
+        }
+    }
+
+    /// Runs `sql`, turning the server's error into `.sqlFailed` with `message`.
+    private static func run(
+        _ admin: AdminConnection,
+        _ sql: String,
+        message: (AdminConnection.ServerError) -> String
+    ) async throws {
+        do {
+            _ = try await admin.query(sql)
+        } catch let error as AdminConnection.ServerError {
+            throw PostgresTestServerError(.sqlFailed, message(error))
         }
     }
 
