@@ -1,14 +1,16 @@
 // bench-testserver: the time a test waits for a ready, migrated database of its own, with a 20-table schema,
-// (a) starting a new PostgresTestServer per test and migrating it, and (b) cloning the template database of a
-// shared server (`withDatabase(migrations:)`), with both `CREATE DATABASE` strategies, FILE_COPY and WAL_LOG.
+// (a) starting a new PostgresTestServer per test and migrating it, and (b) from the template database of one shared
+// server: `withDatabase`'s defaults (a clone with STRATEGY FILE_COPY, the next one made in the background while the
+// previous test runs), and clones made on demand with each `CREATE DATABASE` strategy, FILE_COPY and WAL_LOG.
 //
-// Ready means: the call returned and the database accepts connections. The first query's round trip (a new libpq
-// connection and `SELECT 1`) and the clean-up (`destroy()` of a server, `DROP DATABASE` of a clone) are timed
-// separately and reported beside it. The runs are interleaved: each round clones with both strategies (order
-// alternating) and, every CLONES/SERVERS rounds, starts a server, so a busy neighbour hits all of them alike.
+// Ready means: the call returned and the database accepts connections. The first query (a new libpq connection and
+// `SELECT 1`) and the clean-up (`destroy()` of a server, `DROP DATABASE` of a clone) are timed separately and
+// reported beside it. The runs are interleaved: each round clones on demand with both strategies (order
+// alternating), then runs two tests back to back with the defaults and records the second (its clone was prepared
+// only during the first one's first query and drop), and every CLONES/SERVERS rounds starts a server of its own.
 //
-// Environment: BENCH_CLONES (default 50 per strategy), BENCH_SERVERS (default 10 servers),
-// BENCH_TEMPORARY_DIRECTORY (where servers live; default the system's temporary folder).
+// Environment: BENCH_CLONES (default 50 rounds), BENCH_SERVERS (default 10 servers), BENCH_TEMPORARY_DIRECTORY
+// (where the servers live; default PostgresTestServer's choice: /dev/shm when it has 2 GiB free, else /tmp).
 import Foundation
 import PostgresPool
 import PostgresTestServer
@@ -73,10 +75,22 @@ func firstQuery(_ connectionString: String) async throws -> Double {
     return elapsed
 }
 
+struct Sample {
+    var ready: Double
+    var firstQuery: Double
+    var cleanUp: Double
+}
+
 struct Timings {
     var ready: [Double] = []
     var firstQuery: [Double] = []
     var cleanUp: [Double] = []
+
+    mutating func append(_ sample: Sample) {
+        ready.append(sample.ready)
+        firstQuery.append(sample.firstQuery)
+        cleanUp.append(sample.cleanUp)
+    }
 
     var row: [String] {
         [
@@ -86,33 +100,40 @@ struct Timings {
     }
 }
 
-var serverConfiguration = PostgresTestServer.Configuration()
-serverConfiguration.temporaryDirectory = temporaryDirectory
+let serverConfiguration: PostgresTestServer.Configuration = {
+    var configuration = PostgresTestServer.Configuration()
+    configuration.temporaryDirectory = temporaryDirectory
+    return configuration
+}()
 
 /// (a) A new server per test: start, migrate, first query, destroy.
-func serverPerTest(into timings: inout Timings) async throws {
+func serverPerTest() async throws -> Sample {
     let start = ContinuousClock.now
     let server = try await PostgresTestServer.start(serverConfiguration)
     // One psql run for the whole schema: the cheapest way to migrate a fresh server.
     try await server.psql(schema.joined(separator: "\n"))
-    timings.ready.append(milliseconds(since: start))
-    timings.firstQuery.append(try await firstQuery(server.connection.unixSocketConnectionString))
+    let ready = milliseconds(since: start)
+    let query = try await firstQuery(server.connection.unixSocketConnectionString)
     let cleanUp = ContinuousClock.now
     try await server.destroy()
-    timings.cleanUp.append(milliseconds(since: cleanUp))
+    return Sample(ready: ready, firstQuery: query, cleanUp: milliseconds(since: cleanUp))
 }
 
-/// (b) A clone of the shared server's template: make, first query, drop.
-func clone(on server: PostgresTestServer, strategy: PostgresTestServer.CloneStrategy, into timings: inout Timings)
-    async throws
-{
+/// (b) A database of the shared server: make, first query, drop.
+func clone(on server: PostgresTestServer, _ options: PostgresTestServer.DatabaseOptions) async throws -> Sample {
     let start = ContinuousClock.now
-    let database = try await server.makeDatabase(migrations: migrations, options: .init(cloneStrategy: strategy))
-    timings.ready.append(milliseconds(since: start))
-    timings.firstQuery.append(try await firstQuery(database.connectionString))
+    let database = try await server.makeDatabase(migrations: migrations, options: options)
+    let ready = milliseconds(since: start)
+    let query = try await firstQuery(database.connectionString)
     let cleanUp = ContinuousClock.now
     try await database.drop()
-    timings.cleanUp.append(milliseconds(since: cleanUp))
+    return Sample(ready: ready, firstQuery: query, cleanUp: milliseconds(since: cleanUp))
+}
+
+func cloneOnly(_ strategy: PostgresTestServer.CloneStrategy) -> PostgresTestServer.DatabaseOptions {
+    var options = PostgresTestServer.DatabaseOptions(cloneStrategy: strategy)
+    options.preparesNextDatabase = false
+    return options
 }
 
 // MARK: The run.
@@ -126,39 +147,43 @@ let tableCount = try await shared.withDatabase(migrations: migrations) { databas
     try await database.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
 }
 precondition(tableCount == "20", "the template has \(tableCount) tables, not 20")
+log("server folder: \(shared.directory)")
 
 // Warm-up: one of each, unmeasured.
-var discard = Timings()
-try await clone(on: shared, strategy: .fileCopy, into: &discard)
-try await clone(on: shared, strategy: .walLog, into: &discard)
-try await serverPerTest(into: &discard)
+_ = try await clone(on: shared, cloneOnly(.fileCopy))
+_ = try await clone(on: shared, cloneOnly(.walLog))
+_ = try await clone(on: shared, PostgresTestServer.DatabaseOptions())
+_ = try await serverPerTest()
 
 var fileCopy = Timings()
 var walLog = Timings()
+var defaults = Timings()
 var perTest = Timings()
 let serverEvery = max(1, clones / servers)
 for round in 0..<clones {
     if round % 2 == 0 {
-        try await clone(on: shared, strategy: .fileCopy, into: &fileCopy)
-        try await clone(on: shared, strategy: .walLog, into: &walLog)
+        fileCopy.append(try await clone(on: shared, cloneOnly(.fileCopy)))
+        walLog.append(try await clone(on: shared, cloneOnly(.walLog)))
     } else {
-        try await clone(on: shared, strategy: .walLog, into: &walLog)
-        try await clone(on: shared, strategy: .fileCopy, into: &fileCopy)
+        walLog.append(try await clone(on: shared, cloneOnly(.walLog)))
+        fileCopy.append(try await clone(on: shared, cloneOnly(.fileCopy)))
     }
+    // The defaults, as withDatabase uses them: two tests back to back. The second is recorded: its clone was
+    // prepared only while the first one's "test" (its first query and drop) ran.
+    _ = try await clone(on: shared, PostgresTestServer.DatabaseOptions())
+    defaults.append(try await clone(on: shared, PostgresTestServer.DatabaseOptions()))
     if round % serverEvery == serverEvery - 1 && perTest.ready.count < servers {
-        try await serverPerTest(into: &perTest)
+        perTest.append(try await serverPerTest())
         log("round \(round + 1)/\(clones): server per test \(format(perTest.ready.last ?? .nan)) ms")
     }
 }
 while perTest.ready.count < servers {
-    try await serverPerTest(into: &perTest)
+    perTest.append(try await serverPerTest())
 }
 try await shared.destroy()
 
-// The default strategy of `DatabaseOptions` is the one a test gets.
 let defaultStrategy = PostgresTestServer.DatabaseOptions().cloneStrategy
-let cloneDefault = defaultStrategy == .walLog ? walLog : fileCopy
-let cloneMedian = median(cloneDefault.ready)
+let cloneMedian = median(defaults.ready)
 let serverMedian = median(perTest.ready)
 
 print("")
@@ -166,8 +191,9 @@ print("Time to a ready, migrated database (20 tables), ms; first query = new con
 print("")
 let header = ["how", "runs", "median", "min", "p90", "max", "first query", "clean-up"]
 let rows: [[String]] = [
-    ["clone, STRATEGY FILE_COPY"] + fileCopy.row,
-    ["clone, STRATEGY WAL_LOG"] + walLog.row,
+    ["withDatabase defaults (\(defaultStrategy), next one prepared)"] + defaults.row,
+    ["clone on demand, STRATEGY FILE_COPY"] + fileCopy.row,
+    ["clone on demand, STRATEGY WAL_LOG"] + walLog.row,
     ["new server per test"] + perTest.row,
 ]
 let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
@@ -182,13 +208,13 @@ for line in [header] + rows {
 }
 print("")
 print("template build (once per server and migration set): \(format(templateBuild)) ms")
-print("default strategy: \(defaultStrategy)")
 print("")
 print("testdb.template_build_ms=\(format(templateBuild))")
-print("testdb.clone.file_copy_median_ms=\(format(median(fileCopy.ready), 2))")
-print("testdb.clone.wal_log_median_ms=\(format(median(walLog.ready), 2))")
-print("testdb.clone.first_query_median_ms=\(format(median(cloneDefault.firstQuery), 2))")
-print("testdb.clone.drop_median_ms=\(format(median(cloneDefault.cleanUp), 2))")
+print("testdb.clone.on_demand_file_copy_median_ms=\(format(median(fileCopy.ready), 2))")
+print("testdb.clone.on_demand_wal_log_median_ms=\(format(median(walLog.ready), 2))")
+print("testdb.clone.first_query_median_ms=\(format(median(defaults.firstQuery), 2))")
+print("testdb.clone.drop_median_ms=\(format(median(defaults.cleanUp), 2))")
+print("testdb.server_per_test.destroy_median_ms=\(format(median(perTest.cleanUp), 1))")
 print("testdb.server_per_test.median_ms=\(format(serverMedian, 1))")
 print("testdb.server_per_test.runs=\(perTest.ready.count)")
 print("testdb.clone.median_ms=\(format(cloneMedian, 2))")
