@@ -36,7 +36,8 @@ struct AuthenticationTests {
             let wrong = try await server.runTool(
                 "psql",
                 arguments: [
-                    "-X", "-c", "SELECT 1", "-d", server.connection.connectionString(transport: .tcp, password: "guess"),
+                    "-X", "-c", "SELECT 1", "-d",
+                    server.connection.connectionString(transport: .tcp, password: "guess"),
                 ]
             )
             #expect(wrong.standardError.contains("password authentication failed for user \"postgres\""))
@@ -65,7 +66,8 @@ struct AuthenticationTests {
             let overTCP = try await server.runTool(
                 "psql",
                 arguments: [
-                    "-X", "-c", "SELECT 1", "-d", server.connection.connectionString(transport: .tcp, user: "local_only"),
+                    "-X", "-c", "SELECT 1", "-d",
+                    server.connection.connectionString(transport: .tcp, user: "local_only"),
                 ],
                 environment: ["PGPASSFILE": "/dev/null"]
             )
@@ -77,9 +79,11 @@ struct AuthenticationTests {
     @Test("another local user can reach neither the socket nor, without the password, the TCP port")
     func anotherUserIsRefused() async throws {
         // Switching users needs root (CI runs as root); elsewhere the TCP check above covers the port.
-        guard geteuid() == 0, let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].first(where: {
-            FileManager.default.isExecutableFile(atPath: $0)
-        }) else { return }
+        guard geteuid() == 0,
+            let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].first(where: {
+                FileManager.default.isExecutableFile(atPath: $0)
+            })
+        else { return }
         try await PostgresTestServer.withServer { server in
             let psql = server.binaryDirectory + "/psql"
             func asNobody(_ connectionString: String) throws -> (status: Int32, error: String) {

@@ -20,8 +20,10 @@ struct TLSTests {
 
             let verified = try await connect(
                 server,
-                ["host": Self.serverName, "hostaddr": "127.0.0.1", "sslmode": "verify-full",
-                 "sslrootcert": certificates.rootCertificate]
+                [
+                    "host": Self.serverName, "hostaddr": "127.0.0.1", "sslmode": "verify-full",
+                    "sslrootcert": certificates.rootCertificate,
+                ]
             )
             #expect(try await isEncrypted(verified))
             await verified.close()
@@ -34,8 +36,10 @@ struct TLSTests {
             let error = await #expect(throws: PostgresError.self) {
                 try await connect(
                     server,
-                    ["host": Self.serverName, "hostaddr": "127.0.0.1", "sslmode": "verify-full",
-                     "sslrootcert": certificates.otherRootCertificate]
+                    [
+                        "host": Self.serverName, "hostaddr": "127.0.0.1", "sslmode": "verify-full",
+                        "sslrootcert": certificates.otherRootCertificate,
+                    ]
                 )
             }
             let text = "\(error.map(String.init(describing:)) ?? "")"
@@ -148,7 +152,8 @@ private func makeCertificates(in folder: String) throws -> TestCertificates {
             ]
         )
     }
-    try openssl(["req", "-new"] + key + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=\(TLSTests.serverName)"])
+    try openssl(
+        ["req", "-new"] + key + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=\(TLSTests.serverName)"])
     try "subjectAltName=DNS:\(TLSTests.serverName)\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
         .write(toFile: folder + "/server.ext", atomically: true, encoding: .utf8)
     try openssl([

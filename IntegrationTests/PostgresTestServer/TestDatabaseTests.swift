@@ -35,8 +35,9 @@ struct TestDatabaseTests {
                             let (count, lowest, highest) = try #require(rows.first).decode((Int32, Int32, Int32).self)
                             #expect(count == 20)
                             #expect(lowest == Int32(owner) && highest == Int32(owner))
-                            #expect(try await connection.query("SELECT current_database()").singleValue(String.self)
-                                == database.name)
+                            #expect(
+                                try await connection.query("SELECT current_database()").singleValue(String.self)
+                                    == database.name)
                         } catch {
                             await connection.close()
                             throw error
@@ -96,7 +97,8 @@ struct TestDatabaseTests {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("migrations-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
-        try "CREATE TABLE a (x int);".write(to: folder.appendingPathComponent("001_a.sql"), atomically: true, encoding: .utf8)
+        try "CREATE TABLE a (x int);".write(
+            to: folder.appendingPathComponent("001_a.sql"), atomically: true, encoding: .utf8)
         try "ignored".write(to: folder.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
 
         let fromFolder = try PostgresTestServer.Migrations.directory(folder.path).key()
@@ -105,7 +107,8 @@ struct TestDatabaseTests {
             to: folder.appendingPathComponent("001_a.sql"), atomically: true, encoding: .utf8)
         #expect(try PostgresTestServer.Migrations.directory(folder.path).key() != fromFolder)
 
-        #expect(try PostgresTestServer.Migrations.sql("a", "b").key() == PostgresTestServer.Migrations.sql("a", "b").key())
+        #expect(
+            try PostgresTestServer.Migrations.sql("a", "b").key() == PostgresTestServer.Migrations.sql("a", "b").key())
         #expect(try PostgresTestServer.Migrations.sql("a", "b").key() != PostgresTestServer.Migrations.sql("ab").key())
         #expect(
             try PostgresTestServer.Migrations.closure(version: "1") { _ in }.key()
@@ -215,13 +218,16 @@ struct TestDatabaseTests {
     @Test("a failing migration fails with its error, leaves no template, and a fixed set builds afterwards")
     func failingMigration() async throws {
         try await PostgresTestServer.withServer { server in
-            let broken = PostgresTestServer.Migrations.sql("CREATE TABLE ok (x int)", "CREATE TABLE broken (x nosuchtype)")
+            let broken = PostgresTestServer.Migrations.sql(
+                "CREATE TABLE ok (x int)", "CREATE TABLE broken (x nosuchtype)")
             let error = await #expect(throws: PostgresTestServerError.self) {
                 try await server.withDatabase(migrations: broken) { _ in }
             }
             #expect(error?.code == .migrationFailed)
             #expect(error?.logTail?.contains("nosuchtype") == true)
-            #expect(try await server.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'reservoir_template_%'") == "0")
+            #expect(
+                try await server.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'reservoir_template_%'")
+                    == "0")
 
             let again = await #expect(throws: PostgresTestServerError.self) {
                 try await server.withDatabase(migrations: broken) { _ in }

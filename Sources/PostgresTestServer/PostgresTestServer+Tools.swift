@@ -30,9 +30,9 @@ extension PostgresTestServer {
     /// libpq environment: `PGHOST` (the Unix socket's folder), `PGPORT`, `PGUSER` and `PGDATABASE` point at this
     /// server, `PGPASSFILE` names a password file with the superuser's TCP password, other `PG*` variables are
     /// removed, and `LC_ALL=C` keeps messages in English; `environment` is applied on top (for example
-    /// `["PGHOST": "127.0.0.1"]` to go over TCP as the superuser, adding `"PGPASSWORD": "…"` for another role). Output is collected in
-    /// files, so large outputs never block the tool. Cancelling the task sends the tool SIGTERM, waits for it to
-    /// exit, and throws `CancellationError`.
+    /// `["PGHOST": "127.0.0.1"]` to go over TCP as the superuser, adding `"PGPASSWORD": "…"` for another role).
+    /// Output is collected in files, so large outputs never block the tool. Cancelling the task sends the tool
+    /// SIGTERM, waits for it to exit, and throws `CancellationError`.
     ///
     /// - Parameters:
     ///   - name: The program's file name, such as `"pgbench"`.

@@ -6,7 +6,9 @@ extension PostgresPool.Configuration {
     ///
     /// ```swift
     /// try await server.withDatabase(migrations: migrations) { database in
-    ///     let pool = try PostgresPool(configuration: .init(connectionString: database.connectionString, name: "orders"))
+    ///     let pool = try PostgresPool(
+    ///         configuration: .init(connectionString: database.connectionString, name: "orders")
+    ///     )
     ///     …
     /// }
     /// ```

@@ -239,7 +239,7 @@ package final class TestDatabases: Sendable {
                 """
                 ALTER DATABASE \(quoted(building)) RENAME TO \(quoted(finalName));
                 ALTER DATABASE \(quoted(finalName)) IS_TEMPLATE true;
-                COMMENT ON DATABASE \(quoted(finalName)) IS 'PostgresTestServer template: test databases are cloned from it';
+                COMMENT ON DATABASE \(quoted(finalName)) IS 'PostgresTestServer: test databases are cloned from it';
                 """
             )
         } catch {
@@ -331,11 +331,13 @@ package final class TestDatabases: Sendable {
     }
 
     private func giveBack(_ admin: AdminConnection) async {
-        let kept = admin.isReusable && idle.withLock { idle in
-            guard idle.count < Self.maximumIdleConnections else { return false }
-            idle.append(admin)
-            return true
-        }
+        let kept =
+            admin.isReusable
+            && idle.withLock { idle in
+                guard idle.count < Self.maximumIdleConnections else { return false }
+                idle.append(admin)
+                return true
+            }
         if !kept { await admin.close() }
     }
 
