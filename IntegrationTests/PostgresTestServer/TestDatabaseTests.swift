@@ -122,6 +122,25 @@ struct TestDatabaseTests {
         #expect(missing?.code == .invalidConfiguration)
     }
 
+    @Test("the key's digest is SHA-256 (FIPS 180-4 test vectors)")
+    func sha256() {
+        func digest(_ text: String) -> String {
+            var hash = SHA256()
+            hash.update(text.utf8)
+            return hash.hexDigest()
+        }
+        #expect(digest("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(digest("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(
+            digest("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")
+                == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        )
+        #expect(
+            digest(String(repeating: "a", count: 1_000_000))
+                == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
+        )
+    }
+
     @Test("two processes sharing a server build a template once: the second waits for the first's advisory lock")
     func twoProcessesShareATemplate() async throws {
         try await PostgresTestServer.withServer { server in
