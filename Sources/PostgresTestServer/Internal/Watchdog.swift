@@ -72,6 +72,9 @@ final class Watchdog: Sendable {
     /// Tells the watchdog to leave the server running and its folder in place when the pipe closes (a `keep` line).
     /// ``PostgresTestServer/destroy()`` still cleans up itself.
     func keepServerAfterExit() {
+        // A pipe whose reader is gone raises SIGPIPE on write, which would end this process: write only to a
+        // watchdog that still runs (it reads until the pipe closes, so it does not exit in between by itself).
+        guard child.isRunning else { return }
         writeEnd.withLock { handle in
             try? handle?.write(contentsOf: Data("keep\n".utf8))
         }

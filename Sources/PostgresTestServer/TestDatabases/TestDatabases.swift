@@ -42,20 +42,34 @@ package final class TestDatabases: Sendable {
         let template = try await template(for: key, migrations: migrations, server: server)
         let spareKey = SpareKey(template: template, strategy: options.cloneStrategy)
         let name = "\(options.namePrefix)_\(key.prefix(8))_\(Self.randomHex(8))"
-        if options.preparesNextDatabase, let spare = spares.withLock({ $0[spareKey]?.ready.popLast() }) {
-            // A clone made in the background while the previous test ran: only its name changes.
-            try await withAdminConnection { admin in
-                try await Self.run(admin, "ALTER DATABASE \(quoted(spare)) RENAME TO \(quoted(name))") {
-                    "Could not rename the prepared clone \(spare) to \(name): \($0)."
-                }
+        let spare = options.preparesNextDatabase ? spares.withLock { $0[spareKey]?.ready.popLast() } : nil
+        var handedOver = false
+        if let spare {
+            // A clone made in the background while the previous test ran: only its name changes. Should the rename
+            // fail (a session on the spare), the spare goes and the caller gets a clone of its own.
+            do {
+                try await rename(spare, to: name)
+                handedOver = true
+            } catch {
+                try? await drop(spare)
             }
-        } else {
+        }
+        if !handedOver {
             try await clone(template, into: name, strategy: options.cloneStrategy)
         }
         if options.preparesNextDatabase {
             prepareSpare(spareKey, keyPrefix: String(key.prefix(8)))
         }
         return PostgresTestServer.Database(name: name, server: server, templateName: template)
+    }
+
+    /// `ALTER DATABASE name RENAME TO newName`.
+    private func rename(_ name: String, to newName: String) async throws {
+        try await withAdminConnection { admin in
+            try await Self.run(admin, "ALTER DATABASE \(quoted(name)) RENAME TO \(quoted(newName))") {
+                "Could not rename the prepared clone \(name) to \(newName): \($0)."
+            }
+        }
     }
 
     /// `CREATE DATABASE name TEMPLATE template [STRATEGY …]`.
