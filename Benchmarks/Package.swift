@@ -53,6 +53,15 @@ let package = Package(
             path: "Sources/bench-postgres",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "bench-testserver",
+            dependencies: [
+                .product(name: "PostgresPool", package: "Reservoir"),
+                .product(name: "PostgresTestServer", package: "Reservoir"),
+            ],
+            path: "Sources/bench-testserver",
+            swiftSettings: swiftSettings
+        ),
         // Counts the process's heap allocations (glibc malloc interposition); any suite may link it.
         .target(name: "CMallocCounter"),
         .executableTarget(

@@ -1,3 +1,5 @@
+import Foundation
+
 extension PostgresTestServer {
     /// How to set up a throwaway server. Every field has a default that suits tests.
     ///
@@ -8,11 +10,16 @@ extension PostgresTestServer {
         /// The superuser created by `initdb`. Default `"postgres"`.
         public var user: String = "postgres"
 
-        /// The superuser's password, or `nil` for none (the default).
+        /// The superuser's password over TCP, or `nil` (the default) for a random one made at start-up.
         ///
-        /// When set, TCP connections as ``user`` must authenticate with `scram-sha-256`; the Unix socket stays
-        /// `trust`, so tools and set-up code never need it.
+        /// Every TCP connection must authenticate with `scram-sha-256`, so no other local user can use the server
+        /// through its port; the Unix socket stays `trust`, but its folder (mode 0700) admits only this process's
+        /// user, so tools and set-up code never need the password. ``PostgresTestServer/connection`` carries it
+        /// (``ConnectionDetails/tcpConnectionString`` includes it), and no description or dump shows it.
         public var password: String?
+
+        /// TLS for TCP connections, or `nil` (the default) for none. See ``TLS``.
+        public var tls: TLS?
 
         /// The database that connection details point at; created (owned by ``user``) when it is not `postgres`.
         /// Default `"postgres"`.
@@ -40,9 +47,10 @@ extension PostgresTestServer {
         /// `pg_config --bindir`, then `/usr/lib/postgresql/<newest>/bin`.
         public var binarySearchPath: [String]?
 
-        /// The folder in which the server's private folder is made, or `nil` for the system's temporary folder
-        /// (`/tmp` when running as root, so that the server's user can reach it). The Unix socket lives there too,
-        /// so the path must stay short (under about 90 bytes).
+        /// The folder in which the server's private folder is made, or `nil` (the default) for: `TMPDIR` when this
+        /// process is not root and sets it; otherwise `/dev/shm` when it has at least 2 GiB free (a file system in
+        /// memory, where creating and cloning databases takes about half the time); otherwise `/tmp`. The Unix socket
+        /// lives there too, so the path must stay short (at most 70 bytes).
         public var temporaryDirectory: String?
 
         /// Whether servers start from a copy of a cluster initialised once per process (the default) instead of
@@ -71,7 +79,7 @@ extension PostgresTestServer {
         ///
         /// - Parameters:
         ///   - user: The superuser's name.
-        ///   - password: The superuser's password for TCP connections, or `nil`.
+        ///   - password: The superuser's password for TCP connections, or `nil` for a random one.
         ///   - database: The database the connection details point at.
         ///   - roles: Additional login roles.
         ///   - settings: Server settings passed as `-c name=value`.
@@ -90,11 +98,40 @@ extension PostgresTestServer {
         }
     }
 
+    /// A certificate and key for the server's TLS (`ssl = on`), such as one made by `openssl` in a test.
+    ///
+    /// The files are copied into the server's data folder (owned by the server's user, mode 0600) at start-up, so
+    /// they may live anywhere this process can read. Clients then choose with libpq's `sslmode`: `require`
+    /// encrypts, `verify-full` (with `sslrootcert` naming the certificate authority) also checks the certificate
+    /// and the host name.
+    public struct TLS: Sendable, Hashable {
+        /// The server's certificate (PEM), possibly followed by intermediate certificates.
+        public var certificateFile: String
+        /// The certificate's private key (PEM, unencrypted).
+        public var keyFile: String
+        /// Whether TCP connections without TLS are refused (`hostssl` in `pg_hba.conf`). Default `false`: both are
+        /// accepted, as libpq's default `sslmode=prefer` expects.
+        public var isRequired: Bool
+
+        /// Creates a TLS set-up.
+        ///
+        /// - Parameters:
+        ///   - certificateFile: Path of the server's certificate (PEM).
+        ///   - keyFile: Path of its private key (PEM, unencrypted).
+        ///   - isRequired: Whether TCP connections without TLS are refused.
+        public init(certificateFile: String, keyFile: String, isRequired: Bool = false) {
+            self.certificateFile = certificateFile
+            self.keyFile = keyFile
+            self.isRequired = isRequired
+        }
+    }
+
     /// A login role created on the test server.
     public struct Role: Sendable, Hashable {
         /// The role's name.
         public var name: String
-        /// The role's password, or `nil` for a role that logs in without one (trust).
+        /// The role's password, or `nil` for a role that logs in over the Unix socket only (TCP always asks for a
+        /// password).
         public var password: String?
         /// Whether the role is a superuser. Default `false`.
         public var isSuperuser: Bool
@@ -103,7 +140,7 @@ extension PostgresTestServer {
         ///
         /// - Parameters:
         ///   - name: The role's name (1 to 63 bytes, no double quote, no control characters).
-        ///   - password: The password, required over TCP with `scram-sha-256`; `nil` for none.
+        ///   - password: The password, required over TCP with `scram-sha-256`; `nil` for none (no TCP logins).
         ///   - isSuperuser: Whether the role is a superuser.
         public init(name: String, password: String? = nil, isSuperuser: Bool = false) {
             self.name = name
@@ -144,6 +181,13 @@ extension PostgresTestServer.Configuration {
         if let searchPath = binarySearchPath, searchPath.contains(where: { !$0.hasPrefix("/") }) {
             throw invalid("binarySearchPath", "must hold absolute folder paths")
         }
+        if let tls {
+            for (field, path) in [("tls.certificateFile", tls.certificateFile), ("tls.keyFile", tls.keyFile)] {
+                guard FileManager.default.isReadableFile(atPath: path) else {
+                    throw invalid(field, "names \(path), which is not a readable file")
+                }
+            }
+        }
         if let temporaryDirectory, !temporaryDirectory.hasPrefix("/") {
             throw invalid("temporaryDirectory", "must be an absolute path")
         }
@@ -169,6 +213,11 @@ extension PostgresTestServer.Configuration {
             "logging_collector": "off",
             "log_destination": "stderr",
         ]
+        if tls != nil {
+            merged["ssl"] = "on"
+            merged["ssl_cert_file"] = "server.crt"
+            merged["ssl_key_file"] = "server.key"
+        }
         merged.merge(settings) { _, user in user }
         // Where the server listens is not negotiable: loopback only, in the private folder.
         merged["listen_addresses"] = "127.0.0.1"
@@ -221,7 +270,7 @@ private func invalid(_ field: String, _ problem: String, file: String = #fileID,
 extension PostgresTestServer.Configuration: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     /// A readable summary; never contains a password.
     public var description: String {
-        "Configuration(user: \(user), password: \(password == nil ? "none" : "<hidden>"), database: \(database), "
+        "Configuration(user: \(user), password: \(password == nil ? "generated" : "<hidden>"), database: \(database), "
             + "roles: \(roles), settings: \(settings.sorted { $0.key < $1.key }), autovacuum: \(autovacuum), "
             + "sharedBuffers: \(sharedBuffers), port: \(port.map(String.init) ?? "free"))"
     }
@@ -234,7 +283,8 @@ extension PostgresTestServer.Configuration: CustomStringConvertible, CustomDebug
         Mirror(
             self,
             children: [
-                "user": user, "password": password == nil ? "none" : "<hidden>", "database": database,
+                "user": user, "password": password == nil ? "generated" : "<hidden>", "database": database,
+                "tls": tls as Any,
                 "roles": roles, "settings": settings, "autovacuum": autovacuum, "sharedBuffers": sharedBuffers,
                 "port": port as Any, "usesTemplateCluster": usesTemplateCluster,
                 "binarySearchPath": binarySearchPath as Any,

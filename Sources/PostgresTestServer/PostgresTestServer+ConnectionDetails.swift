@@ -12,7 +12,9 @@ extension PostgresTestServer {
 
         /// The Unix socket in the server's private folder. Authentication is always `trust` there.
         public static let unixSocket = Transport(base: .unixSocket)
-        /// TCP on 127.0.0.1. Roles with a password must authenticate with `scram-sha-256`.
+        /// TCP on 127.0.0.1. Every role must authenticate with `scram-sha-256`: the superuser with the server's
+        /// password (``ConnectionDetails/password``), other roles with their own; a role without one cannot log in
+        /// over TCP.
         public static let tcp = Transport(base: .tcp)
 
         var isUnixSocket: Bool { base == .unixSocket }
@@ -38,7 +40,8 @@ extension PostgresTestServer {
         public var user: String
         /// The configured database.
         public var database: String
-        /// The superuser's password, or `nil` when it has none.
+        /// The superuser's TCP password (the configured one or a random one); `nil` only in details made by hand
+        /// without one. Never shown by ``description`` or `dump`.
         public var password: String?
 
         /// Creates connection details.
@@ -74,7 +77,8 @@ extension PostgresTestServer {
         }
 
         /// A libpq keyword/value connection string for TCP, such as
-        /// `host=127.0.0.1 port=54321 user=postgres dbname=postgres`, with `password=…` when one is set.
+        /// `host=127.0.0.1 port=54321 user=postgres dbname=postgres password=…`: it contains the password, so do not
+        /// log it.
         public var tcpConnectionString: String {
             connectionString(transport: .tcp)
         }

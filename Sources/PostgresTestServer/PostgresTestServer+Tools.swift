@@ -28,10 +28,11 @@ extension PostgresTestServer {
     ///
     /// The tool is found like the server programs (its folder first). It runs as this process's user with a clean
     /// libpq environment: `PGHOST` (the Unix socket's folder), `PGPORT`, `PGUSER` and `PGDATABASE` point at this
-    /// server, other `PG*` variables are removed, and `LC_ALL=C` keeps messages in English; `environment` is applied
-    /// on top (for example `["PGHOST": "127.0.0.1", "PGPASSWORD": "…"]` to go over TCP). Output is collected in
-    /// files, so large outputs never block the tool. Cancelling the task sends the tool SIGTERM, waits for it to
-    /// exit, and throws `CancellationError`.
+    /// server, `PGPASSFILE` names a password file with the superuser's TCP password, other `PG*` variables are
+    /// removed, and `LC_ALL=C` keeps messages in English; `environment` is applied on top (for example
+    /// `["PGHOST": "127.0.0.1"]` to go over TCP as the superuser, adding `"PGPASSWORD": "…"` for another role).
+    /// Output is collected in files, so large outputs never block the tool. Cancelling the task sends the tool
+    /// SIGTERM, waits for it to exit, and throws `CancellationError`.
     ///
     /// - Parameters:
     ///   - name: The program's file name, such as `"pgbench"`.
@@ -63,6 +64,8 @@ extension PostgresTestServer {
         toolEnvironment["PGPORT"] = String(connection.port)
         toolEnvironment["PGUSER"] = connection.user
         toolEnvironment["PGDATABASE"] = connection.database
+        // The superuser's TCP password, for tools pointed at 127.0.0.1 (the socket needs none).
+        toolEnvironment["PGPASSFILE"] = cluster.passwordFile
         toolEnvironment.merge(environment) { _, given in given }
 
         let files = try ToolFiles(directory: cluster.directory, input: input)

@@ -56,6 +56,8 @@ public final class PostgresTestServer: Sendable {
     let cluster: Cluster
     private let watchdog: Watchdog
     private let state: Mutex<State>
+    /// The template databases and housekeeping connections behind ``withDatabase(migrations:options:_:)``.
+    package let testDatabases: TestDatabases
 
     private init(cluster: Cluster, watchdog: Watchdog, port: Int, postmaster: ChildProcess) {
         self.cluster = cluster
@@ -66,8 +68,9 @@ public final class PostgresTestServer: Sendable {
             port: port,
             user: cluster.configuration.user,
             database: cluster.configuration.database,
-            password: cluster.configuration.password
+            password: cluster.password
         )
+        self.testDatabases = TestDatabases(connection: connection)
     }
 
     deinit {
@@ -124,6 +127,7 @@ public final class PostgresTestServer: Sendable {
         }
         let cluster = Cluster(
             configuration: configuration,
+            password: configuration.password ?? Cluster.generatePassword(),
             binaries: binaries,
             launcher: launcher,
             directory: directory,
@@ -275,9 +279,22 @@ public final class PostgresTestServer: Sendable {
             break
         }
         if case .destroyed = previous { return }
+        await testDatabases.closeIdleConnections()
         try? FileManager.default.removeItem(atPath: cluster.directory)
         await watchdog.releaseAndWait()
         if let failure { throw failure }
+    }
+
+    /// Leaves the server running when this process exits, instead of having its watchdog stop it and delete its
+    /// folder; ``destroy()`` still does both. Used when a test database is kept for inspection.
+    func keepRunningAfterExit() {
+        watchdog.keepServerAfterExit()
+    }
+
+    /// For tests of what two processes sharing this server do: a second set of template state for this server,
+    /// with its own in-process cache and housekeeping connections, as another process has.
+    package func independentTestDatabases() -> TestDatabases {
+        TestDatabases(connection: connection)
     }
 
     /// A free TCP port on 127.0.0.1 (the kernel's pick), for tests that need one.
@@ -314,36 +331,47 @@ public final class PostgresTestServer: Sendable {
         }
     }
 
-    /// Creates the configured database and roles through `psql` on the Unix socket.
+    /// Sets the superuser's password and creates the configured roles and database, over the Unix socket.
     private func createDatabaseAndRoles() async throws {
         // Keep the passwords out of the server log, also when a statement fails.
-        var statements: [String] = ["SET log_statement = 'none';", "SET log_min_error_statement = 'panic';"]
-        if let password = configuration.password {
-            statements.append(
-                "ALTER ROLE \(Self.quotedIdentifier(configuration.user)) PASSWORD \(Self.quotedLiteral(password));"
-            )
-        }
+        var statements: [String] = ["SET log_statement = 'none'", "SET log_min_error_statement = 'panic'"]
+        statements.append(
+            "ALTER ROLE \(Self.quotedIdentifier(configuration.user)) PASSWORD \(Self.quotedLiteral(cluster.password))"
+        )
         for role in configuration.roles {
             var sql = "CREATE ROLE \(Self.quotedIdentifier(role.name)) LOGIN"
             if role.isSuperuser { sql += " SUPERUSER" }
             if let password = role.password { sql += " PASSWORD \(Self.quotedLiteral(password))" }
-            statements.append(sql + ";")
+            statements.append(sql)
         }
         if configuration.database != "postgres" {
             statements.append(
                 "CREATE DATABASE \(Self.quotedIdentifier(configuration.database)) "
-                    + "OWNER \(Self.quotedIdentifier(configuration.user));"
+                    + "OWNER \(Self.quotedIdentifier(configuration.user))"
             )
         }
-        guard statements.count > 2 else { return }
+        var admin: AdminConnection?
         do {
-            _ = try await psql(statements.joined(separator: "\n"), database: "postgres")
-        } catch let error as PostgresTestServerError {
+            let connected = try await AdminConnection.connect(
+                socketDirectory: connection.socketDirectory,
+                port: connection.port,
+                user: configuration.user,
+                database: "postgres"
+            )
+            admin = connected
+            for statement in statements {
+                // One statement per query: CREATE DATABASE cannot run inside the implicit transaction of several.
+                _ = try await connected.query(statement)
+            }
+            await connected.close()
+        } catch {
+            await admin?.close()
+            // The server's message, without the statement (which may hold a password).
             throw PostgresTestServerError(
                 .initializationFailed,
-                "Could not create the configured roles and database.",
-                logTail: error.logTail,
-                underlying: error
+                "Could not set the superuser's password or create the configured roles and database: "
+                    + "\((error as? AdminConnection.ServerError)?.message ?? "\(error)").",
+                logTail: Cluster.tail(ofFile: logFile, lines: 20)
             )
         }
     }

@@ -18,6 +18,8 @@ public struct PostgresTestServerError: Error, CustomStringConvertible, Equatable
             case invalidState
             case toolNotFound
             case toolFailed
+            case sqlFailed
+            case migrationFailed
         }
 
         private let base: Base
@@ -50,6 +52,12 @@ public struct PostgresTestServerError: Error, CustomStringConvertible, Equatable
         public static let toolNotFound = Code(.toolNotFound)
         /// Indicates that a client tool exited with a non-zero status.
         public static let toolFailed = Code(.toolFailed)
+        /// Indicates that a statement the server ran to create, clone or drop a test database failed, or that the
+        /// server's Unix socket could not be reached for it; the message has the server's error.
+        public static let sqlFailed = Code(.sqlFailed)
+        /// Indicates that a migration failed while a template database was built; the message names the step and
+        /// ``PostgresTestServerError/logTail`` holds the tool's or the server's error.
+        public static let migrationFailed = Code(.migrationFailed)
 
         /// The code's name, such as `binariesNotFound`.
         public var description: String {
@@ -65,6 +73,8 @@ public struct PostgresTestServerError: Error, CustomStringConvertible, Equatable
             case .invalidState: "invalidState"
             case .toolNotFound: "toolNotFound"
             case .toolFailed: "toolFailed"
+            case .sqlFailed: "sqlFailed"
+            case .migrationFailed: "migrationFailed"
             }
         }
     }

@@ -24,9 +24,9 @@ struct SelectBalance: PostgresPreparedStatement {
 final class NIOClientRunner: Sendable {
     let client: PostgresClient
 
-    init(host: String, port: Int, user: String, database: String, connections: Int) {
+    init(host: String, port: Int, user: String, password: String?, database: String, connections: Int) {
         var configuration = PostgresClient.Configuration(
-            host: host, port: port, username: user, password: nil, database: database, tls: .disable)
+            host: host, port: port, username: user, password: password, database: database, tls: .disable)
         configuration.options.minimumConnections = connections
         configuration.options.maximumConnections = connections
         configuration.options.keepAliveBehavior = nil

@@ -223,8 +223,8 @@ try await server.pgbench(arguments: ["-i", "-s", "10", "-q"], environment: ["PGH
 
 let ours = try OurPoolRunner(connectionString: details.tcpConnectionString, connections: poolConnections)
 let nio = NIOClientRunner(
-    host: "127.0.0.1", port: details.port, user: details.user, database: details.database,
-    connections: poolConnections)
+    host: "127.0.0.1", port: details.port, user: details.user, password: details.password,
+    database: details.database, connections: poolConnections)
 
 enum System: String, CaseIterable {
     case ours = "PostgresPool"

@@ -49,6 +49,8 @@ struct Cluster: Sendable {
     }
 
     let configuration: PostgresTestServer.Configuration
+    /// The superuser's password over TCP: ``PostgresTestServer/Configuration/password``, or a random one.
+    let password: String
     let binaries: PostgresBinaries
     let launcher: Launcher
     /// The private folder (canonical path): socket, log, and `data/`.
@@ -59,6 +61,15 @@ struct Cluster: Sendable {
     var dataDirectory: String { directory + "/data" }
     var logFile: String { directory + "/server.log" }
     var pidFile: String { dataDirectory + "/postmaster.pid" }
+    /// A libpq password file with the superuser's TCP password, for the client tools (`PGPASSFILE`).
+    var passwordFile: String { directory + "/client.pgpass" }
+
+    /// 32 hexadecimal digits (128 bits) from the system's secure generator.
+    static func generatePassword() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let digits = Array("0123456789abcdef")
+        return String((0..<32).map { _ in digits[Int(generator.next() % 16)] })
+    }
 
     /// Environment without libpq's and the server's `PG*` variables, so the caller's settings never leak in.
     static func cleanEnvironment(_ environment: [String: String]) -> [String: String] {
@@ -111,6 +122,44 @@ struct Cluster: Sendable {
             )
         }
         try writeServerFile(dataDirectory + "/pg_hba.conf", contents: hostBasedAuthentication(), mode: 0o600)
+        if let tls = configuration.tls {
+            try installTLSFiles(tls)
+        }
+        try writePasswordFile()
+    }
+
+    /// Copies the certificate and key into the data folder, owned by the server's user with mode 0600 (PostgreSQL
+    /// refuses a key that others can read).
+    private func installTLSFiles(_ tls: PostgresTestServer.TLS) throws {
+        for (source, name) in [(tls.certificateFile, "server.crt"), (tls.keyFile, "server.key")] {
+            guard let contents = FileManager.default.contents(atPath: source) else {
+                throw PostgresTestServerError(.fileSystem, "Could not read the TLS file \(source).")
+            }
+            try writeServerFile(dataDirectory + "/" + name, contents: contents, mode: 0o600)
+        }
+    }
+
+    /// Writes the client tools' password file (`127.0.0.1:<any port>:*:<user>:<password>`), mode 0600, owned by
+    /// this process's user, in the private folder.
+    private func writePasswordFile() throws {
+        func escaped(_ text: String) -> String {
+            text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: ":", with: "\\:")
+        }
+        let lines = ["127.0.0.1", "localhost"].map { host in
+            [host, "*", "*", escaped(configuration.user), escaped(password)].joined(separator: ":")
+        }
+        let path = passwordFile
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw PostgresTestServerError(.fileSystem, "Could not write \(path): \(System.errorText()).")
+        }
+        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+        defer { try? handle.close() }
+        do {
+            try handle.write(contentsOf: Data((lines.joined(separator: "\n") + "\n").utf8))
+        } catch {
+            throw PostgresTestServerError(.fileSystem, "Could not write \(path).", underlying: error)
+        }
     }
 
     /// Runs `initdb` (UTF-8, C locale, trust, no fsync) as the server's user.
@@ -177,7 +226,13 @@ struct Cluster: Sendable {
         return directory
     }
 
-    /// The folder private folders are made in.
+    /// The shared-memory file system that servers go to when it is large enough.
+    static let memoryFolder = "/dev/shm"
+    /// 2 GiB: room for dozens of servers; container defaults (64 MiB) fall back to `/tmp`.
+    static let minimumMemoryFolderBytes: UInt64 = 2 << 30
+
+    /// The folder private folders are made in: the configured one; else `TMPDIR` when this process is not root and
+    /// sets it; else `/dev/shm` when it has at least 2 GiB free; else `/tmp`.
     static func parentDirectory(configuration: PostgresTestServer.Configuration) throws -> String {
         // The socket path `<folder>/.s.PGSQL.<port>` must fit in sun_path (108 bytes) with a 25-byte folder name.
         let maximumParentLength = 70
@@ -191,38 +246,41 @@ struct Cluster: Sendable {
                         + "socket's path would not fit."
                 )
             }
-        } else if System.isRoot {
-            parent = "/tmp"
+        } else if !System.isRoot, let chosen = ProcessInfo.processInfo.environment["TMPDIR"], !chosen.isEmpty,
+            chosen.utf8.count <= maximumParentLength
+        {
+            parent = chosen
+        } else if System.availableBytes(atPath: memoryFolder) ?? 0 >= minimumMemoryFolderBytes {
+            // A file system in memory: creating, copying and dropping databases there takes about half the time it
+            // takes on a disk, even with fsync off (measured in docs/testing.md, "Speed").
+            parent = memoryFolder
         } else {
-            parent = NSTemporaryDirectory()
-            if parent.utf8.count > maximumParentLength || parent.isEmpty { parent = "/tmp" }
+            parent = "/tmp"
         }
         while parent.count > 1 && parent.hasSuffix("/") { parent.removeLast() }
         return parent
     }
 
-    /// `pg_hba.conf`: trust on the Unix socket; over TCP, `scram-sha-256` for every role with a password and trust
-    /// for the others; nothing but 127.0.0.1.
+    /// `pg_hba.conf`: trust on the Unix socket only, whose folder no one else can enter (mode 0700); over TCP,
+    /// `scram-sha-256` for every role, so another local user cannot connect without a password. Nothing but
+    /// 127.0.0.1. With ``PostgresTestServer/TLS/isRequired``, TCP connections without TLS are refused.
     func hostBasedAuthentication() -> String {
-        var lines = [
-            "# Written by PostgresTestServer: trust on the private Unix socket, passwords over TCP where set.",
+        let tcp = configuration.tls?.isRequired == true ? "hostssl" : "host"
+        return [
+            "# Written by PostgresTestServer: trust only on the private Unix socket, scram-sha-256 over TCP.",
             "local   all   all   trust",
-        ]
-        var passwordRoles: [String] = []
-        if configuration.password != nil {
-            passwordRoles.append(configuration.user)
-        }
-        passwordRoles += configuration.roles.filter { $0.password != nil }.map(\.name)
-        for role in passwordRoles {
-            lines.append("host    all   \"\(role)\"   127.0.0.1/32   scram-sha-256")
-        }
-        lines.append("host    all   all   127.0.0.1/32   trust")
-        return lines.joined(separator: "\n") + "\n"
+            "\(tcp)    all   all   127.0.0.1/32   scram-sha-256",
+        ].joined(separator: "\n") + "\n"
     }
 
     /// Writes a file the server's user must own.
     private func writeServerFile(_ path: String, contents: String, mode: mode_t) throws {
-        guard FileManager.default.createFile(atPath: path, contents: Data(contents.utf8)) else {
+        try writeServerFile(path, contents: Data(contents.utf8), mode: mode)
+    }
+
+    /// Writes a file the server's user must own.
+    private func writeServerFile(_ path: String, contents: Data, mode: mode_t) throws {
+        guard FileManager.default.createFile(atPath: path, contents: contents) else {
             throw PostgresTestServerError(.fileSystem, "Could not write \(path).")
         }
         try System.changeMode(path, mode)

@@ -85,6 +85,15 @@ enum System {
         )
     }
 
+    /// The bytes an unprivileged user may still write on the file system holding `path` (a folder that this
+    /// process can write to), or `nil` when it is not such a folder.
+    static func availableBytes(atPath path: String) -> UInt64? {
+        guard access(path, W_OK | X_OK) == 0 else { return nil }
+        var stats = statvfs()
+        guard statvfs(path, &stats) == 0 else { return nil }
+        return UInt64(stats.f_bavail) * UInt64(stats.f_frsize)
+    }
+
     /// Whether a process with this id exists (and may be signalled by us).
     static func processExists(_ pid: Int32) -> Bool {
         pid > 0 && kill(pid, 0) == 0

@@ -7,12 +7,15 @@ import Synchronization
 /// inherits it). The read returns end-of-file when that end closes: when ``release()`` closes it, or when the kernel
 /// closes it because this process exited, crashed or was killed with SIGKILL. The watchdog then stops a postmaster
 /// still running in the folder (immediate shutdown, verified through `/proc/<pid>/cwd` so a reused process id is
-/// never hit), waits up to 10 seconds for it, kills it if needed, and deletes the folder. It ignores SIGINT, SIGTERM,
+/// never hit), waits up to 10 seconds for it, kills it if needed, and deletes the folder — unless it was told to keep
+/// the server (a `keep` line, written when a test database is kept for inspection). It ignores SIGINT, SIGTERM,
 /// SIGHUP and SIGQUIT, so Ctrl-C on a test run does not kill it before it has cleaned up.
 final class Watchdog: Sendable {
     private static let script = #"""
         trap '' INT TERM HUP QUIT
-        while read -r _; do :; done
+        keep=
+        while read -r line; do [ "$line" = keep ] && keep=1; done
+        [ -n "$keep" ] && exit 0
         dir="$1"
         pidfile="$dir/data/postmaster.pid"
         if [ -f "$pidfile" ]; then
@@ -64,6 +67,17 @@ final class Watchdog: Sendable {
     private init(child: ChildProcess, writeEnd: FileHandle) {
         self.child = child
         self.writeEnd = Mutex(writeEnd)
+    }
+
+    /// Tells the watchdog to leave the server running and its folder in place when the pipe closes (a `keep` line).
+    /// ``PostgresTestServer/destroy()`` still cleans up itself.
+    func keepServerAfterExit() {
+        // A pipe whose reader is gone raises SIGPIPE on write, which would end this process: write only to a
+        // watchdog that still runs (it reads until the pipe closes, so it does not exit in between by itself).
+        guard child.isRunning else { return }
+        writeEnd.withLock { handle in
+            try? handle?.write(contentsOf: Data("keep\n".utf8))
+        }
     }
 
     /// Tells the watchdog to clean up now (closes the pipe). Synchronous and idempotent, so `deinit` can call it.
