@@ -21,6 +21,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable
             case encodingFailed
             case invalidArgument
             case unsupported
+            case rateLimited
         }
 
         private let base: Base
@@ -47,6 +48,9 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable
         public static let invalidArgument = Code(.invalidArgument)
         /// Indicates that the server sent something the driver cannot handle (for example a text-format column).
         public static let unsupported = Code(.unsupported)
+        /// Indicates that a ``PostgresRateLimiter`` could not grant the permits before the caller's deadline; nothing
+        /// was taken.
+        public static let rateLimited = Code(.rateLimited)
 
         public var description: String {
             switch base {
@@ -60,6 +64,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable
             case .encodingFailed: "encodingFailed"
             case .invalidArgument: "invalidArgument"
             case .unsupported: "unsupported"
+            case .rateLimited: "rateLimited"
             }
         }
     }
