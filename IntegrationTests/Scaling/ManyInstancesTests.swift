@@ -1,0 +1,116 @@
+import Foundation
+import PostgresPool
+import PostgresTestServer
+import ResourcePool
+import Synchronization
+import Testing
+
+/// Eight instances with a pool of 16 each want 128 server connections; the server allows 40.
+@Suite("Many instances against a small server", .serialized, .timeLimit(.minutes(3)))
+struct ManyInstancesTests {
+    struct Outcome: Sendable, CustomStringConvertible {
+        var succeeded = 0
+        var failures: [String: Int] = [:]
+        var unexpected: [String] = []
+        var elapsed: Duration = .zero
+
+        var failed: Int { failures.values.reduce(0, +) }
+        var throughput: Double {
+            let (seconds, attoseconds) = elapsed.components
+            return Double(succeeded) / (Double(seconds) + Double(attoseconds) / 1e18)
+        }
+        var description: String {
+            "succeeded=\(succeeded) failed=\(failed) \(failures.sorted { $0.key < $1.key }) queries_per_second=\(Int(throughput))"
+        }
+    }
+
+    final class OutcomeRecorder: Sendable {
+        let state = Mutex(Outcome())
+    }
+
+    /// The kind of a failure the pool is expected to report when the server has no connection slot left, or `nil`
+    /// for anything else (a crash-worthy surprise).
+    static func expectedKind(of error: any Error) -> String? {
+        if let error = error as? ResourcePoolError {
+            if error.code == .timeout { return "acquire_timeout" }
+            if error.code == .circuitBreakerOpen { return "circuit_breaker_open" }
+            if error.code == .tooManyWaiters { return "too_many_waiters" }
+            return nil
+        }
+        if let error = error as? PostgresError, error.sqlState?.rawValue == "53300" { return "too_many_connections" }
+        return nil
+    }
+
+    /// Eight pools of 16, 32 callers each, running `SELECT pg_sleep(0.002)` for `duration`.
+    static func run(
+        connectionString: String,
+        mode: PostgresPool.PgBouncerMode?,
+        duration: Duration = .seconds(2)
+    ) async throws -> Outcome {
+        try await ScalingTest.withPools(count: 8, connectionString: connectionString, configure: { configuration in
+            configuration.pool.maximumSize = 16
+            configuration.pool.acquireTimeout = .seconds(1)
+            configuration.pgbouncer = mode
+        }) { pools in
+            let outcome = OutcomeRecorder()
+            let start = ContinuousClock.now
+            let end = start + duration
+            await withTaskGroup(of: Void.self) { group in
+                for pool in pools {
+                    for _ in 0..<32 {
+                        group.addTask {
+                            while ContinuousClock.now < end {
+                                do {
+                                    try await pool.execute("SELECT pg_sleep(0.002)")
+                                    outcome.state.withLock { $0.succeeded += 1 }
+                                } catch {
+                                    outcome.state.withLock {
+                                        if let kind = expectedKind(of: error) {
+                                            $0.failures[kind, default: 0] += 1
+                                        } else if $0.unexpected.count < 5 {
+                                            $0.unexpected.append("\(error)")
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let elapsed = start.duration(to: .now)
+            return outcome.state.withLock { outcome in
+                outcome.elapsed = elapsed
+                return outcome
+            }
+        }
+    }
+
+    @Test("eight pools of 16 against max_connections = 40: directly they wait or fail with clear errors; through PgBouncer's transaction pooling every query succeeds")
+    func eightPoolsOfSixteen() async throws {
+        var configuration = PostgresTestServer.Configuration()
+        configuration.settings = ["max_connections": "40"]
+        let server = try await PostgresTestServer.start(configuration)
+        do {
+            let direct = try await Self.run(connectionString: server.connection.unixSocketConnectionString, mode: nil)
+            let bounced = try await PgBouncerProcess.with(
+                server: server, settings: .init(poolMode: "transaction", defaultPoolSize: 16)
+            ) { bouncer in
+                try await Self.run(connectionString: bouncer.connectionString, mode: .transactionPooling)
+            }
+            print("many_instances_direct \(direct)")
+            print("many_instances_pgbouncer \(bounced)")
+            print("many_instances_throughput_ratio=\(bounced.throughput / max(direct.throughput, 1))")
+            // Directly: the server refuses connections past 40; callers see only the pool's clear errors.
+            #expect(direct.unexpected.isEmpty, "\(direct.unexpected)")
+            #expect(direct.succeeded > 0)
+            // Through PgBouncer: 16 server connections serve all 128 client connections, and nothing fails.
+            #expect(bounced.failures.isEmpty)
+            #expect(bounced.unexpected.isEmpty, "\(bounced.unexpected)")
+            #expect(bounced.succeeded > 0)
+            try await server.destroy()
+        } catch {
+            try? await server.destroy()
+            throw error
+        }
+    }
+}
