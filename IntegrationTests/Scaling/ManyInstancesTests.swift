@@ -13,6 +13,11 @@ struct ManyInstancesTests {
         var failures: [String: Int] = [:]
         var unexpected: [String] = []
         var elapsed: Duration = .zero
+        /// Connections the pools opened and failed to open (the server refusing them: 53300).
+        var connectionsOpened = 0
+        var connectionFailures = 0
+        /// Client backends on the server right after the load, counted through one of the pools.
+        var serverBackends = 0
 
         var failed: Int { failures.values.reduce(0, +) }
         var throughput: Double {
@@ -20,7 +25,9 @@ struct ManyInstancesTests {
             return Double(succeeded) / (Double(seconds) + Double(attoseconds) / 1e18)
         }
         var description: String {
-            "succeeded=\(succeeded) failed=\(failed) \(failures.sorted { $0.key < $1.key }) queries_per_second=\(Int(throughput))"
+            "succeeded=\(succeeded) failed=\(failed) \(failures.sorted { $0.key < $1.key }) "
+                + "queries_per_second=\(Int(throughput)) connections_opened=\(connectionsOpened) "
+                + "connection_failures=\(connectionFailures) server_backends=\(serverBackends)"
         }
     }
 
@@ -78,8 +85,16 @@ struct ManyInstancesTests {
                 }
             }
             let elapsed = start.duration(to: .now)
+            var totals: [ResourcePoolStatistics.Totals] = []
+            for pool in pools { totals.append(await pool.poolStatistics().totals) }
+            let backends = try await pools[0].query(
+                "SELECT count(*)::int4 FROM pg_stat_activity WHERE backend_type = 'client backend'"
+            ).singleValue(Int32.self) ?? 0
             return outcome.state.withLock { outcome in
                 outcome.elapsed = elapsed
+                outcome.connectionsOpened = totals.map(\.creations).reduce(0, +)
+                outcome.connectionFailures = totals.map(\.creationFailures).reduce(0, +)
+                outcome.serverBackends = Int(backends)
                 return outcome
             }
         }
@@ -103,10 +118,15 @@ struct ManyInstancesTests {
             // Directly: the server refuses connections past 40; callers see only the pool's clear errors.
             #expect(direct.unexpected.isEmpty, "\(direct.unexpected)")
             #expect(direct.succeeded > 0)
+            #expect(direct.connectionFailures > 0)
+            #expect(direct.serverBackends <= 40)
             // Through PgBouncer: 16 server connections serve all 128 client connections, and nothing fails.
             #expect(bounced.failures.isEmpty)
             #expect(bounced.unexpected.isEmpty, "\(bounced.unexpected)")
             #expect(bounced.succeeded > 0)
+            #expect(bounced.connectionFailures == 0)
+            #expect(bounced.connectionsOpened >= 8 * 16)
+            #expect(bounced.serverBackends <= 16)
             try await server.destroy()
         } catch {
             try? await server.destroy()
