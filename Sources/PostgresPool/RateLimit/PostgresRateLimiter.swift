@@ -215,9 +215,11 @@ public final class PostgresRateLimiter: Sendable {
             try await pool.execute(PostgresQuery(unsafeSQL: Self.migration(tableName: configuration.tableName)))
         } catch let error as PostgresError
             where error.sqlState == .uniqueViolation || error.sqlState == .duplicateTable
+                || error.sqlState == .duplicateObject
         {
             // Scenario: two processes run CREATE TABLE IF NOT EXISTS at once; the second may fail on the catalog's
-            // unique index instead of seeing the table. The table exists either way.
+            // unique indexes (the table's row type: 42710, or 23505, or 42P07) instead of seeing the table, once the
+            // first has committed. The table exists either way.
         }
     }
 
