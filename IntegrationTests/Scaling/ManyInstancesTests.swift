@@ -6,7 +6,8 @@ import Synchronization
 import Testing
 
 /// Eight instances with a pool of 16 each want 128 server connections; the server allows 40.
-@Suite("Many instances against a small server", .serialized, .timeLimit(.minutes(3)))
+extension ScalingLoadTests {
+@Suite("Many instances against a small server", .timeLimit(.minutes(3)))
 struct ManyInstancesTests {
     struct Outcome: Sendable, CustomStringConvertible {
         var succeeded = 0
@@ -48,7 +49,7 @@ struct ManyInstancesTests {
         return nil
     }
 
-    /// Eight pools of 16, 32 callers each, running `SELECT pg_sleep(0.002)` for `duration`.
+    /// Eight pools of 16, 20 callers each, running `SELECT pg_sleep(0.002)` for `duration`.
     static func run(
         connectionString: String,
         mode: PostgresPool.PgBouncerMode?,
@@ -64,7 +65,7 @@ struct ManyInstancesTests {
             let end = start + duration
             await withTaskGroup(of: Void.self) { group in
                 for pool in pools {
-                    for _ in 0..<32 {
+                    for _ in 0..<20 {
                         group.addTask {
                             while ContinuousClock.now < end {
                                 do {
@@ -133,4 +134,5 @@ struct ManyInstancesTests {
             throw error
         }
     }
+}
 }

@@ -5,6 +5,11 @@ import ResourcePool
 import Synchronization
 import Testing
 
+/// The tests that load the machine (many pools, thousands of statements per second, rates measured against the
+/// clock), one after the other so that they do not disturb each other's figures.
+@Suite("Scaling under load", .serialized)
+enum ScalingLoadTests {}
+
 /// Several pools at once, as several instances of a service would have.
 enum ScalingTest {
     /// Creates `count` pools with the same settings (each its own name), runs them, runs `body`, and shuts them all
