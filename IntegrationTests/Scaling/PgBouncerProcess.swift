@@ -11,7 +11,8 @@ import Testing
 /// (through `setpriv`, as ``PostgresTestServer`` runs the server), since the server's socket folder belongs to it.
 /// A small `/bin/sh` guard is the direct child: it starts `pgbouncer`, then reads its stdin, a pipe whose write end
 /// only this process holds; when the pipe closes (``stop()``, or this process exiting however it exits) it sends
-/// SIGTERM (PgBouncer's immediate shutdown) and waits for it. So PgBouncer never outlives the test.
+/// SIGTERM (PgBouncer's immediate shutdown) and waits for it; when the pipe closed without a word from ``stop()``, it
+/// also deletes the folder. So PgBouncer never outlives the test.
 final class PgBouncerProcess: Sendable {
     struct Settings: Sendable {
         /// `pool_mode`: `transaction` or `session`.
@@ -113,13 +114,17 @@ final class PgBouncerProcess: Sendable {
 
     /// Starts PgBouncer (again, after ``stop()``) on the same port and waits until it accepts a client.
     func start() async throws {
+        // The folder name comes from mkdtemp: letters, digits, '/', '-' only.
         let script = """
+            dir='\(directory)'
             "$@" &
             pid=$!
             trap '' INT TERM HUP QUIT
-            while read -r _; do :; done
+            last=
+            while read -r line; do last=$line; done
             kill -TERM "$pid" 2>/dev/null
             wait "$pid"
+            [ "$last" = keep ] || rm -rf -- "$dir"
             """
         var command = [Self.binary, directory + "/pgbouncer.ini"]
         if getuid() == 0 {
@@ -151,9 +156,12 @@ final class PgBouncerProcess: Sendable {
         try await waitUntilAccepting()
     }
 
-    /// Stops PgBouncer (immediate shutdown: its clients' connections break) and waits until it has exited.
+    /// Stops PgBouncer (immediate shutdown: its clients' connections break) and waits until it has exited. The
+    /// folder stays, for ``start()`` or for the caller to delete; a guard whose pipe closes without this (the test
+    /// process died) deletes it.
     func stop() async {
         guard let running = guardProcess.withLock({ state in defer { state = nil }; return state }) else { return }
+        _ = "keep\n".withCString { write(running.input, $0, 5) }
         close(running.input)
         for await _ in running.exited {}
     }
