@@ -22,6 +22,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable
             case invalidArgument
             case unsupported
             case commitOutcomeUnknown
+            case rateLimited
         }
 
         private let base: Base
@@ -53,6 +54,9 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable
         /// not have been committed. The connection is closed. Check the data before retrying a non-idempotent
         /// transaction.
         public static let commitOutcomeUnknown = Code(.commitOutcomeUnknown)
+        /// Indicates that a ``PostgresRateLimiter`` could not grant the permits before the caller's deadline; nothing
+        /// was taken.
+        public static let rateLimited = Code(.rateLimited)
 
         public var description: String {
             switch base {
@@ -67,6 +71,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable
             case .invalidArgument: "invalidArgument"
             case .unsupported: "unsupported"
             case .commitOutcomeUnknown: "commitOutcomeUnknown"
+            case .rateLimited: "rateLimited"
             }
         }
     }

@@ -26,7 +26,7 @@ extension PostgresPool {
 
         /// Where and how each connection connects, including ``PostgresConnection/Configuration/connectTimeout``
         /// (how long opening one connection may take; failures count as creation failures of the pool) and the
-        /// prepared-statement cache (set its capacity to 0 behind PgBouncer in transaction mode).
+        /// prepared-statement cache (turned off by ``pgbouncer`` in transaction pooling).
         public var connection: PostgresConnection.Configuration
 
         /// The `application_name` of every connection, shown in `pg_stat_activity` so that operators can find the
@@ -53,6 +53,11 @@ extension PostgresPool {
         /// gets its `CancellationError` at once. Also bounds the rollback of a dirty return. Default 5 seconds.
         public var cancellationGracePeriod: Duration
 
+        /// How PgBouncer pools this pool's connections, when it connects through PgBouncer; `nil` (the default) for
+        /// a direct connection. ``PgBouncerMode/transactionPooling`` turns the statement cache off and rejects
+        /// settings that rely on session state; see ``PgBouncerMode``.
+        public var pgbouncer: PgBouncerMode?
+
         /// Creates a configuration with the documented defaults.
         ///
         /// - Parameters:
@@ -66,6 +71,7 @@ extension PostgresPool {
             self.validationIdleThreshold = .seconds(1)
             self.sessionReset = .none
             self.cancellationGracePeriod = .seconds(5)
+            self.pgbouncer = nil
         }
     }
 
@@ -128,6 +134,7 @@ extension PostgresPool.Configuration {
         }
         var configuration = connection
         configuration.cancellationGracePeriod = cancellationGracePeriod
+        try adaptForPgBouncer(&configuration)
         try configuration.set("application_name", to: applicationName)
         if let statementTimeout {
             let setting = "-c statement_timeout=\(PostgresPool.milliseconds(statementTimeout))"
