@@ -13,6 +13,9 @@ enum TestDatabase {
     static let server = Task {
         var configuration = PostgresTestServer.Configuration()
         configuration.roles = [PostgresTestServer.Role(name: "app", password: appPassword, isSuperuser: true)]
+        // Every suite of the integration target runs in parallel against this one server, several with pools of
+        // their own (the shared rate limit, PgBouncer, the advise measurement): the default 100 slots run out.
+        configuration.settings["max_connections"] = "400"
         return try await PostgresTestServer.start(configuration)
     }
 
