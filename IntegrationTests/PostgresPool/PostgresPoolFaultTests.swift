@@ -55,6 +55,29 @@ struct PostgresPoolFaultTests {
         }
     }
 
+    @Test("a validation round trip to a frozen backend is bounded by the grace period, and the caller is served")
+    func validationOfAFrozenConnectionIsBounded() async throws {
+        try await PoolTest.withPool(configure: {
+            $0.pool.maximumSize = 1
+            $0.validationIdleThreshold = .zero  // every lease proves its connection with a round trip
+            $0.cancellationGracePeriod = .milliseconds(300)
+        }) { pool in
+            let backend = try await pool.withConnection { $0.backendProcessID }
+            // Freeze the idle connection's backend: before the fix, the validation's SELECT 1 waited for it forever
+            // (until the backend was continued), whatever the acquire timeout said.
+            #expect(kill(backend, SIGSTOP) == 0)
+            defer { kill(backend, SIGCONT) }
+            let (value, served) = try await pool.withConnection { connection in
+                (try await connection.query("SELECT \(Int32(42))").singleValue(Int32.self), connection.backendProcessID)
+            }
+            #expect(value == 42)
+            #expect(served != backend)
+            #expect(pool.statistics.validationFailures >= 1)
+            kill(backend, SIGCONT)
+            try await PoolTest.waitOnServer("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = \(backend)")
+        }
+    }
+
     @Test("after pg_terminate_backend on every pooled connection the next request is served on a fresh one")
     func terminatedConnectionsAreReplaced() async throws {
         try await PoolTest.withPool(configure: {

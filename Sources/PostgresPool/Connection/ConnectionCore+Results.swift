@@ -140,7 +140,7 @@ extension ConnectionCore {
                 break
             }
             if case .cancelled = outcome { cancelledCommands.wrappingAdd(1, ordering: .relaxed) }
-        } else if configuration.statementTimeoutInEffect {
+        } else if statementTimeoutInEffect {
             // 57014 that this connection did not ask for, with a statement_timeout configured: the timeout.
             switch outcome {
             case .failure(let error):

@@ -182,8 +182,12 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     /// The running command, if any. Requires the lock.
     var active: Command? { machine.activeCommand }
 
+    /// Whether the connection's options set a `statement_timeout` (read once: it is checked at every failure).
+    let statementTimeoutInEffect: Bool
+
     init(configuration: PostgresConnection.Configuration, logger: Logger) {
         self.configuration = configuration
+        self.statementTimeoutInEffect = configuration.statementTimeoutInEffect
         self.logger = logger
         self.wakeupDescriptor = clibpq_wakeup_create()
         self.statementCache = StatementCache(capacity: configuration.statementCacheCapacity)

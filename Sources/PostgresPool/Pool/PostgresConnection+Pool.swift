@@ -34,6 +34,26 @@ extension PostgresConnection {
         }
     }
 
+    /// Proves the connection with a round trip (`SELECT 1`), bounded by the grace period: a backend that does not
+    /// answer in time (frozen, or behind a network that stopped answering) breaks the connection instead of holding
+    /// the acquiring caller. Cancelling the caller cancels it like any statement.
+    ///
+    /// - Throws: ``PostgresError`` when the round trip fails or the connection closes; `CancellationError`.
+    func validateWithRoundTrip() async throws {
+        let deadline = ContinuousClock.now.advanced(by: core.configuration.cancellationGracePeriod)
+        switch await core.run(.script("SELECT 1"), scope: nil, deadline: deadline) {
+        case .done, .rows, .pipeline: return
+        case .failure(let error): throw error
+        case .cancelled:
+            if isClosed {
+                throw PostgresError(
+                    code: .connectionClosed,
+                    message: "the validation round trip did not end within the grace period; the connection was closed")
+            }
+            throw CancellationError()
+        }
+    }
+
     /// Runs clean-up SQL that must reach the server even when the calling task is cancelled (a rollback, a session
     /// reset): it is not cancelled on the server, and it is bounded by `deadline` (by default the grace period from
     /// now); past it the connection is closed.

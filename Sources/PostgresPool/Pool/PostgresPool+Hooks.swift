@@ -37,7 +37,7 @@ struct PostgresPoolHooks: Sendable {
         if Task.isCancelled { return true }
         instruments.validationRoundTrip()
         do {
-            try await connection.unsafeExecuteScript("SELECT 1")
+            try await connection.validateWithRoundTrip()
             return true
         } catch is CancellationError {
             // Cancelled during the round trip: the driver waited until the connection was idle again.
