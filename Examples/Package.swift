@@ -45,6 +45,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The README's usage example, exactly as printed, compiled as top-level code (ReadmeExampleTests checks that
+        // the two are the same text).
+        .executableTarget(
+            name: "readme-example",
+            dependencies: [
+                .product(name: "PostgresPool", package: "Reservoir"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            // What a new package has: Swift 6 mode and nothing else.
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .testTarget(
             name: "PrometheusExampleTests",
             dependencies: [

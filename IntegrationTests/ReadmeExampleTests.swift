@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import PostgresPool
 import PostgresTestServer
@@ -53,5 +54,16 @@ struct ReadmeExampleTests {
         }
         let names = try await readmeExample(connectionString: server.connection.unixSocketConnectionString)
         #expect(names == ["Ada"])
+    }
+
+    @Test("the README's example is compiled as top-level code, exactly as printed")
+    func compiledAsPrinted() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+        let main = try String(
+            contentsOf: root.appendingPathComponent("Examples/Sources/readme-example/main.swift"), encoding: .utf8)
+        let start = try #require(readme.range(of: "## Using the pool\n\n```swift\n"))
+        let end = try #require(readme.range(of: "```", range: start.upperBound..<readme.endIndex))
+        #expect(String(readme[start.upperBound..<end.lowerBound]) == main)
     }
 }

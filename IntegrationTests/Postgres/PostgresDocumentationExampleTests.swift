@@ -96,7 +96,7 @@ struct PostgresDocumentationExampleTests {
                 """)
             let from: Int32 = 1, to: Int32 = 2, amount: Int32 = 30
             // docs: transactions
-            try await connection.withTransaction(isolation: .repeatableRead) { transaction in
+            try await connection.withTransaction(isolationLevel: .repeatableRead) { transaction in
                 try await transaction.execute("UPDATE accounts SET balance = balance - \(amount) WHERE id = \(from)")
                 try await transaction.execute("UPDATE accounts SET balance = balance + \(amount) WHERE id = \(to)")
                 // A nested transaction is a savepoint: its failure does not undo the transfer.

@@ -78,7 +78,7 @@ struct TransactionTests {
     func savepoints() async throws {
         try await TestDatabase.withConnection { (connection: PostgresConnection) async throws in
             let table = try await makeTable(connection)
-            try await connection.withTransaction(isolation: .serializable) { transaction in
+            try await connection.withTransaction(isolationLevel: .serializable) { transaction in
                 try await transaction.execute("INSERT INTO \(identifier: table) VALUES (1)")
                 await #expect(throws: Failure.self) {
                     try await transaction.withSavepoint { inner in

@@ -27,7 +27,7 @@ extension PostgresConnection {
         /// The connection's own thread enforces it: when a cancelled statement has not ended by then (a frozen backend,
         /// a network that stopped answering), the connection is closed, the statement's caller gets its
         /// `CancellationError` at once, and the connection is never used again. The same bound applies to a `COMMIT`
-        /// whose task is cancelled (it is awaited, not cancelled; see ``PostgresConnection/withTransaction(isolation:readOnly:_:)``)
+        /// whose task is cancelled (it is awaited, not cancelled; see ``PostgresConnection/withTransaction(isolationLevel:readOnly:isolation:_:)``)
         /// and to the rollback after a cancelled transaction. ``PostgresPool`` sets it from its own
         /// ``PostgresPool/Configuration/cancellationGracePeriod``.
         public var cancellationGracePeriod: Duration = .seconds(5)

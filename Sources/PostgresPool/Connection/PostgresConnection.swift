@@ -22,7 +22,7 @@ import Logging
 /// ```
 ///
 /// **One user at a time.** A connection runs one command at a time, and the type enforces it: commands from
-/// concurrent tasks queue up in order and never interleave on the wire. ``withTransaction(isolation:readOnly:_:)``,
+/// concurrent tasks queue up in order and never interleave on the wire. ``withTransaction(isolationLevel:readOnly:isolation:_:)``,
 /// ``stream(_:bufferSize:)`` and ``pipeline(_:mode:)`` hold the connection for their whole duration: commands from other
 /// tasks wait until they end, while commands from inside a transaction body (and its child tasks) run in it.
 ///
@@ -177,7 +177,7 @@ public final class PostgresConnection: Sendable {
     /// With ``PostgresPipelineMode/independent`` (the default) each statement gets its own Sync, so each runs in its
     /// own implicit transaction and one failure does not affect the others. With ``PostgresPipelineMode/transaction``
     /// the statements run as one implicit transaction: they take effect together or not at all. Do not put
-    /// `BEGIN`/`COMMIT` in a pipeline; use ``withTransaction(isolation:readOnly:_:)``.
+    /// `BEGIN`/`COMMIT` in a pipeline; use ``withTransaction(isolationLevel:readOnly:isolation:_:)``.
     ///
     /// - Parameters:
     ///   - queries: The statements, in order.

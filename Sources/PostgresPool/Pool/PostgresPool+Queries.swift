@@ -163,10 +163,14 @@ extension PostgresPool {
     ///   - fileID: the acquire site (leave the default).
     ///   - line: the acquire site (leave the default).
     ///   - function: the acquire site (leave the default).
+    ///   - isolation: the caller's isolation, inherited so that `body` runs where the caller does (top-level code and
+    ///     `@MainActor` functions can pass closures that capture their state).
     ///   - body: the work to do; receives a handle for issuing statements.
     /// - Returns: what `body` returns.
     /// - Throws: as ``withConnection(timeout:fileID:line:function:isolation:_:)``; a failed `COMMIT` (such as a
-    ///   serialization failure) means nothing was committed.
+    ///   serialization failure) means nothing was committed, and the cancellation rules of
+    ///   ``PostgresConnection/withTransaction(isolationLevel:readOnly:isolation:_:)`` apply (a cancel during `COMMIT`
+    ///   waits for its answer; ``PostgresError/Code/commitOutcomeUnknown`` when it never comes).
     @discardableResult
     public func withTransaction<Result>(
         isolationLevel: PostgresConnection.IsolationLevel? = nil,
@@ -175,10 +179,14 @@ extension PostgresPool {
         fileID: StaticString = #fileID,
         line: UInt = #line,
         function: StaticString = #function,
+        isolation: isolated (any Actor)? = #isolation,
         _ body: (PostgresTransaction) async throws -> Result
     ) async throws -> Result {
-        try await withConnection(timeout: timeout, fileID: fileID, line: line, function: function) { connection in
-            try await connection.withTransaction(isolation: isolationLevel, readOnly: readOnly, body)
+        try await withConnection(
+            timeout: timeout, fileID: fileID, line: line, function: function, isolation: isolation
+        ) { connection in
+            try await connection.withTransaction(
+                isolationLevel: isolationLevel, readOnly: readOnly, isolation: isolation, body)
         }
     }
 

@@ -32,8 +32,10 @@ extension PostgresConnection {
     /// The rollback after a cancellation is bounded by the same grace period (past it the connection is closed).
     ///
     /// - Parameters:
-    ///   - isolation: The isolation level; `nil` uses the server's default. Ignored for nested savepoints.
+    ///   - isolationLevel: The isolation level; `nil` uses the server's default. Ignored for nested savepoints.
     ///   - readOnly: Starts a `READ ONLY` transaction. Ignored for nested savepoints.
+    ///   - isolation: The caller's isolation, inherited so that `body` runs where the caller does (top-level code
+    ///     and `@MainActor` functions can pass closures that capture their state).
     ///   - body: The work to do; receives a handle for issuing statements.
     /// - Returns: What `body` returns.
     /// - Throws: What `body` throws (after rolling back); ``PostgresError`` when `BEGIN` or `COMMIT` fails (a
@@ -43,12 +45,13 @@ extension PostgresConnection {
     ///   `CancellationError` when the task was cancelled before `COMMIT` (after rolling back).
     @discardableResult
     public func withTransaction<Result>(
-        isolation: IsolationLevel? = nil,
+        isolationLevel: IsolationLevel? = nil,
         readOnly: Bool = false,
+        isolation actor: isolated (any Actor)? = #isolation,
         _ body: (PostgresTransaction) async throws -> Result
     ) async throws -> Result {
         if let scope = currentScope() {
-            return try await withSavepoint(scope: scope, body)
+            return try await withSavepoint(scope: scope, isolation: actor, body)
         }
         try Task.checkCancellation()
         let scope = core.makeScopeID()
@@ -60,7 +63,7 @@ extension PostgresConnection {
         }
         defer { core.endSession(scope) }
         var begin = "BEGIN"
-        if let isolation { begin += " ISOLATION LEVEL \(isolation.sql)" }
+        if let isolationLevel { begin += " ISOLATION LEVEL \(isolationLevel.sql)" }
         if readOnly { begin += " READ ONLY" }
         let node = SessionScope(core: ObjectIdentifier(core), id: scope, parent: SessionScope.current)
         return try await SessionScope.$current.withValue(node) {
@@ -88,7 +91,7 @@ extension PostgresConnection {
         }
     }
 
-    /// Sends `COMMIT` and reports what happened; never cancelled on the server (see ``withTransaction(isolation:readOnly:_:)``).
+    /// Sends `COMMIT` and reports what happened; never cancelled on the server (see ``withTransaction(isolationLevel:readOnly:isolation:_:)``).
     private func commit<Result>(scope: UInt64, result: Result) async throws -> Result {
         let commit = await core.run(
             .query(PostgresQuery(unsafeSQL: "COMMIT"), cacheable: false),
@@ -134,6 +137,7 @@ extension PostgresConnection {
 
     private func withSavepoint<Result>(
         scope: UInt64,
+        isolation actor: isolated (any Actor)?,
         _ body: (PostgresTransaction) async throws -> Result
     ) async throws -> Result {
         try Task.checkCancellation()
@@ -227,8 +231,11 @@ public struct PostgresTransaction: Sendable {
     /// - Returns: What `body` returns.
     /// - Throws: What `body` throws, after rolling back to the savepoint.
     @discardableResult
-    public func withSavepoint<Result>(_ body: (PostgresTransaction) async throws -> Result) async throws -> Result {
-        try await connection.withTransaction(body)
+    public func withSavepoint<Result>(
+        isolation actor: isolated (any Actor)? = #isolation,
+        _ body: (PostgresTransaction) async throws -> Result
+    ) async throws -> Result {
+        try await connection.withTransaction(isolationLevel: nil, isolation: actor, body)
     }
 }
 
