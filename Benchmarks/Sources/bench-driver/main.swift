@@ -1,14 +1,16 @@
 // bench-driver: the cost of one round trip through PostgresConnection against blocking libpq called directly
 // from a dedicated thread, for the same prepared statement with the same binary parameter and binary result.
 // Both run in the same process against the same throwaway server, interleaved in rounds (alternating which goes
-// first), and the summary compares medians of the per-round means.
+// first), and the summary compares medians of the per-round means. Beside wall time it reports the client's CPU time
+// per round trip (getrusage of this process around each round: user + system): wall time depends on how fast an idle
+// core wakes up, CPU time is what the driver itself costs and stays stable from round to round.
 import CLibPQ
 import Foundation
 import PostgresPool
 import PostgresTestServer
 
 let arguments = CommandLine.arguments
-let rounds = Int(ProcessInfo.processInfo.environment["BENCH_ROUNDS"] ?? "") ?? 15
+let rounds = Int(ProcessInfo.processInfo.environment["BENCH_ROUNDS"] ?? "") ?? 31
 let perRound = Int(ProcessInfo.processInfo.environment["BENCH_QUERIES"] ?? "") ?? 2000
 let sql = "SELECT $1::int4 + 1"
 
@@ -98,6 +100,14 @@ func driverRound(_ connection: PostgresConnection, _ count: Int) async throws ->
     return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
 }
 
+/// User + system CPU seconds of this process so far.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+        + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
 func median(_ values: [Double]) -> Double {
     let sorted = values.sorted()
     return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
@@ -135,6 +145,7 @@ var driverMicros: [Double] = []
 var pinnedMicros: [Double] = []
 var ratios: [Double] = []
 var pinnedRatios: [Double] = []
+var cpuMicros: [[Double]] = [[], [], []]  // raw, cooperative, pinned: client CPU µs per round trip
 // BENCH_ONLY=raw|pinned|cooperative runs one variant alone (for profiling its CPU cost) and prints no ratio.
 if let only = ProcessInfo.processInfo.environment["BENCH_ONLY"] {
     let clock = ContinuousClock()
@@ -156,11 +167,13 @@ for round in 0..<rounds {
     var seconds = [0.0, 0.0, 0.0]
     for step in 0..<3 {
         let variant = (step + round) % 3
+        let cpuBefore = processCPUSeconds()
         switch variant {
         case 0: seconds[0] = await Task.detached { raw.run(perRound) }.value
         case 1: seconds[1] = try await driverRound(connection, perRound)
         default: seconds[2] = try await pinnedRound(connection, perRound)
         }
+        cpuMicros[variant].append((processCPUSeconds() - cpuBefore) / Double(perRound) * 1e6)
     }
     rawMicros.append(seconds[0] / Double(perRound) * 1e6)
     driverMicros.append(seconds[1] / Double(perRound) * 1e6)
@@ -183,6 +196,9 @@ func ratioLine(_ name: String, _ ratios: [Double]) -> String {
     String(format: "%-34@ median %.3f  p25 %.3f  p75 %.3f  min %.3f  max %.3f", name as NSString,
            median(ratios), percentile(ratios, 0.25), percentile(ratios, 0.75), ratios.min()!, ratios.max()!)
 }
+print(row("client CPU, raw libpq", cpuMicros[0]))
+print(row("client CPU, pinned", cpuMicros[2]))
+print(row("client CPU, cooperative", cpuMicros[1]))
 print(ratioLine("ratio pinned / raw (per round)", pinnedRatios))
 print(ratioLine("ratio cooperative / raw (per round)", ratios))
 await connection.close()
@@ -190,5 +206,9 @@ try await server?.stop()
 print(String(format: "pg.driver_roundtrip.raw_us=%.2f", median(rawMicros)))
 print(String(format: "pg.driver_roundtrip.pinned_us=%.2f", median(pinnedMicros)))
 print(String(format: "pg.driver_roundtrip.cooperative_us=%.2f", median(driverMicros)))
+print(String(format: "pg.driver_roundtrip.raw_cpu_us=%.2f", median(cpuMicros[0])))
+print(String(format: "pg.driver_roundtrip.pinned_cpu_us=%.2f", median(cpuMicros[2])))
+print(String(format: "pg.driver_roundtrip.cooperative_cpu_us=%.2f", median(cpuMicros[1])))
+print(String(format: "pg.driver_roundtrip.cpu_ratio_pinned_vs_blocking_libpq=%.3f", median(cpuMicros[2]) / median(cpuMicros[0])))
 print(String(format: "pg.driver_roundtrip.ratio_cooperative_vs_blocking_libpq=%.3f", median(ratios)))
 print(String(format: "pg.driver_roundtrip.ratio_vs_blocking_libpq=%.3f", median(pinnedRatios)))
