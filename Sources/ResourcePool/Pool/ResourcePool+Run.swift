@@ -109,7 +109,8 @@ extension ResourcePool {
             minimumSize: self.configuration.minimumSize,
             maximumSize: self.configuration.maximumSize,
             headroom: self.configuration.sizingHeadroom,
-            leasedNow: core.machine.counts.leased
+            leasedNow: core.machine.counts.leased,
+            throughputKnee: self.configuration.throughputKnee
         )
         return ResourcePoolStatistics(
             idle: core.machine.idle.count,

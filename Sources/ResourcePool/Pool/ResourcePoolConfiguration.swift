@@ -69,6 +69,14 @@ public struct ResourcePoolConfiguration: Sendable, Equatable {
     /// Extra capacity the sizing advice adds on top of the measured need (0.2 = 20 %). Default 0.2.
     public var sizingHeadroom: Double
 
+    /// The concurrency past which the resource behind the pool (the database) stops gaining throughput, as measured
+    /// by `reservoir advise`; `nil` when unknown. Default `nil`.
+    ///
+    /// The sizing advice uses it to tell a pool that is too small (callers wait and the database could serve more in
+    /// parallel: ``SizingAdvice/Verdict/undersized``) from a database at its limit (callers wait, but more connections
+    /// would not add throughput: ``SizingAdvice/Verdict/saturated``, shed load instead).
+    public var throughputKnee: Int?
+
     /// Creates a configuration with the documented defaults.
     ///
     /// - Parameter name: the pool's name in metrics and logs.
@@ -90,6 +98,7 @@ public struct ResourcePoolConfiguration: Sendable, Equatable {
         self.drainTimeout = .seconds(30)
         self.statisticsWindow = .seconds(60)
         self.sizingHeadroom = 0.2
+        self.throughputKnee = nil
     }
 }
 
@@ -215,6 +224,9 @@ extension ResourcePoolConfiguration {
         try requirePositive(self.statisticsWindow, "statisticsWindow")
         guard self.sizingHeadroom.isFinite, self.sizingHeadroom >= 0 else {
             throw invalid("sizingHeadroom", "must not be negative (got \(self.sizingHeadroom))")
+        }
+        if let knee = self.throughputKnee, knee < 1 {
+            throw invalid("throughputKnee", "must be at least 1 (got \(knee))")
         }
         return PoolStateMachine.Configuration(
             minimumSize: self.minimumSize,
