@@ -72,7 +72,8 @@ public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service w
         self.state = Mutex(
             PoolCore(
                 machine: PoolStateMachine(configuration: machineConfiguration),
-                statisticsWindow: configuration.statisticsWindow
+                statisticsWindow: configuration.statisticsWindow,
+                selfSizing: configuration.selfSizing
             )
         )
         self.clock = clock
@@ -81,6 +82,10 @@ public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service w
             poolName: configuration.name,
             minimumSize: configuration.minimumSize,
             maximumSize: configuration.maximumSize,
+            effectiveMaximumSize: configuration.selfSizing.map {
+                PoolSizeEstimator(policy: $0, minimumSize: configuration.minimumSize, maximumSize: configuration.maximumSize)
+                    .limit
+            } ?? configuration.maximumSize,
             factory: metricsFactory ?? MetricsSystem.factory
         )
         self.hooks = hooks

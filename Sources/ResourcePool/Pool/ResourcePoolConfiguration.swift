@@ -77,6 +77,11 @@ public struct ResourcePoolConfiguration: Sendable, Equatable {
     /// would not add throughput: ``SizingAdvice/Verdict/saturated``, shed load instead).
     public var throughputKnee: Int?
 
+    /// Lets the pool find its own size: its effective maximum moves between `minimumSize` (at least 1) and
+    /// `maximumSize`, following the throughput it observes (see ``SelfSizingPolicy``). `nil` (the default) keeps the
+    /// maximum fixed at `maximumSize`, and acquire and release do no extra work.
+    public var selfSizing: SelfSizingPolicy?
+
     /// Creates a configuration with the documented defaults.
     ///
     /// - Parameter name: the pool's name in metrics and logs.
@@ -99,6 +104,7 @@ public struct ResourcePoolConfiguration: Sendable, Equatable {
         self.statisticsWindow = .seconds(60)
         self.sizingHeadroom = 0.2
         self.throughputKnee = nil
+        self.selfSizing = nil
     }
 }
 
@@ -224,6 +230,9 @@ extension ResourcePoolConfiguration {
         try requirePositive(self.statisticsWindow, "statisticsWindow")
         guard self.sizingHeadroom.isFinite, self.sizingHeadroom >= 0 else {
             throw invalid("sizingHeadroom", "must not be negative (got \(self.sizingHeadroom))")
+        }
+        if let problem = self.selfSizing?.problem(minimumSize: self.minimumSize, maximumSize: self.maximumSize) {
+            throw invalid(problem.field, problem.message)
         }
         if let knee = self.throughputKnee, knee < 1 {
             throw invalid("throughputKnee", "must be at least 1 (got \(knee))")

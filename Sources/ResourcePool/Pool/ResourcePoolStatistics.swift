@@ -22,6 +22,9 @@ public struct ResourcePoolStatistics: Sendable {
     public var minimumSize: Int
     /// The configured maximum size.
     public var maximumSize: Int
+    /// How many resources may be leased at once: ``maximumSize``, unless self-sizing
+    /// (``ResourcePoolConfiguration/selfSizing``) moved it.
+    public var effectiveMaximumSize: Int
     /// Whether the circuit breaker is open (creation keeps failing and no resource is open).
     public var circuitBreakerOpen: Bool
     /// Creation failures since the last successful creation.
