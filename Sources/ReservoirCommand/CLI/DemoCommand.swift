@@ -31,6 +31,9 @@ public struct DemoCommand: AsyncParsableCommand {
     @Option(help: "The database's knee from `reservoir advise`, so the sizing line can say whether more connections help.")
     public var knee: Int?
 
+    @Flag(help: "Let the pool find its own size up to --pool-size; the live view shows the effective maximum.")
+    public var selfSizing = false
+
     public init() {}
 
     public func validate() throws {
@@ -57,6 +60,7 @@ public struct DemoCommand: AsyncParsableCommand {
         options.poolSize = poolSize
         options.clients = clients
         options.throughputKnee = knee
+        options.selfSizing = selfSizing
         do {
             _ = try await DemoRunner(options: options).run(output: StandardOutput())
         } catch let error as any CustomStringConvertible {

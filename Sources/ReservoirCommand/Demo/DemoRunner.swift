@@ -21,6 +21,8 @@ public struct DemoRunner: Sendable {
         public var refreshInterval: Duration = .milliseconds(250)
         /// The database's knee from `reservoir advise`, for the sizing line; `nil` when unknown.
         public var throughputKnee: Int?
+        /// Whether the pool sizes itself (``ResourcePool/SelfSizingPolicy``) up to `poolSize`.
+        public var selfSizing = false
 
         /// Options with the defaults: a throwaway server, 20 seconds, 8 connections, 24 clients.
         public init() {}
@@ -90,6 +92,7 @@ public struct DemoRunner: Sendable {
         configuration.pool.leakThreshold = .milliseconds(1_000)
         configuration.pool.statisticsWindow = .seconds(5)
         configuration.pool.throughputKnee = options.throughputKnee
+        if options.selfSizing { configuration.pool.selfSizing = .throughputSeeking() }
         // The pool's own log lines would tear the live view; what they report (leaks and dirty returns with their
         // sites) comes from its statistics instead.
         let pool = try PostgresPool(
@@ -107,6 +110,7 @@ public struct DemoRunner: Sendable {
             output.write(
                 "running a mixed workload for \(DashboardRenderer.fixed(options.duration.seconds, 0)) s: "
                     + "\(options.clients) clients, pool of \(options.poolSize)"
+                    + (options.selfSizing ? " (self-sizing)" : "")
                     + (allowWrites ? "" : " (read-only: pass --allow-writes for transfers)") + "\n"
             )
             let start = clock.now
@@ -202,6 +206,7 @@ public struct DemoRunner: Sendable {
         snapshot.leased = statistics.leased
         snapshot.creating = statistics.creating
         snapshot.maximumSize = statistics.maximumSize
+        snapshot.effectiveMaximumSize = statistics.effectiveMaximumSize
         snapshot.waiters = statistics.waiting
         snapshot.acquireWaitP50 = recent.wait.quantileSeconds(0.5)
         snapshot.acquireWaitP99 = recent.wait.quantileSeconds(0.99)
