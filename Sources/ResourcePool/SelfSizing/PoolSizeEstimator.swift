@@ -15,6 +15,9 @@ struct PoolSizeEstimator: Sendable, Equatable {
         var meanHoldSeconds: Double
         /// Whether callers were waiting at half the window's releases or more (the limit decided its throughput).
         var limitBound: Bool
+        /// The throughput's relative standard error: the hold times' coefficient of variation over √releases (in a
+        /// limit-bound window throughput is limit ÷ mean hold, by Little's law).
+        var relativeError: Double = 0
     }
 
     static let largestStep = 0.25
@@ -42,6 +45,14 @@ struct PoolSizeEstimator: Sendable, Equatable {
     private var windowReleases = 0
     private var windowWaitingReleases = 0
     private var windowHoldNanoseconds = 0.0
+    private var windowHoldSquares = 0.0
+    /// How many times `releasesPerWindow` the current window must hold: doubled while a comparison is inside the
+    /// noise, up to ``largestWindowScale``.
+    private(set) var windowScale = 1
+
+    static let largestWindowScale = 32
+    /// Standard errors a change must exceed to count.
+    static let significance = 2.0
 
     /// Creates an estimator for a pool of `minimumSize...maximumSize`.
     init(policy: SelfSizingPolicy, minimumSize: Int, maximumSize: Int) {
@@ -71,38 +82,68 @@ struct PoolSizeEstimator: Sendable, Equatable {
         }
         windowReleases += 1
         if waiting > 0 { windowWaitingReleases += 1 }
-        windowHoldNanoseconds += Double(heldFor.components.seconds) * 1e9
-            + Double(heldFor.components.attoseconds) / 1e9
-        guard windowReleases >= releasesPerWindow, now > start else { return nil }
+        let holdNanoseconds = Double(heldFor.components.seconds) * 1e9 + Double(heldFor.components.attoseconds) / 1e9
+        windowHoldNanoseconds += holdNanoseconds
+        windowHoldSquares += holdNanoseconds * holdNanoseconds
+        guard windowReleases >= releasesPerWindow * windowScale, now > start else { return nil }
         let elapsed = now - start
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let count = Double(windowReleases)
+        let meanHold = windowHoldNanoseconds / count
+        let variance = max(0, windowHoldSquares / count - meanHold * meanHold)
         let window = Window(
             limit: limit,
-            throughput: Double(windowReleases) / seconds,
-            meanHoldSeconds: windowHoldNanoseconds / Double(windowReleases) / 1e9,
-            limitBound: windowWaitingReleases * 2 >= windowReleases
+            throughput: count / seconds,
+            meanHoldSeconds: meanHold / 1e9,
+            limitBound: windowWaitingReleases * 2 >= windowReleases,
+            relativeError: meanHold > 0 ? variance.squareRoot() / meanHold / count.squareRoot() : 0
         )
         lastWindow = window
+        if settling {
+            settling = false
+            resetWindow(now: now)
+            return nil
+        }
+        switch judge(window) {
+        case .inconclusive where windowScale < Self.largestWindowScale:
+            // Inside the noise: keep measuring at this limit, over a window twice as long.
+            windowScale *= 2
+            return nil
+        case .inconclusive:
+            // Still inside the noise at the longest window: keep this limit, and compare later windows with it.
+            previous = window
+            resetWindow(now: now)
+            return nil
+        case .decided(let next):
+            resetWindow(now: now)
+            settling = next != nil
+            return next
+        }
+    }
+
+    private mutating func resetWindow(now: Duration) {
         windowStart = now
         windowReleases = 0
         windowWaitingReleases = 0
         windowHoldNanoseconds = 0
-        if settling {
-            settling = false
-            return nil
-        }
-        let next = windowCompleted(window)
-        settling = next != nil
-        return next
+        windowHoldSquares = 0
+        windowScale = 1
+    }
+
+    enum Judgement: Equatable {
+        /// The window moved the limit, or taught that it should stay (`nil`).
+        case decided(Int?)
+        /// The change from the previous window is inside the noise: measure longer.
+        case inconclusive
     }
 
     /// Compares a completed window with the previous limit-bound one and moves the limit.
-    private mutating func windowCompleted(_ window: Window) -> Int? {
+    private mutating func judge(_ window: Window) -> Judgement {
         // Drift guard: when callers did not wait for the limit, the load set the throughput, not the size; nothing
         // is learnt, and the next limit-bound window is not compared across the gap.
         guard window.limitBound else {
             previous = nil
-            return nil
+            return .decided(nil)
         }
         if let previous, previous.limit != window.limit, previous.throughput > 0 {
             let gain = window.throughput / previous.throughput - 1
@@ -110,6 +151,14 @@ struct PoolSizeEstimator: Sendable, Equatable {
             // size: then the judgement does not depend on the step's size.
             let sizeChange = Double(abs(window.limit - previous.limit)) / Double(min(window.limit, previous.limit))
             let threshold = policy.minimumElasticity * sizeChange
+            let noise = Self.significance
+                * (window.relativeError * window.relativeError + previous.relativeError * previous.relativeError)
+                .squareRoot()
+            // Undecidable: the change is beyond the threshold but not beyond the noise, or within the threshold
+            // while the noise is too large to call it flat.
+            if abs(gain) > threshold ? abs(gain) <= noise : noise > threshold {
+                return .inconclusive
+            }
             let before = direction
             if gain < -threshold {
                 // The last move hurt: go back.
@@ -131,8 +180,8 @@ struct PoolSizeEstimator: Sendable, Equatable {
         previous = window
         let step = max(1, Int((Double(limit) * stepFraction).rounded()))
         let next = min(upperBound, max(lowerBound, limit + direction * step))
-        guard next != limit else { return nil }
+        guard next != limit else { return .decided(nil) }
         limit = next
-        return next
+        return .decided(next)
     }
 }

@@ -14,7 +14,10 @@
 ///
 /// Steps start at a quarter of the limit (at least one); each reversal halves the step (down to an eighth) so the
 /// limit closes in on the best size, and each move that pays doubles it again (up to a quarter) so the limit follows a
-/// curve that changed. Drift guards: a window in which callers did not wait for the
+/// curve that changed. Noise guard: a window's throughput has a standard error (the hold times' coefficient of
+/// variation over √releases, by Little's law); a change that is not beyond twice the combined error of the two windows,
+/// or a "flat" verdict while the error exceeds the threshold, decides nothing: the window goes on, twice as long (up
+/// to 32 times), so hold times with a heavy tail slow the pool's learning instead of misleading it. Drift guards: a window in which callers did not wait for the
 /// limit changes nothing and is not compared with (the load, not the size, set its throughput), so an idle or
 /// lightly loaded pool neither grows nor shrinks; and the limit never leaves `minimumSize...maximumSize`. The result
 /// oscillates by about one step around the smallest size past which a step up buys less than the tolerance, which

@@ -161,6 +161,36 @@ struct PoolSizeEstimatorTests {
         #expect(estimator.lastWindow?.limitBound == false)
     }
 
+    @Test("a change inside the noise of the hold times is not acted on: the window grows instead")
+    func noiseExtendsTheWindow() {
+        var estimator = PoolSizeEstimator(
+            policy: .throughputSeeking(minimumReleasesPerWindow: 200, initialSize: 4),
+            minimumSize: 0,
+            maximumSize: 64
+        )
+        var now = Duration.zero
+        var release = 0
+        func feed(_ count: Int) -> [Int] {
+            var changes: [Int] = []
+            for _ in 0..<count {
+                now += .milliseconds(1)
+                release += 1
+                // Hold times alternate between 10 µs and 10 ms: a coefficient of variation near 1.
+                let held: Duration = release.isMultiple(of: 2) ? .milliseconds(10) : .microseconds(10)
+                if let limit = estimator.leaseReleased(heldFor: held, waiting: 5, now: now) { changes.append(limit) }
+            }
+            return changes
+        }
+        // The first window has nothing to compare with: it moves up by a quarter (4 → 5); the next one settles.
+        #expect(feed(1 + 200) == [5])
+        #expect(feed(200) == [])
+        // At 5 throughput is unchanged (+0 % for +25 % size: flat), but the noise (2 × √2 × 1/√200 ≈ 20 %) exceeds
+        // the threshold (0.12 × 25 % = 3 %): no move, a window twice as long.
+        #expect(feed(200) == [])
+        #expect(estimator.limit == 5)
+        #expect(estimator.windowScale == 2)
+    }
+
     @Test("a flat curve walks the limit down: connections that buy no throughput are given up")
     func flatCurveShrinks() {
         var estimator = PoolSizeEstimator(
