@@ -36,6 +36,19 @@ struct ResourcePoolSelfSizingTests {
         try await harness.shutdown()
     }
 
+    @Test("the configuration in docs/pool.md's self-sizing section is valid")
+    func documentedConfiguration() async throws {
+        var configuration = ResourcePoolConfiguration(name: "orders-db")
+        configuration.maximumSize = 64
+        configuration.selfSizing = .throughputSeeking()  // off (nil) by default
+        let pool = try ResourcePool<Int, ContinuousClock>(
+            configuration: configuration,
+            factory: ResourceFactory(create: { 1 }, close: { _ in })
+        )
+        // It starts at max(minimumSize, 1) and climbs from there.
+        #expect(await pool.stats().effectiveMaximumSize == 1)
+    }
+
     @Test("an invalid self-sizing policy is refused, naming the field")
     func invalidPolicy() {
         var configuration = ResourcePoolConfiguration(name: "x")
