@@ -31,7 +31,8 @@ struct DashboardRendererTests {
     func plainLine() {
         let line = DashboardRenderer.plainLine(snapshot)
         #expect(
-            line == "t=4.5s idle=2 leased=5 creating=1 waiters=3 effective_max=6 max=8 wait_p50=0.042ms wait_p99=13.50ms "
+            line == "t=4.5s idle=2 leased=5 creating=1 waiters=3 effective_max=6 max=8 wait_p50=0.042ms "
+                + "wait_p99=13.50ms "
                 + "hold_p50=1.20ms hold_p99=250ms ops_per_s=4321 completed=19000 failed=2 leaks=1 dirty_returns=2"
         )
     }

@@ -40,7 +40,8 @@ func log(_ line: String) {
 func median(_ values: [Double]) -> Double {
     let sorted = values.sorted()
     guard !sorted.isEmpty else { return .nan }
-    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+    let middle = sorted.count / 2
+    return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
 }
 
 func format(_ value: Double, _ digits: Int = 3) -> String {
@@ -94,7 +95,10 @@ func measure(_ pool: PostgresPool, seconds: Int) async throws -> Sample {
 }
 
 func makePool(_ connectionString: String, name: String, size: Int, selfSizing: Bool) throws -> PostgresPool {
-    var configuration = PostgresPool.Configuration(connection: try .init(connectionString: connectionString), name: name)
+    var configuration = PostgresPool.Configuration(
+        connection: try .init(connectionString: connectionString),
+        name: name
+    )
     configuration.pool.maximumSize = size
     configuration.pool.minimumSize = selfSizing ? 0 : size
     configuration.pool.maximumConcurrentCreations = 8
@@ -195,8 +199,8 @@ func ratio(_ contender: Contender, _ value: KeyPath<Sample, Double>) -> Double {
 }
 
 print("")
-print("Point select, scale 10, TCP loopback, \(clients) clients in a closed loop, \(rounds) rounds × \(phaseSeconds) s "
-    + "per phase, interleaved.")
+print("Point select, scale 10, TCP loopback, \(clients) clients in a closed loop, \(rounds) rounds × "
+    + "\(phaseSeconds) s per phase, interleaved.")
 print("Best fixed size from the sweep (most throughput): \(bestFixedSize).")
 print("")
 print("pool                      q/s (median)   p50 ms   p99 ms")

@@ -109,8 +109,8 @@ public struct AdviseRunner: Sendable {
             points = try await measurement.run { timing in
                 guard timing.duration > requested else { return }
                 progress(
-                    "  one query takes \(DashboardRenderer.milliseconds(timing.probedLatency.seconds)) alone: each size "
-                        + "runs \(DashboardRenderer.fixed(timing.duration.seconds, 1)) s after "
+                    "  one query takes \(DashboardRenderer.milliseconds(timing.probedLatency.seconds)) alone: "
+                        + "each size runs \(DashboardRenderer.fixed(timing.duration.seconds, 1)) s after "
                         + "\(DashboardRenderer.fixed(timing.warmUp.seconds, 1)) s of warm-up"
                 )
             } progress: { point in
@@ -149,7 +149,9 @@ public struct AdviseRunner: Sendable {
         let directory = url.deletingLastPathComponent().path
         var isDirectory: ObjCBool = false
         guard files.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw AdviceError(description: "cannot write the report to \(path): the directory \(directory) does not exist")
+            throw AdviceError(
+                description: "cannot write the report to \(path): the directory \(directory) does not exist"
+            )
         }
         if files.fileExists(atPath: url.path) {
             guard files.isWritableFile(atPath: url.path) else {

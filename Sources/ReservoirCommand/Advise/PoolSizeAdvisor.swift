@@ -138,8 +138,8 @@ public enum PoolSizeAdvisor {
         case .latencyBound:
             reasoning.append(
                 "Decided by latency: no size with p99 within \(format(rule.p99Factor))× the best reaches "
-                    + "\(format(rule.throughputFraction * 100)) % of the best throughput; \(chosen.size) gives the most "
-                    + "within that bound (\(format(chosen.throughput)) ops/s, \(format(share * 100)) % of the best, "
+                    + "\(format(rule.throughputFraction * 100)) % of the best throughput; "
+                    + "\(chosen.size) gives the most within that bound (\(format(chosen.throughput)) ops/s, \(format(share * 100)) % of the best, "
                     + "p99 \(formatMilliseconds(chosen.latencyP99)))."
             )
         }

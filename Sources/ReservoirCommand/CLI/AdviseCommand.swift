@@ -11,8 +11,8 @@ public struct AdviseCommand: AsyncParsableCommand {
             fits the Universal Scalability Law (contention σ, coherency κ), and recommends the smallest size that \
             reaches 90 % of the best throughput while p99 stays within 2× of the best p99, split among --instances \
             and capped by max_connections minus reserved slots. The statement runs read-only unless \
-            --allow-writes is given. Writes an SVG report with the plots. Without --database-url it measures a throwaway \
-            server loaded with pgbench's tables.
+            --allow-writes is given. Writes an SVG report with the plots. Without --database-url it measures a \
+            throwaway server loaded with pgbench's tables.
             """
     )
 

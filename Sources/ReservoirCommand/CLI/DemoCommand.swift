@@ -28,7 +28,7 @@ public struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Concurrent clients of the pool.")
     public var clients = 24
 
-    @Option(help: "The database's knee from `reservoir advise`, so the sizing line can say whether more connections help.")
+    @Option(help: "The database's knee from `reservoir advise`: the sizing line says whether more connections help.")
     public var knee: Int?
 
     @Flag(help: "Let the pool find its own size up to --pool-size; the live view shows the effective maximum.")

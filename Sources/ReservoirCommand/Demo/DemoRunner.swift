@@ -227,8 +227,9 @@ public struct DemoRunner: Sendable {
     /// The pool's sizing verdict, with the planted faults in its window named.
     static func sizingLine(_ sizing: SizingAdvice, planted: [String]) -> String {
         guard !planted.isEmpty else { return "\(sizing)" }
-        return "\(sizing) [the window includes faults the demo planted (\(planted.joined(separator: ", "))): waits they "
-            + "cause are a fault to fix, not a size to change]"
+        let faults = planted.joined(separator: ", ")
+        return "\(sizing) [the window includes faults the demo planted (\(faults)): waits they cause are a fault to "
+            + "fix, not a size to change]"
     }
 
     /// The sites with a count above zero, most first.

@@ -123,8 +123,9 @@ public struct ResourcePoolStatistics: Sendable {
 ///
 /// - callers wait and the maximum is below the knee: ``Verdict/undersized``, recommended size the knee;
 /// - callers wait and the maximum is at or past the knee, or the knee is unknown: ``Verdict/saturated``: more
-///   connections would not add throughput (or nobody knows yet): shed load (``ResourcePoolConfiguration/maximumWaiters``,
-///   a concurrency limiter in front) or make the work cheaper; with the knee unknown, measure it.
+///   connections would not add throughput (or nobody knows yet): shed load
+///   (``ResourcePoolConfiguration/maximumWaiters``, a concurrency limiter in front) or make the work cheaper; with
+///   the knee unknown, measure it.
 ///
 /// When callers do not wait, Little's law sizes the pool: with λ the acquire rate and W the mean hold time,
 /// L = λ·W resources are busy on average; like square-root staffing, the advice covers the 99th percentile of a

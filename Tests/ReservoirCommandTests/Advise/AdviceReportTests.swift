@@ -47,7 +47,8 @@ struct AdviceReportTests {
         // The header and the marker tell the same total, split per instance.
         #expect(text.contains("recommended \(advice.recommendedTotal) = \(advice.recommendedPerInstance) × 2"))
         #expect(text.contains(
-            "recommended maximumSize \(advice.recommendedPerInstance) per instance × 2 = \(advice.recommendedTotal) in total"
+            "recommended maximumSize \(advice.recommendedPerInstance) per instance × 2 = "
+                + "\(advice.recommendedTotal) in total"
         ))
         // The reasoning is in the picture.
         #expect(text.contains("Why this size"))
@@ -70,7 +71,8 @@ struct AdviceReportTests {
         #expect(advice.recommendedTotal == 1)
         let svg = AdviceReport.svg(advice, title: "flat")
         // Panels start at x = 90; the marker line for size 1 must sit to the right of it.
-        let marker = try #require(svg.split(separator: "\n").first { $0.contains("stroke=\"#2ca02c\" stroke-width=\"1.5\"") })
+        let markerStyle = "stroke=\"#2ca02c\" stroke-width=\"1.5\""
+        let marker = try #require(svg.split(separator: "\n").first { $0.contains(markerStyle) })
         let x1 = try #require(marker.split(separator: "\"").dropFirst().first.flatMap { Double($0) })
         #expect(x1 > 100)
     }
@@ -91,7 +93,9 @@ struct AdviseGuardTests {
         let readOnly = LoadCurveMeasurement(
             connection: connection, workload: .statement("DELETE FROM t"), sizes: [1], durationPerSize: .seconds(1)
         )
-        #expect(try readOnly.readOnlyConnection()["options"] == "-c search_path=app -c default_transaction_read_only=on")
+        #expect(
+            try readOnly.readOnlyConnection()["options"] == "-c search_path=app -c default_transaction_read_only=on"
+        )
         var writing = readOnly
         writing.allowWrites = true
         #expect(try writing.readOnlyConnection()["options"] == "-c search_path=app")

@@ -118,7 +118,8 @@ struct SimulatedDatabaseTests {
 
         let expected = try #require(Self.truth(truth, largest: 128))
         #expect(advice.recommendedPerInstance == expected.chosen.size,
-                "recommended \(advice.recommendedPerInstance), the rule on the true curve gives \(expected.chosen.size)")
+                "recommended \(advice.recommendedPerInstance), the rule on the true curve gives "
+                    + "\(expected.chosen.size)")
         #expect(advice.decision.clause == expected.clause)
     }
 

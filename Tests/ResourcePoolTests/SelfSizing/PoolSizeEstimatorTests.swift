@@ -129,7 +129,10 @@ struct PoolSizeEstimatorTests {
         // the best fixed size's.
         let throughput = simulation.throughput(from: 30, to: 60)
         let bestThroughput = curve.throughput(Int(best))
-        #expect(throughput >= 0.9 * bestThroughput, "\(throughput)/s against \(bestThroughput)/s at the best fixed size")
+        #expect(
+            throughput >= 0.9 * bestThroughput,
+            "\(throughput)/s against \(bestThroughput)/s at the best fixed size"
+        )
     }
 
     @Test("the effective maximum follows the curve when it changes mid-run, down and up",
@@ -184,8 +187,8 @@ struct PoolSizeEstimatorTests {
         // The first window has nothing to compare with: it moves up by a quarter (4 → 5); the next one settles.
         #expect(feed(1 + 200) == [5])
         #expect(feed(200) == [])
-        // At 5 throughput is unchanged (+0 % for +25 % size: flat), but the noise (2 × √2 × 1/√200 ≈ 20 %) exceeds
-        // the threshold (0.12 × 25 % = 3 %): no move, a window twice as long.
+        // At 5 throughput is unchanged (+0 % for +25 % size: flat), but the noise (2 × √2 × 1/√200 ≈ 20 %)
+        // exceeds the threshold (0.12 × 25 % = 3 %): no move, a window twice as long.
         #expect(feed(200) == [])
         #expect(estimator.limit == 5)
         #expect(estimator.windowScale == 2)
