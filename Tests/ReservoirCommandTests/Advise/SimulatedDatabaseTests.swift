@@ -117,9 +117,9 @@ struct SimulatedDatabaseTests {
         #expect(advice.usedFittedThroughput)
 
         let expected = try #require(Self.truth(truth, largest: 128))
-        #expect(advice.recommendedPerInstance == expected.chosen.size,
-                "recommended \(advice.recommendedPerInstance), the rule on the true curve gives "
-                    + "\(expected.chosen.size)")
+        let truthSize = expected.chosen.size
+        #expect(advice.recommendedPerInstance == truthSize,
+                "recommended \(advice.recommendedPerInstance), the rule on the true curve gives \(truthSize)")
         #expect(advice.decision.clause == expected.clause)
     }
 
