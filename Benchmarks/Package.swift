@@ -62,6 +62,16 @@ let package = Package(
             path: "Sources/bench-testserver",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "bench-selfsize",
+            dependencies: [
+                .product(name: "PostgresPool", package: "Reservoir"),
+                .product(name: "PostgresTestServer", package: "Reservoir"),
+                .product(name: "ResourcePool", package: "Reservoir"),
+            ],
+            path: "Sources/bench-selfsize",
+            swiftSettings: swiftSettings
+        ),
         // Counts the process's heap allocations (glibc malloc interposition); any suite may link it.
         .target(name: "CMallocCounter"),
         .executableTarget(

@@ -34,6 +34,7 @@ struct CommandLineTests {
             (["demo", "--duration", "nan"], "--duration"),
             (["demo", "--pool-size", "0"], "--pool-size must be between 1 and 1000"),
             (["demo", "--allow-writes"], "--allow-writes needs --database-url"),
+            (["demo", "--knee", "0"], "--knee must be at least 1"),
             (["advise", "--max-size", "2"], "--max-size must be between 4 and 10000"),
             (["advise", "--instances", "0"], "--instances must be between 1 and 10000"),
             (["advise", "--query", "  "], "--query must not be empty"),
@@ -64,6 +65,21 @@ struct CommandLineTests {
         #expect(command.maxSize == 32)
         #expect(command.json)
         #expect(command.output == "r.svg")
+        #expect(!command.allowWrites)
+        let writing = try #require(try ReservoirCLI.parseAsRoot(["advise", "--allow-writes"]) as? AdviseCommand)
+        #expect(writing.allowWrites)
+    }
+
+    @Test("demo takes the database's knee and self-sizing")
+    func demoSizingOptions() throws {
+        let command = try #require(
+            try ReservoirCLI.parseAsRoot(["demo", "--knee", "6", "--self-sizing"]) as? DemoCommand
+        )
+        #expect(command.knee == 6)
+        #expect(command.selfSizing)
+        let plain = try #require(try ReservoirCLI.parseAsRoot(["demo"]) as? DemoCommand)
+        #expect(plain.knee == nil)
+        #expect(!plain.selfSizing)
     }
 
     @Test("an unknown subcommand is refused")

@@ -13,6 +13,7 @@ struct DashboardRendererTests {
         snapshot.leased = 5
         snapshot.creating = 1
         snapshot.maximumSize = 8
+        snapshot.effectiveMaximumSize = 6
         snapshot.waiters = 3
         snapshot.acquireWaitP50 = 0.000_042
         snapshot.acquireWaitP99 = 0.0135
@@ -30,7 +31,8 @@ struct DashboardRendererTests {
     func plainLine() {
         let line = DashboardRenderer.plainLine(snapshot)
         #expect(
-            line == "t=4.5s idle=2 leased=5 creating=1 waiters=3 wait_p50=0.042ms wait_p99=13.50ms "
+            line == "t=4.5s idle=2 leased=5 creating=1 waiters=3 effective_max=6 max=8 wait_p50=0.042ms "
+                + "wait_p99=13.50ms "
                 + "hold_p50=1.20ms hold_p99=250ms ops_per_s=4321 completed=19000 failed=2 leaks=1 dirty_returns=2"
         )
     }
@@ -41,6 +43,7 @@ struct DashboardRendererTests {
         #expect(frame.hasPrefix("\u{1B}[H\u{1B}[2J"))
         #expect(frame.contains("1× at Demo/Workload.swift:88 leakOne()"))
         #expect(frame.contains("2× at Demo/Workload.swift:120 dirtyReturn()"))
+        #expect(frame.contains("max 6 of 8 (self-sizing)"))
         let visibleWidths = frame.split(separator: "\n").map { line in
             line.replacing(/\u{1B}\[[0-9;]*[A-Za-z]/, with: "").count
         }

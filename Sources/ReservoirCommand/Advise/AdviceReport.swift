@@ -14,9 +14,12 @@ public enum AdviceReport {
         let panelHeight = 300.0
         let top = 70.0
         let gap = 70.0
+        let reasoningLines = advice.reasoning.flatMap { wrap($0, width: 150) }
+        let reasoningTop = top + 2 * panelHeight + gap + 70
+        let height = reasoningTop + 24 + Double(reasoningLines.count) * 16 + 16
         var out = """
-            <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(top + 2 * panelHeight + gap + 90))" \
-            viewBox="0 0 \(Int(width)) \(Int(top + 2 * panelHeight + gap + 90))" font-family="Helvetica, Arial, sans-serif">
+            <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" \
+            viewBox="0 0 \(Int(width)) \(Int(height))" font-family="Helvetica, Arial, sans-serif">
             <rect width="100%" height="100%" fill="#ffffff"/>
             <text x="24" y="32" font-size="20" font-weight="bold" fill="#1a1a1a">\(escape(title))</text>
             <text x="24" y="54" font-size="13" fill="#444">\(escape(summary(advice)))</text>
@@ -24,7 +27,8 @@ public enum AdviceReport {
             """
         let sizes = advice.points.map { Double($0.concurrency) }
         let maxSize = max(sizes.max() ?? 1, advice.fittedPeakConcurrency.map { min($0, (sizes.max() ?? 1) * 2) } ?? 0)
-        let xAxis = LogAxis(lower: 1, upper: max(2, maxSize))
+        // A quarter of a doubling of margin on each side, so that a marker at size 1 is not drawn on the y axis.
+        let xAxis = LogAxis(lower: 0.84, upper: max(2, maxSize) * 1.19)
         let model = advice.fit.model
         let curveSizes = stride(from: 0.0, through: 1.0, by: 1.0 / 200).map { xAxis.value(atFraction: $0) }
 
@@ -42,9 +46,11 @@ public enum AdviceReport {
         )
         throughputPanel.fittedCurve(curveSizes.map { ($0, model.throughput(at: $0)) }, color: "#1f77b4")
         throughputPanel.points(advice.points.map { (Double($0.concurrency), $0.throughput) }, color: "#1f77b4")
-        throughputPanel.marker(
-            at: Double(advice.recommendedTotal),
-            label: "recommended total \(advice.recommendedTotal)",
+        throughputPanel.marker(at: Double(advice.recommendedTotal), label: markerLabel(advice), color: "#2ca02c")
+        let threshold = advice.decision.bestThroughput * advice.rule.throughputFraction
+        throughputPanel.threshold(
+            at: threshold,
+            label: "\(format(advice.rule.throughputFraction * 100)) % of the best",
             color: "#2ca02c"
         )
         if let peak = advice.fittedPeakConcurrency, peak <= xAxis.upper {
@@ -69,15 +75,22 @@ public enum AdviceReport {
         latencyPanel.points(advice.points.map { (Double($0.concurrency), $0.latencyP50 * 1000) }, color: "#9467bd")
         latencyPanel.points(advice.points.map { (Double($0.concurrency), $0.latencyP99 * 1000) }, color: "#ff7f0e")
         latencyPanel.polyline(advice.points.map { (Double($0.concurrency), $0.latencyP99 * 1000) }, color: "#ff7f0e")
-        latencyPanel.marker(
-            at: Double(advice.recommendedTotal),
-            label: "recommended total \(advice.recommendedTotal)",
-            color: "#2ca02c"
+        latencyPanel.marker(at: Double(advice.recommendedTotal), label: markerLabel(advice), color: "#2ca02c")
+        latencyPanel.threshold(
+            at: advice.decision.bestP99 * advice.rule.p99Factor * 1000,
+            label: "p99 bound: \(format(advice.rule.p99Factor))× the best",
+            color: "#ff7f0e"
         )
         latencyPanel.legend([
             ("p50 measured", "#9467bd", false), ("p99 measured", "#ff7f0e", false), ("mean, USL fit", "#9467bd", true),
         ])
         out += latencyPanel.render(sizes: advice.points.map(\.concurrency))
+        out += "<text x=\"24\" y=\"\(Int(reasoningTop))\" font-size=\"14\" font-weight=\"bold\" fill=\"#1a1a1a\">"
+            + "Why this size</text>\n"
+        for (index, line) in reasoningLines.enumerated() {
+            out += "<text x=\"24\" y=\"\(Int(reasoningTop + 22 + Double(index) * 16))\" font-size=\"12\" fill=\"#333\">"
+                + "\(escape(line))</text>\n"
+        }
         out += "</svg>\n"
         return out
     }
@@ -86,8 +99,30 @@ public enum AdviceReport {
         let model = advice.fit.model
         return "σ = \(format(model.contention)), κ = \(format(model.coherency)), λ = "
             + "\(format(model.singleClientThroughput))/s · recommended maximumSize \(advice.recommendedPerInstance) "
-            + "per instance × \(advice.budget.instances) (max_connections \(advice.budget.maxConnections), "
-            + "\(advice.budget.reservedConnections) reserved)"
+            + "per instance × \(advice.budget.instances) = \(advice.recommendedTotal) in total "
+            + "(max_connections \(advice.budget.maxConnections), \(advice.budget.reservedConnections) reserved)"
+    }
+
+    /// The recommendation marker's label: the total the plot's x axis counts, and its split when there are several
+    /// instances.
+    static func markerLabel(_ advice: PoolSizeAdvice) -> String {
+        guard advice.budget.instances > 1 else { return "recommended \(advice.recommendedTotal)" }
+        return "recommended \(advice.recommendedTotal) = \(advice.recommendedPerInstance) × \(advice.budget.instances)"
+    }
+
+    /// Splits a sentence into lines of at most `width` characters, at spaces.
+    static func wrap(_ text: String, width: Int) -> [String] {
+        var lines: [String] = []
+        var current = ""
+        for word in text.split(separator: " ") {
+            if !current.isEmpty, current.count + 1 + word.count > width {
+                lines.append(current)
+                current = ""
+            }
+            current += current.isEmpty ? String(word) : " " + word
+        }
+        if !current.isEmpty { lines.append(current) }
+        return lines
     }
 
     static func escape(_ text: String) -> String {
@@ -168,6 +203,16 @@ struct Panel {
             + "y2=\"\(rounded(frame.y + frame.height))\" stroke=\"\(color)\" stroke-width=\"1.5\" stroke-dasharray=\"3 3\"/>\n"
         body += "<text x=\"\(rounded(x(value) + 5))\" y=\"\(rounded(frame.y + 14))\" font-size=\"12\" "
             + "fill=\"\(color)\">\(AdviceReport.escape(label))</text>\n"
+    }
+
+    /// A horizontal reference line (a threshold of the sizing rule), labelled at the right.
+    mutating func threshold(at value: Double, label: String, color: String) {
+        guard value > 0, value <= yUpper else { return }
+        let position = rounded(y(value))
+        body += "<line x1=\"\(rounded(frame.x))\" y1=\"\(position)\" x2=\"\(rounded(frame.x + frame.width))\" "
+            + "y2=\"\(position)\" stroke=\"\(color)\" stroke-width=\"1\" stroke-dasharray=\"2 4\"/>\n"
+        body += "<text x=\"\(rounded(frame.x + frame.width - 6))\" y=\"\(rounded(y(value) - 5))\" font-size=\"11\" "
+            + "text-anchor=\"end\" fill=\"\(color)\">\(AdviceReport.escape(label))</text>\n"
     }
 
     mutating func legend(_ items: [(String, String, Bool)]) {

@@ -24,6 +24,9 @@ public struct AdviseRunner: Sendable {
         public var reportPath: String? = "reservoir-advise.svg"
         /// pgbench's scale factor for a throwaway server.
         public var pgbenchScale = 5
+        /// Whether the measured statement may write. When `false` (the default) every measuring connection runs
+        /// with `default_transaction_read_only`, and a statement that writes is refused before any measurement.
+        public var allowWrites = false
 
         /// The defaults: a throwaway server, 2 s per size, one instance.
         public init() {}
@@ -45,6 +48,9 @@ public struct AdviseRunner: Sendable {
     /// - Returns: the advice and the workload's description.
     /// - Throws: `PostgresError`, `PostgresTestServerError`, `ResourcePoolError` or `AdviceError`.
     public func run(progress: @escaping @Sendable (String) -> Void) async throws -> (PoolSizeAdvice, String) {
+        if let reportPath = options.reportPath {
+            try Self.checkWritable(reportPath)
+        }
         if let connectionString = options.connectionString {
             let configuration = try PostgresConnection.Configuration(connectionString: connectionString)
             return try await run(
@@ -94,13 +100,30 @@ public struct AdviseRunner: Sendable {
             connection: configuration,
             workload: workload,
             sizes: sizes,
-            durationPerSize: options.durationPerSize
+            durationPerSize: options.durationPerSize,
+            allowWrites: options.allowWrites
         )
-        let points = try await measurement.run { point in
-            progress(
-                "  size \(point.concurrency):\t\(DashboardRenderer.fixed(point.throughput, 0)) queries/s\t"
-                    + "p50 \(DashboardRenderer.milliseconds(point.latencyP50))\t"
-                    + "p99 \(DashboardRenderer.milliseconds(point.latencyP99))"
+        let requested = options.durationPerSize
+        let points: [LoadPoint]
+        do {
+            points = try await measurement.run { timing in
+                guard timing.duration > requested else { return }
+                progress(
+                    "  one query takes \(DashboardRenderer.milliseconds(timing.probedLatency.seconds)) alone: "
+                        + "each size runs \(DashboardRenderer.fixed(timing.duration.seconds, 1)) s after "
+                        + "\(DashboardRenderer.fixed(timing.warmUp.seconds, 1)) s of warm-up"
+                )
+            } progress: { point in
+                progress(
+                    "  size \(point.concurrency):\t\(DashboardRenderer.fixed(point.throughput, 0)) queries/s\t"
+                        + "p50 \(DashboardRenderer.milliseconds(point.latencyP50))\t"
+                        + "p99 \(DashboardRenderer.milliseconds(point.latencyP99))"
+                )
+            }
+        } catch let error as PostgresError where error.sqlState == .readOnlySQLTransaction && !options.allowWrites {
+            throw AdviceError(
+                description: "the statement writes (\(error.message)); advise runs it thousands of times, so it only "
+                    + "measures read-only statements unless --allow-writes is given"
             )
         }
         let advice = try PoolSizeAdvisor.advise(points: points, budget: budget)
@@ -113,6 +136,30 @@ public struct AdviseRunner: Sendable {
             }
         }
         return (advice, workload.description)
+    }
+
+    /// Fails unless the report can be written at `path`: its directory exists and is writable, and the file, if it
+    /// exists, is writable. Checked before measuring, so a bad path does not cost a whole measurement.
+    ///
+    /// - Parameter path: the report's path.
+    /// - Throws: `AdviceError` naming the path.
+    static func checkWritable(_ path: String) throws {
+        let files = FileManager.default
+        let url = URL(fileURLWithPath: path)
+        let directory = url.deletingLastPathComponent().path
+        var isDirectory: ObjCBool = false
+        guard files.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw AdviceError(
+                description: "cannot write the report to \(path): the directory \(directory) does not exist"
+            )
+        }
+        if files.fileExists(atPath: url.path) {
+            guard files.isWritableFile(atPath: url.path) else {
+                throw AdviceError(description: "cannot write the report to \(path): the file is not writable")
+            }
+        } else if !files.isWritableFile(atPath: directory) {
+            throw AdviceError(description: "cannot write the report to \(path): the directory is not writable")
+        }
     }
 
     /// The advice as a table of measured and fitted points followed by the reasoning.

@@ -40,7 +40,13 @@ public struct PoolSizeAdvice: Sendable, Hashable, Codable {
     public var measuredKneeConcurrency: Int?
     /// The fitted size past which latency grows faster than throughput, or `nil` for linear scaling.
     public var fittedKneeConcurrency: Double?
-    /// The total connections the database serves best with, across all instances.
+    /// The rule the recommendation follows.
+    public var rule: SizingRule
+    /// What the rule decided, with the figures it compared.
+    public var decision: SizingRule.Decision
+    /// Whether the rule judged the fitted curve (`true`, the fit was within 10 %) or the measured points.
+    public var usedFittedThroughput: Bool
+    /// The total connections the database serves best with, across all instances, within the budget.
     public var recommendedTotal: Int
     /// The pool size for each instance (`maximumSize`).
     public var recommendedPerInstance: Int
@@ -52,20 +58,29 @@ public struct PoolSizeAdvice: Sendable, Hashable, Codable {
 
 /// Recommends a pool size from a measured throughput curve.
 public enum PoolSizeAdvisor {
-    /// Fits the Universal Scalability Law to `points` and recommends a pool size.
+    /// The largest relative fit error at which the rule judges the fitted curve rather than the measured points.
+    static let goodFitError = 0.1
+
+    /// Fits the Universal Scalability Law to `points` and recommends a pool size by `rule`.
     ///
-    /// The target is the knee: the concurrency past which latency grows faster than throughput (the fitted one,
-    /// confirmed by the measured points when they show it earlier). Past the knee each extra connection buys less
-    /// throughput than it costs in latency; past the peak it buys negative throughput. With no knee in sight the
-    /// database scaled linearly over the measured range, so the target is the largest measured size and the advice
-    /// says to measure further. The total is then divided among the instances and capped by the connection budget.
+    /// The candidates are every size from the smallest to the largest measured one on the fitted curve when the fit is
+    /// within 10 % of the measurements (it smooths the noise of single points; see
+    /// ``SizingRule/candidates(points:model:)``), or the measured sizes and figures when it is not. The rule
+    /// (``SizingRule``) picks the smallest size that reaches a fraction of the best throughput with p99 within a
+    /// factor of the best p99. The total is then capped by the connections available and divided among the
+    /// instances.
     ///
     /// - Parameters:
     ///   - points: measured points; at least three distinct concurrencies.
     ///   - budget: the server's connection budget and the number of instances.
+    ///   - rule: the sizing rule; ``SizingRule/standard`` by default.
     /// - Returns: the advice.
     /// - Throws: `AdviceError` when the points cannot be fitted or the budget is invalid.
-    public static func advise(points: [LoadPoint], budget: ConnectionBudget) throws -> PoolSizeAdvice {
+    public static func advise(
+        points: [LoadPoint],
+        budget: ConnectionBudget,
+        rule: SizingRule = .standard
+    ) throws -> PoolSizeAdvice {
         guard budget.instances >= 1 else {
             throw AdviceError(description: "instances must be at least 1; got \(budget.instances)")
         }
@@ -78,8 +93,6 @@ public enum PoolSizeAdvisor {
         var reasoning: [String] = []
 
         let measuredPeak = sorted.max { $0.throughput < $1.throughput }!.concurrency
-        let measuredKnee = Self.measuredKnee(sorted)
-        let fittedKnee = model.kneeConcurrency
         let largestMeasured = sorted.last!.concurrency
 
         reasoning.append(
@@ -87,43 +100,70 @@ public enum PoolSizeAdvisor {
                 + "σ (contention) = \(format(model.contention)), κ (coherency) = \(format(model.coherency)), "
                 + "within \(format(fit.relativeError * 100)) % of the measurements."
         )
-        if fit.relativeError > 0.15 {
+        let usedFitted = fit.relativeError <= goodFitError
+        let candidates: [SizingRule.Candidate]
+        if usedFitted {
+            candidates = SizingRule.candidates(points: sorted, model: model)
+        } else {
             reasoning.append(
-                "The measurements are noisy (the fit is off by \(format(fit.relativeError * 100)) %): rerun with a "
-                    + "longer --duration, on a quieter machine, or with a release build of the client."
+                "The fit is off by \(format(fit.relativeError * 100)) % (more than \(format(goodFitError * 100)) %): "
+                    + "the rule judges the measured sizes only. A longer --duration or a quieter machine may help."
+            )
+            candidates = sorted.map {
+                SizingRule.Candidate(size: $0.concurrency, throughput: $0.throughput, latencyP99: $0.latencyP99)
+            }
+        }
+        guard let decision = rule.decide(candidates) else {
+            throw AdviceError(description: "no measured point has a usable throughput and p99")
+        }
+        let source = usedFitted ? "fitted" : "measured"
+        reasoning.append(
+            "Rule: the smallest size reaching \(format(rule.throughputFraction * 100)) % of the best throughput "
+                + "while p99 stays within \(format(rule.p99Factor))× the best p99. Best throughput "
+                + "\(format(decision.bestThroughput)) ops/s (\(source), at \(decision.bestThroughputSize)); best p99 "
+                + "\(formatMilliseconds(decision.bestP99)); p99 stays within "
+                + "\(formatMilliseconds(decision.bestP99 * rule.p99Factor)) "
+                + "up to \(decision.largestWithinLatencyBound) connections."
+        )
+        let chosen = decision.chosen
+        let share = decision.bestThroughput > 0 ? chosen.throughput / decision.bestThroughput : 0
+        switch decision.clause {
+        case .throughputReached:
+            reasoning.append(
+                "Decided by throughput: \(chosen.size) is the smallest size reaching "
+                    + "\(format(rule.throughputFraction * 100)) % (\(format(chosen.throughput)) ops/s, "
+                    + "\(format(share * 100)) % of the best) with p99 \(formatMilliseconds(chosen.latencyP99)) "
+                    + "(\(format(chosen.latencyP99 / max(decision.bestP99, 1e-12)))× the best)."
+            )
+        case .latencyBound:
+            reasoning.append(
+                "Decided by latency: no size with p99 within \(format(rule.p99Factor))× the best reaches "
+                    + "\(format(rule.throughputFraction * 100)) % of the best throughput; "
+                    + "\(chosen.size) gives the most within that bound (\(format(chosen.throughput)) ops/s, \(format(share * 100)) % of the best, "
+                    + "p99 \(formatMilliseconds(chosen.latencyP99)))."
             )
         }
-        var target: Int
-        if let fittedKnee {
-            target = Int(fittedKnee.rounded())
+        let peakBeyondRange = model.peakConcurrency.map { $0 > Double(largestMeasured) } ?? true
+        if decision.bestThroughputSize >= largestMeasured, peakBeyondRange {
             reasoning.append(
-                "Latency grows faster than throughput past about \(format(fittedKnee)) connections (fitted)."
-            )
-            if let measuredKnee, measuredKnee < target {
-                target = measuredKnee
-                reasoning.append(
-                    "The measurements show it earlier: p99 latency outgrew throughput after \(measuredKnee)."
-                )
-            }
-            if target > largestMeasured {
-                reasoning.append(
-                    "That is beyond the largest size measured (\(largestMeasured)): the figure is extrapolated."
-                )
-            }
-        } else {
-            target = measuredKnee ?? largestMeasured
-            reasoning.append(
-                "Throughput scaled about linearly up to \(largestMeasured) connections: measure larger sizes to find "
-                    + "the limit."
+                "Throughput was still growing at the largest size measured (\(largestMeasured)): measure larger sizes "
+                    + "(--max-size) to see where it stops."
             )
         }
         if let peak = model.peakConcurrency {
-            reasoning.append("Throughput peaks at about \(format(peak)) connections and falls beyond it.")
+            reasoning.append("The fitted throughput peaks at about \(format(peak)) connections and falls beyond it.")
         }
-        target = max(1, target)
 
+        var total = max(1, chosen.size)
+        if total > budget.availableConnections {
+            reasoning.append(
+                "The connection budget caps the total: \(budget.availableConnections) connections are available "
+                    + "(max_connections \(budget.maxConnections) − \(budget.reservedConnections) reserved)."
+            )
+            total = budget.availableConnections
+        }
         let perInstanceLimit = budget.perInstanceLimit
-        var perInstance = (target + budget.instances - 1) / budget.instances
+        var perInstance = (total + budget.instances - 1) / budget.instances
         if perInstance > perInstanceLimit {
             reasoning.append(
                 "\(budget.instances) instance(s) share \(budget.availableConnections) connections "
@@ -140,7 +180,8 @@ public enum PoolSizeAdvisor {
             perInstance = max(0, perInstance)
         } else {
             reasoning.append(
-                "Recommended: maximumSize = \(perInstance) per instance (\(perInstance * budget.instances) in total)."
+                "Recommended: maximumSize = \(perInstance) per instance × \(budget.instances) instance(s) = "
+                    + "\(perInstance * budget.instances) in total."
             )
         }
         return PoolSizeAdvice(
@@ -148,9 +189,12 @@ public enum PoolSizeAdvisor {
             points: sorted,
             measuredPeakConcurrency: measuredPeak,
             fittedPeakConcurrency: model.peakConcurrency,
-            measuredKneeConcurrency: measuredKnee,
-            fittedKneeConcurrency: fittedKnee,
-            recommendedTotal: target,
+            measuredKneeConcurrency: Self.measuredKnee(sorted),
+            fittedKneeConcurrency: model.kneeConcurrency,
+            rule: rule,
+            decision: decision,
+            usedFittedThroughput: usedFitted,
+            recommendedTotal: perInstance * budget.instances,
             recommendedPerInstance: perInstance,
             budget: budget,
             reasoning: reasoning
@@ -177,6 +221,11 @@ public enum PoolSizeAdvisor {
         }
         return nil
     }
+}
+
+/// A latency in seconds as milliseconds, three significant figures.
+func formatMilliseconds(_ seconds: Double) -> String {
+    "\(format(seconds * 1000)) ms"
 }
 
 /// Three significant figures, for reasoning lines.

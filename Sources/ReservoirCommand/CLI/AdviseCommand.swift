@@ -8,10 +8,11 @@ public struct AdviseCommand: AsyncParsableCommand {
         abstract: "Measure a database's throughput at increasing pool sizes and recommend a pool size.",
         discussion: """
             Runs a closed-loop load at pool sizes 1, 2, 4, … (up to --max-size and the server's free connections), \
-            fits the Universal Scalability Law (contention σ, coherency κ), and recommends the size past which \
-            latency grows faster than throughput, split among --instances and capped by max_connections minus \
-            reserved slots. Writes an SVG report with the plots. Without --database-url it measures a throwaway \
-            server loaded with pgbench's tables.
+            fits the Universal Scalability Law (contention σ, coherency κ), and recommends the smallest size that \
+            reaches 90 % of the best throughput while p99 stays within 2× of the best p99, split among --instances \
+            and capped by max_connections minus reserved slots. The statement runs read-only unless \
+            --allow-writes is given. Writes an SVG report with the plots. Without --database-url it measures a \
+            throwaway server loaded with pgbench's tables.
             """
     )
 
@@ -34,6 +35,9 @@ public struct AdviseCommand: AsyncParsableCommand {
 
     @Option(help: "Where to write the SVG report.")
     public var output = "reservoir-advise.svg"
+
+    @Flag(help: "Measure a statement that writes (otherwise every connection is read-only and writes are refused).")
+    public var allowWrites = false
 
     @Flag(help: "Print the advice as JSON instead of a table.")
     public var json = false
@@ -68,6 +72,7 @@ public struct AdviseCommand: AsyncParsableCommand {
         options.instances = instances
         options.reservedConnections = reserved
         options.reportPath = output
+        options.allowWrites = allowWrites
         let json = self.json
         do {
             let (advice, _) = try await AdviseRunner(options: options).run { line in

@@ -28,6 +28,12 @@ public struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Concurrent clients of the pool.")
     public var clients = 24
 
+    @Option(help: "The database's knee from `reservoir advise`: the sizing line says whether more connections help.")
+    public var knee: Int?
+
+    @Flag(help: "Let the pool find its own size up to --pool-size; the live view shows the effective maximum.")
+    public var selfSizing = false
+
     public init() {}
 
     public func validate() throws {
@@ -40,6 +46,9 @@ public struct DemoCommand: AsyncParsableCommand {
         if allowWrites, database.databaseURL == nil {
             throw ValidationError("--allow-writes needs --database-url (the throwaway server always allows writes)")
         }
+        if let knee, knee < 1 {
+            throw ValidationError("--knee must be at least 1; got \(knee)")
+        }
         _ = try database.connectionConfiguration()
     }
 
@@ -50,6 +59,8 @@ public struct DemoCommand: AsyncParsableCommand {
         options.duration = duration.duration
         options.poolSize = poolSize
         options.clients = clients
+        options.throughputKnee = knee
+        options.selfSizing = selfSizing
         do {
             _ = try await DemoRunner(options: options).run(output: StandardOutput())
         } catch let error as any CustomStringConvertible {

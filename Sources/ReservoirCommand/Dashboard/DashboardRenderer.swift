@@ -36,7 +36,7 @@ public enum DashboardRenderer {
         lines.append("\(bold)connections\(reset)  \(connectionBar)")
         lines.append(
             "             \(yellow)leased \(snapshot.leased)\(reset)  \(green)idle \(snapshot.idle)\(reset)  "
-                + "\(cyan)creating \(snapshot.creating)\(reset)  max \(snapshot.maximumSize)   "
+                + "\(cyan)creating \(snapshot.creating)\(reset)  max \(Self.maximum(snapshot))   "
                 + "\(snapshot.waiters > 0 ? red : dim)waiters \(snapshot.waiters)\(reset)"
         )
         lines.append("")
@@ -67,9 +67,18 @@ public enum DashboardRenderer {
     ///
     /// - Parameter snapshot: what to show.
     /// - Returns: the line, without a trailing newline.
+    /// The maximum as shown: `8`, or `5 of 8 (self-sizing)` when the effective maximum differs.
+    static func maximum(_ snapshot: DashboardSnapshot) -> String {
+        guard snapshot.effectiveMaximumSize > 0, snapshot.effectiveMaximumSize != snapshot.maximumSize else {
+            return "\(snapshot.maximumSize)"
+        }
+        return "\(snapshot.effectiveMaximumSize) of \(snapshot.maximumSize) (self-sizing)"
+    }
+
     public static func plainLine(_ snapshot: DashboardSnapshot) -> String {
         "t=\(fixed(snapshot.elapsed.seconds, 1))s idle=\(snapshot.idle) leased=\(snapshot.leased) "
             + "creating=\(snapshot.creating) waiters=\(snapshot.waiters) "
+            + "effective_max=\(snapshot.effectiveMaximumSize) max=\(snapshot.maximumSize) "
             + "wait_p50=\(milliseconds(snapshot.acquireWaitP50)) wait_p99=\(milliseconds(snapshot.acquireWaitP99)) "
             + "hold_p50=\(milliseconds(snapshot.holdTimeP50)) hold_p99=\(milliseconds(snapshot.holdTimeP99)) "
             + "ops_per_s=\(fixed(snapshot.throughput, 0)) completed=\(snapshot.completed) failed=\(snapshot.failed) "

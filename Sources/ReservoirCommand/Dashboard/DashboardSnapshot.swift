@@ -32,6 +32,8 @@ public struct DashboardSnapshot: Sendable, Hashable {
     public var creating = 0
     /// The pool's maximum size.
     public var maximumSize = 0
+    /// How many connections may be leased at once: `maximumSize` unless the pool sizes itself.
+    public var effectiveMaximumSize = 0
     /// Callers waiting for a connection.
     public var waiters = 0
     /// Acquire wait, median, in seconds.

@@ -13,6 +13,7 @@ final class DemoFigures: Sendable {
         var totalHold = LatencyHistogram()
         var completed = 0
         var failed = 0
+        var planted: [(what: String, at: ContinuousClock.Instant)] = []
     }
 
     private let state = Mutex(State())
@@ -27,6 +28,16 @@ final class DemoFigures: Sendable {
 
     func recordCompletion() {
         state.withLock { $0.completed += 1 }
+    }
+
+    /// Notes a planted fault (a leak, a long hold), so that the sizing line can name it.
+    func recordPlanted(_ what: String, at instant: ContinuousClock.Instant) {
+        state.withLock { $0.planted.append((what, instant)) }
+    }
+
+    /// The planted faults since `instant`.
+    func planted(since instant: ContinuousClock.Instant) -> [String] {
+        state.withLock { state in state.planted.filter { $0.at >= instant }.map(\.what) }
     }
 
     func recordFailure() {

@@ -19,6 +19,10 @@ public struct DemoRunner: Sendable {
         public var clients = 24
         /// How often the view refreshes.
         public var refreshInterval: Duration = .milliseconds(250)
+        /// The database's knee from `reservoir advise`, for the sizing line; `nil` when unknown.
+        public var throughputKnee: Int?
+        /// Whether the pool sizes itself (``ResourcePool/SelfSizingPolicy``) up to `poolSize`.
+        public var selfSizing = false
 
         /// Options with the defaults: a throwaway server, 20 seconds, 8 connections, 24 clients.
         public init() {}
@@ -87,6 +91,8 @@ public struct DemoRunner: Sendable {
         configuration.pool.acquireTimeout = .seconds(5)
         configuration.pool.leakThreshold = .milliseconds(1_000)
         configuration.pool.statisticsWindow = .seconds(5)
+        configuration.pool.throughputKnee = options.throughputKnee
+        if options.selfSizing { configuration.pool.selfSizing = .throughputSeeking() }
         // The pool's own log lines would tear the live view; what they report (leaks and dirty returns with their
         // sites) comes from its statistics instead.
         let pool = try PostgresPool(
@@ -104,6 +110,7 @@ public struct DemoRunner: Sendable {
             output.write(
                 "running a mixed workload for \(DashboardRenderer.fixed(options.duration.seconds, 0)) s: "
                     + "\(options.clients) clients, pool of \(options.poolSize)"
+                    + (options.selfSizing ? " (self-sizing)" : "")
                     + (allowWrites ? "" : " (read-only: pass --allow-writes for transfers)") + "\n"
             )
             let start = clock.now
@@ -125,10 +132,12 @@ public struct DemoRunner: Sendable {
                     // The planted faults, at fixed points of the run.
                     workers.addTask {
                         try? await clock.sleep(until: start + options.duration * 0.25)
+                        figures.recordPlanted("a leaked lease", at: clock.now)
                         try? await workload.plantLeak()
                         try? await clock.sleep(until: start + options.duration * 0.45)
                         try? await workload.plantDirtyReturn()
                         try? await clock.sleep(until: start + options.duration * 0.6)
+                        figures.recordPlanted("a 1.5 s hold", at: clock.now)
                         try? await workload.plantLongHold(.milliseconds(1_500))
                     }
                 }
@@ -150,7 +159,7 @@ public struct DemoRunner: Sendable {
                 let throughput = interval > 0 ? Double(recent.completed - lastCompleted) / interval : 0
                 lastCompleted = recent.completed
                 lastTick = now
-                var snapshot = await self.snapshot(pool: pool, recent: recent)
+                var snapshot = await self.snapshot(pool: pool, figures: figures, recent: recent, now: now)
                 snapshot.elapsed = now - start
                 snapshot.duration = options.duration
                 snapshot.throughput = throughput
@@ -165,7 +174,7 @@ public struct DemoRunner: Sendable {
             let elapsed = clock.now - start
 
             let totals = figures.totals()
-            let final = await self.snapshot(pool: pool, recent: totals)
+            let final = await self.snapshot(pool: pool, figures: figures, recent: totals, now: clock.now)
             let summary = Summary(
                 completed: totals.completed,
                 failed: totals.failed,
@@ -185,7 +194,9 @@ public struct DemoRunner: Sendable {
 
     func snapshot(
         pool: PostgresPool,
-        recent: (wait: LatencyHistogram, hold: LatencyHistogram, completed: Int, failed: Int)
+        figures: DemoFigures,
+        recent: (wait: LatencyHistogram, hold: LatencyHistogram, completed: Int, failed: Int),
+        now: ContinuousClock.Instant
     ) async -> DashboardSnapshot {
         let statistics = await pool.poolStatistics()
         let postgres = pool.statistics
@@ -195,6 +206,7 @@ public struct DemoRunner: Sendable {
         snapshot.leased = statistics.leased
         snapshot.creating = statistics.creating
         snapshot.maximumSize = statistics.maximumSize
+        snapshot.effectiveMaximumSize = statistics.effectiveMaximumSize
         snapshot.waiters = statistics.waiting
         snapshot.acquireWaitP50 = recent.wait.quantileSeconds(0.5)
         snapshot.acquireWaitP99 = recent.wait.quantileSeconds(0.99)
@@ -205,8 +217,19 @@ public struct DemoRunner: Sendable {
         snapshot.leaks = Self.sorted(statistics.leaksBySite.map { ($0.site, $0.dropped) })
         snapshot.longHolds = Self.sorted(statistics.leaksBySite.map { ($0.site, $0.heldTooLong) })
         snapshot.dirtyReturns = Self.sorted(postgres.dirtyReturnsBySite.map { ($0.key, $0.value) })
-        snapshot.sizing = "\(statistics.sizing)"
+        // The pool's statistics window is 5 to 10 s long: name the planted faults it still holds, whose waits no
+        // pool size would cure.
+        let planted = figures.planted(since: now - .seconds(10))
+        snapshot.sizing = Self.sizingLine(statistics.sizing, planted: planted)
         return snapshot
+    }
+
+    /// The pool's sizing verdict, with the planted faults in its window named.
+    static func sizingLine(_ sizing: SizingAdvice, planted: [String]) -> String {
+        guard !planted.isEmpty else { return "\(sizing)" }
+        let faults = planted.joined(separator: ", ")
+        return "\(sizing) [the window includes faults the demo planted (\(faults)): waits they cause are a fault to "
+            + "fix, not a size to change]"
     }
 
     /// The sites with a count above zero, most first.

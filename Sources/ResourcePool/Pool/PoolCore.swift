@@ -25,6 +25,8 @@ struct PoolCore<Resource: Sendable>: Sendable {
     var lastCreationError: (any Error)?
     var nextResourceID = 1
     @usableFromInline var warnedNotRunning = false
+    /// Self-sizing's estimator; `nil` when the option is off (then releases skip it with one check).
+    @usableFromInline var sizeEstimator: PoolSizeEstimator?
     /// Leak reports by acquire site (see ``ResourcePoolStatistics/leaksBySite``); written only when a leak is reported.
     var leakSites: [String: ResourcePoolStatistics.LeakSite] = [:]
 
@@ -56,9 +58,18 @@ struct PoolCore<Resource: Sendable>: Sendable {
         case finished
     }
 
-    init(machine: PoolStateMachine, statisticsWindow: Duration) {
+    init(machine: PoolStateMachine, statisticsWindow: Duration, selfSizing: SelfSizingPolicy? = nil) {
         let size = machine.configuration.maximumSize
         self.machine = machine
+        if let selfSizing {
+            let estimator = PoolSizeEstimator(
+                policy: selfSizing,
+                minimumSize: machine.configuration.minimumSize,
+                maximumSize: size
+            )
+            self.sizeEstimator = estimator
+            self.machine.effectiveMaximum = estimator.limit
+        }
         self.entries = Array(repeating: nil, count: size)
         self.sites = Array(repeating: AcquireSite(fileID: "", line: 0, function: ""), count: size)
         self.window = StatisticsWindow(length: statisticsWindow)
@@ -111,7 +122,21 @@ struct PoolCore<Resource: Sendable>: Sendable {
         let nanoseconds = heldFor.clampedNanoseconds
         self.window.recordHold(nanoseconds: nanoseconds, now: now)
         metrics.useTime.recordNanoseconds(Int64(clamping: nanoseconds))
+        if self.sizeEstimator != nil {
+            self.feedSizeEstimator(heldFor: heldFor, now: now, metrics: metrics)
+        }
         self.recordCounts(metrics)
+    }
+
+    /// Self-sizing: hands the release to the estimator and applies a new effective maximum to the state machine.
+    @usableFromInline
+    mutating func feedSizeEstimator(heldFor: Duration, now: Duration, metrics: PoolMetrics) {
+        let waiting = self.machine.waiters.count
+        guard let limit = self.sizeEstimator?.leaseReleased(heldFor: heldFor, waiting: waiting, now: now) else {
+            return
+        }
+        self.machine.effectiveMaximumChanged(to: limit, now: now)
+        metrics.effectiveMaximum.record(limit)
     }
 
     /// Whether the state machine left actions to carry out.

@@ -30,6 +30,7 @@ final class PoolMetrics: Sendable {
         static let cancellations = "reservoir.pool.cancellations"
         static let hookFailures = "reservoir.pool.hook_failures"
         static let circuitBreakerOpen = "reservoir.pool.circuit_breaker.open"
+        static let effectiveMaximum = "reservoir.pool.effective_max"
     }
 
     /// Dimension keys.
@@ -71,8 +72,16 @@ final class PoolMetrics: Sendable {
     let maximum: Gauge
     let idleMaximum: Gauge
     let idleMinimum: Gauge
+    /// The effective maximum (`maximumSize` unless self-sizing moves it).
+    @usableFromInline let effectiveMaximum: Gauge
 
-    init(poolName: String, minimumSize: Int, maximumSize: Int, factory: any MetricsFactory) {
+    init(
+        poolName: String,
+        minimumSize: Int,
+        maximumSize: Int,
+        effectiveMaximumSize: Int? = nil,
+        factory: any MetricsFactory
+    ) {
         let pool = [(Dimension.poolName, poolName)]
         func gauge(_ label: String, _ extra: [(String, String)] = []) -> Gauge {
             Gauge(label: label, dimensions: pool + extra, factory: factory)
@@ -116,10 +125,12 @@ final class PoolMetrics: Sendable {
         self.maximum = gauge(Name.maximum)
         self.idleMaximum = gauge(Name.idleMaximum)
         self.idleMinimum = gauge(Name.idleMinimum)
+        self.effectiveMaximum = gauge(Name.effectiveMaximum)
 
         self.maximum.record(maximumSize)
         self.idleMaximum.record(maximumSize)
         self.idleMinimum.record(minimumSize)
+        self.effectiveMaximum.record(effectiveMaximumSize ?? maximumSize)
         self.idleCount.record(0)
         self.usedCount.record(0)
         self.pendingRequests.record(0)

@@ -109,7 +109,10 @@ extension ResourcePool {
             minimumSize: self.configuration.minimumSize,
             maximumSize: self.configuration.maximumSize,
             headroom: self.configuration.sizingHeadroom,
-            leasedNow: core.machine.counts.leased
+            leasedNow: core.machine.counts.leased,
+            // With self-sizing on, its estimate stands in for the database's knee when none was measured.
+            throughputKnee: self.configuration.throughputKnee
+                ?? (core.sizeEstimator != nil ? core.machine.effectiveMaximum : nil)
         )
         return ResourcePoolStatistics(
             idle: core.machine.idle.count,
@@ -121,6 +124,7 @@ extension ResourcePool {
             oldestWaiterAge: core.machine.waiters.oldest.map { now - $0.enqueuedAt },
             minimumSize: self.configuration.minimumSize,
             maximumSize: self.configuration.maximumSize,
+            effectiveMaximumSize: core.machine.effectiveMaximum,
             circuitBreakerOpen: core.machine.creation.circuitBreakerOpen,
             consecutiveCreationFailures: core.machine.creation.consecutiveFailures,
             totals: core.totals,

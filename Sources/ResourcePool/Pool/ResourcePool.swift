@@ -69,18 +69,20 @@ public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service w
             hasKeepAliveHook: hooks.keepAlive != nil,
             hasValidationHook: hooks.beforeLease != nil
         )
-        self.state = Mutex(
-            PoolCore(
-                machine: PoolStateMachine(configuration: machineConfiguration),
-                statisticsWindow: configuration.statisticsWindow
-            )
+        let core = PoolCore<Resource>(
+            machine: PoolStateMachine(configuration: machineConfiguration),
+            statisticsWindow: configuration.statisticsWindow,
+            selfSizing: configuration.selfSizing
         )
+        let effectiveMaximumSize = core.machine.effectiveMaximum
+        self.state = Mutex(core)
         self.clock = clock
         self.epoch = clock.now
         self.metrics = PoolMetrics(
             poolName: configuration.name,
             minimumSize: configuration.minimumSize,
             maximumSize: configuration.maximumSize,
+            effectiveMaximumSize: effectiveMaximumSize,
             factory: metricsFactory ?? MetricsSystem.factory
         )
         self.hooks = hooks

@@ -69,6 +69,19 @@ public struct ResourcePoolConfiguration: Sendable, Equatable {
     /// Extra capacity the sizing advice adds on top of the measured need (0.2 = 20 %). Default 0.2.
     public var sizingHeadroom: Double
 
+    /// The concurrency past which the resource behind the pool (the database) stops gaining throughput, as measured
+    /// by `reservoir advise`; `nil` when unknown. Default `nil`.
+    ///
+    /// The sizing advice uses it to tell a pool that is too small (callers wait and the database could serve more in
+    /// parallel: ``SizingAdvice/Verdict/undersized``) from a database at its limit (callers wait, but more connections
+    /// would not add throughput: ``SizingAdvice/Verdict/saturated``, shed load instead).
+    public var throughputKnee: Int?
+
+    /// Lets the pool find its own size: its effective maximum moves between `minimumSize` (at least 1) and
+    /// `maximumSize`, following the throughput it observes (see ``SelfSizingPolicy``). `nil` (the default) keeps the
+    /// maximum fixed at `maximumSize`, and acquire and release do no extra work.
+    public var selfSizing: SelfSizingPolicy?
+
     /// Creates a configuration with the documented defaults.
     ///
     /// - Parameter name: the pool's name in metrics and logs.
@@ -90,6 +103,8 @@ public struct ResourcePoolConfiguration: Sendable, Equatable {
         self.drainTimeout = .seconds(30)
         self.statisticsWindow = .seconds(60)
         self.sizingHeadroom = 0.2
+        self.throughputKnee = nil
+        self.selfSizing = nil
     }
 }
 
@@ -215,6 +230,12 @@ extension ResourcePoolConfiguration {
         try requirePositive(self.statisticsWindow, "statisticsWindow")
         guard self.sizingHeadroom.isFinite, self.sizingHeadroom >= 0 else {
             throw invalid("sizingHeadroom", "must not be negative (got \(self.sizingHeadroom))")
+        }
+        if let problem = self.selfSizing?.problem(minimumSize: self.minimumSize, maximumSize: self.maximumSize) {
+            throw invalid(problem.field, problem.message)
+        }
+        if let knee = self.throughputKnee, knee < 1 {
+            throw invalid("throughputKnee", "must be at least 1 (got \(knee))")
         }
         return PoolStateMachine.Configuration(
             minimumSize: self.minimumSize,

@@ -22,6 +22,9 @@ public struct ResourcePoolStatistics: Sendable {
     public var minimumSize: Int
     /// The configured maximum size.
     public var maximumSize: Int
+    /// How many resources may be leased at once: ``maximumSize``, unless self-sizing
+    /// (``ResourcePoolConfiguration/selfSizing``) moved it.
+    public var effectiveMaximumSize: Int
     /// Whether the circuit breaker is open (creation keeps failing and no resource is open).
     public var circuitBreakerOpen: Bool
     /// Creation failures since the last successful creation.
@@ -109,25 +112,40 @@ public struct ResourcePoolStatistics: Sendable {
     }
 }
 
-/// Whether a pool looks undersized, oversized or fine, from Little's law.
+/// Whether a pool looks undersized, saturated, oversized or fine, from the window's figures.
 ///
-/// With λ the acquire rate and W the mean hold time over the window, L = λ·W resources are busy on average (Little's
-/// law). Arrivals fluctuate around that mean; like square-root staffing, the advice covers the 99th percentile of a
+/// The first question is whether callers wait: the mean acquire wait is at least a tenth of the mean hold time, or
+/// acquires timed out. A pool whose callers wait is not necessarily too small: when every connection is busy the
+/// busy count λ·W equals the maximum whatever the load, so it cannot say how many connections the load needs. What
+/// decides is whether the resource behind the pool (the database) would serve more in parallel, which the pool
+/// cannot see in its own figures; it takes the database's knee from ``ResourcePoolConfiguration/throughputKnee``
+/// (measured by `reservoir advise`):
+///
+/// - callers wait and the maximum is below the knee: ``Verdict/undersized``, recommended size the knee;
+/// - callers wait and the maximum is at or past the knee, or the knee is unknown: ``Verdict/saturated``: more
+///   connections would not add throughput (or nobody knows yet): shed load
+///   (``ResourcePoolConfiguration/maximumWaiters``, a concurrency limiter in front) or make the work cheaper; with
+///   the knee unknown, measure it.
+///
+/// When callers do not wait, Little's law sizes the pool: with λ the acquire rate and W the mean hold time,
+/// L = λ·W resources are busy on average; like square-root staffing, the advice covers the 99th percentile of a
 /// Poisson load, L + 2.33·√L, then adds the configured headroom h:
 ///
 ///     recommendedSize = max(1, ⌈(L + 2.33·√L) · (1 + h)⌉)
 ///
-/// The verdict is ``Verdict/undersized`` when the recommendation exceeds the maximum size or callers timed out while
-/// every resource was busy, ``Verdict/oversized`` when the recommendation is at most half the maximum size (and the
-/// maximum is above the minimum), ``Verdict/insufficientData`` with fewer than 50 releases in the window, and
-/// ``Verdict/fine`` otherwise.
+/// and the verdict is ``Verdict/oversized`` when that is at most half the maximum size (and the maximum is above the
+/// minimum), ``Verdict/fine`` otherwise: a pool whose callers do not wait is never called undersized.
+/// ``Verdict/insufficientData`` with fewer than 50 releases in the window.
 public struct SizingAdvice: Sendable, Equatable, CustomStringConvertible {
     /// The verdict.
     public struct Verdict: Hashable, Sendable, CustomStringConvertible {
         private let name: String
         private init(_ name: String) { self.name = name }
-        /// The pool is too small for its load: callers wait or time out.
+        /// Callers wait and the database could serve more connections in parallel: raise the maximum.
         public static let undersized = Verdict("undersized")
+        /// Callers wait, and more connections would not help (the database is at its knee) or it is not known
+        /// whether they would: shed load or make the work cheaper.
+        public static let saturated = Verdict("saturated")
         /// The pool has at least twice the resources its load needs.
         public static let oversized = Verdict("oversized")
         /// The size fits the load.
@@ -139,7 +157,7 @@ public struct SizingAdvice: Sendable, Equatable, CustomStringConvertible {
 
     /// The verdict.
     public var verdict: Verdict
-    /// The size the formula recommends (0 when there is no data).
+    /// The size the advice recommends (0 when there is no data).
     public var recommendedSize: Int
     /// Mean busy resources, L = λ·W.
     public var busyResources: Double
@@ -148,14 +166,15 @@ public struct SizingAdvice: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { "\(self.verdict): \(self.explanation)" }
 
-    /// Computes the advice (see the type's documentation for the formula).
+    /// Computes the advice (see the type's documentation for the rules).
     static func compute(
         window: ResourcePoolStatistics.Window,
         releases: UInt64,
         minimumSize: Int,
         maximumSize: Int,
         headroom: Double,
-        leasedNow: Int
+        leasedNow: Int,
+        throughputKnee: Int? = nil
     ) -> SizingAdvice {
         guard releases >= 50, let meanHold = window.meanHoldTime else {
             return SizingAdvice(
@@ -166,20 +185,48 @@ public struct SizingAdvice: Sendable, Equatable, CustomStringConvertible {
             )
         }
         let holdSeconds = Double(meanHold.clampedNanoseconds) / 1e9
+        let waitSeconds = Double((window.meanWaitTime ?? .zero).clampedNanoseconds) / 1e9
         let busy = window.acquireRate * holdSeconds
-        let recommended = max(1, Int(((busy + 2.33 * busy.squareRoot()) * (1 + headroom)).rounded(.up)))
         let figures = "λ=\(Self.format(window.acquireRate))/s × W=\(Self.format(holdSeconds * 1000))ms "
-            + "→ L=\(Self.format(busy)) busy; "
-            + "recommended \(recommended), maximum \(maximumSize)"
-        if recommended > maximumSize || (window.timeouts > 0 && leasedNow >= maximumSize) {
-            return SizingAdvice(verdict: .undersized, recommendedSize: recommended, busyResources: busy,
-                                explanation: figures)
+            + "→ L=\(Self.format(busy)) busy of \(maximumSize)"
+        let callersWait = window.timeouts > 0 || waitSeconds >= 0.1 * holdSeconds
+        if callersWait {
+            let waiting = "callers wait (mean \(Self.format(waitSeconds * 1000))ms, \(window.timeouts) timeouts) "
+                + "with \(figures)"
+            guard let knee = throughputKnee else {
+                return SizingAdvice(
+                    verdict: .saturated,
+                    recommendedSize: maximumSize,
+                    busyResources: busy,
+                    explanation: waiting + "; the database's knee is unknown, so more connections may not help: "
+                        + "measure it (reservoir advise) or shed load"
+                )
+            }
+            if maximumSize < knee {
+                return SizingAdvice(
+                    verdict: .undersized,
+                    recommendedSize: knee,
+                    busyResources: busy,
+                    explanation: waiting + "; the database serves up to \(knee) in parallel: raise maximumSize to "
+                        + "\(knee)"
+                )
+            }
+            return SizingAdvice(
+                verdict: .saturated,
+                recommendedSize: min(maximumSize, knee),
+                busyResources: busy,
+                explanation: waiting + "; the database's knee is \(knee), so more connections would not add "
+                    + "throughput: shed load (maximumWaiters, a concurrency limit) or make the work cheaper"
+            )
         }
+        let recommended = max(1, Int(((busy + 2.33 * busy.squareRoot()) * (1 + headroom)).rounded(.up)))
+        let sized = figures + "; recommended \(recommended), maximum \(maximumSize)"
         if recommended * 2 <= maximumSize && maximumSize > minimumSize {
             return SizingAdvice(verdict: .oversized, recommendedSize: recommended, busyResources: busy,
-                                explanation: figures)
+                                explanation: sized)
         }
-        return SizingAdvice(verdict: .fine, recommendedSize: recommended, busyResources: busy, explanation: figures)
+        return SizingAdvice(verdict: .fine, recommendedSize: min(recommended, maximumSize), busyResources: busy,
+                            explanation: sized)
     }
 
     private static func format(_ value: Double) -> String {

@@ -93,7 +93,13 @@ extension PoolStateMachine {
         case .draining, .stopping, .stopped: return
         }
         let minimumDeficit = self.configuration.minimumSize - self.liveCount
-        let demand = self.waiters.count - self.counts.creating - self.counts.keepingAlive
+        var demand = self.waiters.count - self.counts.creating - self.counts.keepingAlive
+        if self.effectiveMaximum < self.configuration.maximumSize {
+            // Self-sizing: create only what the effective maximum lets waiters lease.
+            let room = self.effectiveMaximum - self.counts.leased - self.idle.count - self.counts.creating
+                - self.counts.keepingAlive
+            demand = min(demand, room)
+        }
         var needed = max(minimumDeficit, demand, 0)
         if self.creation.circuitBreakerOpen && self.counts.creating == 0 {
             // Keep probing while the breaker is open, even without demand, so that it can close.

@@ -29,7 +29,9 @@ extension PoolStateMachine {
             return .reject(.shuttingDown)
         }
         var closedAny = false
-        while let slot = self.idle.popLast() {
+        // Self-sizing: at the effective maximum, callers wait even with idle resources (never true without it: idle
+        // resources then mean fewer than the maximum are leased).
+        while self.counts.leased < self.effectiveMaximum, let slot = self.idle.popLast() {
             if let expiresAt = self.slots[slot].expiresAt, expiresAt <= now {
                 self.beginClose(slot, reason: .maximumLifetime)
                 closedAny = true
@@ -167,7 +169,7 @@ extension PoolStateMachine {
             self.startCreationsIfNeeded(now: now)
             return
         }
-        if let waiter = self.waiters.dequeue() {
+        if self.counts.leased < self.effectiveMaximum, let waiter = self.waiters.dequeue() {
             self.actions.append(.resume(waiter.id, self.grant(slot, now: now)))
             return
         }

@@ -56,6 +56,10 @@ struct PoolStateMachine: Sendable {
     /// Work for the shell, in order.
     @usableFromInline var actions: Deque<Action>
 
+    /// How many resources may be leased at once: `configuration.maximumSize`, unless self-sizing moved it (see
+    /// `PoolStateMachine+SelfSizing.swift`). Leases and creations stop at it; resources above it stay idle.
+    @usableFromInline var effectiveMaximum: Int
+
     // MARK: Init
 
     @usableFromInline
@@ -71,6 +75,7 @@ struct PoolStateMachine: Sendable {
         self.pendingWakeups = Heap()
         self.generation = 0
         self.actions = Deque(minimumCapacity: 16)
+        self.effectiveMaximum = configuration.maximumSize
     }
 
     /// Takes the next action for the shell to carry out, oldest first.

@@ -19,22 +19,22 @@ struct PoolSizeAdvisorTests {
         #expect(advice.reasoning.contains { $0.contains("measure larger sizes") })
     }
 
-    @Test("a saturating curve recommends the knee (1 − σ)/σ, or the measured one when it comes first")
-    func saturating() throws {
+    @Test("a contention-bound curve is decided by latency: p99 doubles at 11, long before 90 % of the best")
+    func contentionBound() throws {
         let model = ScalabilityModel(singleClientThroughput: 1_000, contention: 0.1, coherency: 0)
         let advice = try PoolSizeAdvisor.advise(
             points: ScalabilityFitTests.points(model, sizes: [1, 2, 4, 8, 16, 32]),
             budget: budget
         )
         #expect(advice.fittedPeakConcurrency == nil)
-        let knee = try #require(advice.fittedKneeConcurrency)
-        #expect(abs(knee - 9) < 0.05)
-        // Between 8 and 16 connections p99 latency grows 47 % while throughput grows 36 %: the measured knee is 8.
-        #expect(advice.measuredKneeConcurrency == 8)
-        #expect(advice.recommendedPerInstance == 8)
+        #expect(advice.usedFittedThroughput)
+        // D(n) = 1 + 0.1(n − 1) ≤ 2 up to n = 11; X(11)/X(32) = 0.57.
+        #expect(advice.recommendedPerInstance == 11)
+        #expect(advice.decision.clause == .latencyBound)
+        #expect(advice.reasoning.contains { $0.hasPrefix("Decided by latency") && $0.contains("11 gives the most") })
     }
 
-    @Test("a retrograde curve recommends below the peak, and the peak is reported")
+    @Test("a retrograde curve recommends the smallest size reaching 90 % of the peak, and the peak is reported")
     func retrograde() throws {
         let model = ScalabilityModel(singleClientThroughput: 1_000, contention: 0.02, coherency: 0.004)
         let advice = try PoolSizeAdvisor.advise(
@@ -44,8 +44,30 @@ struct PoolSizeAdvisorTests {
         let peak = try #require(advice.fittedPeakConcurrency)
         #expect(abs(peak - 15.65) < 0.2)
         #expect(advice.measuredPeakConcurrency == 16)
-        #expect(advice.recommendedPerInstance < Int(peak))
-        #expect(advice.recommendedPerInstance >= 5)
+        // X(10) = 0.914·X(16) with D(10) = 1.54; X(9) = 0.886·X(16).
+        #expect(advice.recommendedPerInstance == 10)
+        #expect(advice.decision.clause == .throughputReached)
+        #expect(advice.reasoning.contains { $0.hasPrefix("Decided by throughput: 10 is the smallest size") })
+        #expect(advice.reasoning.contains { $0.contains("peaks at about 15.6") })
+    }
+
+    @Test("doubling the throughput at the same latency is never given up (the issue's measurements)")
+    func neverGivesUpFreeThroughput() throws {
+        // `advise` on a throwaway 2-core server once recommended 1 from these figures.
+        let points = [
+            LoadPoint(concurrency: 1, throughput: 7_337, latencyP50: 0.000131, latencyP99: 0.000210),
+            LoadPoint(concurrency: 2, throughput: 13_768, latencyP50: 0.000131, latencyP99: 0.000230),
+            LoadPoint(concurrency: 4, throughput: 15_200, latencyP50: 0.000250, latencyP99: 0.000480),
+            LoadPoint(concurrency: 8, throughput: 14_100, latencyP50: 0.000540, latencyP99: 0.001100),
+            LoadPoint(concurrency: 16, throughput: 12_900, latencyP50: 0.001200, latencyP99: 0.002600),
+        ]
+        let advice = try PoolSizeAdvisor.advise(points: points, budget: budget)
+        #expect(advice.recommendedPerInstance >= 2)
+        #expect(advice.recommendedPerInstance <= 4)
+        // The fitted curve peaks near 6 and p99 doubles past 3: the latency clause decides, at 3.
+        #expect(advice.decision.chosen.size == 3)
+        #expect(advice.decision.chosen.throughput > 13_768)
+        #expect(advice.reasoning.contains { $0.hasPrefix("Decided by latency") })
     }
 
     @Test("the total is split among instances and capped by max_connections minus reserved")
@@ -56,15 +78,18 @@ struct PoolSizeAdvisorTests {
             points: points,
             budget: ConnectionBudget(maxConnections: 200, reservedConnections: 3, instances: 4)
         )
-        #expect(split.recommendedPerInstance == (split.recommendedTotal + 3) / 4)
+        #expect(split.decision.chosen.size == 41)
+        #expect(split.recommendedPerInstance == 11)
+        #expect(split.recommendedTotal == 44)
+        #expect(split.reasoning.last == "Recommended: maximumSize = 11 per instance × 4 instance(s) = 44 in total.")
 
         let tight = try PoolSizeAdvisor.advise(
             points: points,
             budget: ConnectionBudget(maxConnections: 30, reservedConnections: 6, instances: 6)
         )
-        #expect(tight.recommendedTotal > 24)
         #expect(tight.recommendedPerInstance == 4)
-        #expect(tight.reasoning.contains { $0.contains("each may hold at most 4") })
+        #expect(tight.recommendedTotal == 24)
+        #expect(tight.reasoning.contains { $0.contains("The connection budget caps the total: 24 connections") })
     }
 
     @Test("an invalid budget is a clear error")

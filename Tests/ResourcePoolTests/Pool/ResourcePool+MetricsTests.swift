@@ -79,20 +79,27 @@ struct ResourcePoolMetricsTests {
     }
 }
 
-@Suite("SizingAdvice: Little's law")
+@Suite("SizingAdvice: waiting, the database's knee, and Little's law")
 struct SizingAdviceTests {
-    static func window(rate: Double, hold: Duration, timeouts: Int = 0) -> ResourcePoolStatistics.Window {
+    static func window(
+        rate: Double,
+        hold: Duration,
+        wait: Duration = .zero,
+        timeouts: Int = 0
+    ) -> ResourcePoolStatistics.Window {
         ResourcePoolStatistics.Window(
             duration: .seconds(60), acquisitions: Int(rate * 60), timeouts: timeouts, acquireRate: rate,
-            meanHoldTime: hold, p99HoldTime: hold, meanWaitTime: .zero, p99WaitTime: .zero
+            meanHoldTime: hold, p99HoldTime: hold, meanWaitTime: wait, p99WaitTime: wait
         )
     }
 
-    @Test("the verdict follows the recommendation", arguments: [
-        // λ = 100/s, W = 50 ms → L = 5 → ⌈(5 + 2.33·√5) × 1.2⌉ = ⌈12.25⌉ = 13.
-        (100.0, Duration.milliseconds(50), 10, SizingAdvice.Verdict.undersized, 13),
+    @Test("without waiting callers Little's law sizes the pool, and it is never called undersized", arguments: [
+        // λ = 100/s, W = 50 ms → L = 5 → ⌈(5 + 2.33·√5) × 1.2⌉ = ⌈12.25⌉ = 13, capped at the maximum.
+        (100.0, Duration.milliseconds(50), 10, SizingAdvice.Verdict.fine, 10),
         (100.0, .milliseconds(50), 16, .fine, 13),
         (100.0, .milliseconds(50), 40, .oversized, 13),
+        // The case: a pool of 4 averaging 1.05 busy, nobody waiting.
+        (105.0, .milliseconds(10), 4, .fine, 4),
     ])
     func verdicts(rate: Double, hold: Duration, maximum: Int, verdict: SizingAdvice.Verdict, size: Int) {
         let advice = SizingAdvice.compute(
@@ -103,11 +110,42 @@ struct SizingAdviceTests {
         #expect(advice.recommendedSize == size)
     }
 
-    @Test("timeouts with every resource busy mean undersized, whatever the formula says")
-    func timeoutsMeanUndersized() {
+    @Test("a saturated pool is not undersized from λ·W alone: with the knee unknown it says so and asks to shed")
+    func saturatedWithoutKnee() {
+        // The demo's case: 8 connections all busy (λ·W = 7.95), callers wait 20 ms for a 10 ms hold.
+        let advice = SizingAdvice.compute(
+            window: Self.window(rate: 795, hold: .milliseconds(10), wait: .milliseconds(20)), releases: 6000,
+            minimumSize: 2, maximumSize: 8, headroom: 0.2, leasedNow: 8
+        )
+        #expect(advice.verdict == .saturated)
+        #expect(advice.recommendedSize == 8)
+        #expect(advice.explanation.contains("knee is unknown"))
+        #expect(advice.explanation.contains("shed load"))
+    }
+
+    @Test("with the database's knee known, waiting callers mean undersized below it and saturated at it")
+    func kneeDecides() {
+        let window = Self.window(rate: 795, hold: .milliseconds(10), wait: .milliseconds(20))
+        let below = SizingAdvice.compute(
+            window: window, releases: 6000, minimumSize: 2, maximumSize: 8, headroom: 0.2, leasedNow: 8,
+            throughputKnee: 12
+        )
+        #expect(below.verdict == .undersized)
+        #expect(below.recommendedSize == 12)
+        let atKnee = SizingAdvice.compute(
+            window: window, releases: 6000, minimumSize: 2, maximumSize: 8, headroom: 0.2, leasedNow: 8,
+            throughputKnee: 4
+        )
+        #expect(atKnee.verdict == .saturated)
+        #expect(atKnee.recommendedSize == 4)
+        #expect(atKnee.explanation.contains("would not add throughput"))
+    }
+
+    @Test("timeouts count as waiting even when the mean wait is short")
+    func timeoutsMeanWaiting() {
         let advice = SizingAdvice.compute(
             window: Self.window(rate: 1, hold: .milliseconds(10), timeouts: 3), releases: 60, minimumSize: 0,
-            maximumSize: 4, headroom: 0.2, leasedNow: 4
+            maximumSize: 4, headroom: 0.2, leasedNow: 4, throughputKnee: 16
         )
         #expect(advice.verdict == .undersized)
     }
