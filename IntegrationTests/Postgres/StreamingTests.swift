@@ -76,6 +76,31 @@ struct StreamingTests {
         }
     }
 
+    @Test("a cancelled slow consumer stops within one buffer's worth of rows")
+    func cancelledSlowConsumerStops() async throws {
+        try await TestDatabase.withConnection { (connection: PostgresConnection) async throws in
+            let bufferSize = 256
+            let afterCancel = try await Task {
+                var count = 0
+                var seenAfterCancel = 0
+                do {
+                    let rows = connection.stream("SELECT generate_series(1, \(2_000_000)) AS g", bufferSize: bufferSize)
+                    for try await _ in rows {
+                        count += 1
+                        if Task.isCancelled { seenAfterCancel += 1 }
+                        // The task cancels itself part-way through a buffer; before the fix the rows already read
+                        // ahead kept coming (172,729 in 1.5 s in the report that found it).
+                        if count == 1_000 { withUnsafeCurrentTask { $0?.cancel() } }
+                    }
+                    Issue.record("the stream ended without CancellationError after \(count) rows")
+                } catch is CancellationError {}
+                return seenAfterCancel
+            }.value
+            #expect(afterCancel <= bufferSize + 1)
+            #expect(try await connection.query("SELECT 7").singleValue(Int32.self) == 7)
+        }
+    }
+
     @Test("a pipeline right after a stream is not affected by single-row mode")
     func pipelineAfterStream() async throws {
         try await TestDatabase.withConnection { (connection: PostgresConnection) async throws in
