@@ -40,16 +40,15 @@ final class OurPoolRunner: Sendable {
     }
 
     /// pgbench's TPC-B-like transaction (`-b tpcb-like`): five statements between BEGIN and COMMIT, through
-    /// `pool.withTransaction`. `pinned` runs the body on the connection's own thread (`withPinnedExecution`).
+    /// `pool.withTransaction` (whose body runs on the connection's thread), or, with `unpinned`, through
+    /// `pool.withConnection` and the connection's `withTransaction` from a task on the cooperative pool, for contrast.
     @inline(never)
-    func tpcb(_ random: inout TPCBRandom, pinned: Bool) async throws -> Int32 {
+    func tpcb(_ random: inout TPCBRandom, unpinned: Bool) async throws -> Int32 {
         let (aid, bid, tid, delta) = random.next()
-        if pinned {
+        if unpinned {
             return try await pool.withConnection { connection in
-                try await connection.withPinnedExecution {
-                    try await connection.withTransaction { transaction in
-                        try await Self.tpcbBody(transaction, aid: aid, bid: bid, tid: tid, delta: delta)
-                    }
+                try await connection.withTransaction { transaction in
+                    try await Self.tpcbBody(transaction, aid: aid, bid: bid, tid: tid, delta: delta)
                 }
             }
         }
