@@ -335,7 +335,7 @@ print("PostgresPool and PostgresClient: at most \(poolConnections) connections; 
 print("Client cost per query from getrusage (user+system CPU; voluntary+involuntary context switches).")
 print("")
 let header = ["clients", "client", "q/s (median)", "spread", "p50 µs", "p99 µs", "CPU µs/q", "ctx sw/q"]
-print(header.joined(separator: " | "))
+if phases.contains("select") || phases.contains("pipeline") { print(header.joined(separator: " | ")) }
 for clients in concurrencies {
     for system in System.allCases {
         guard let series = results[clients]?[system] else { continue }
