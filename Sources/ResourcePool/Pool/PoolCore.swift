@@ -25,6 +25,9 @@ struct PoolCore<Resource: Sendable>: Sendable {
     var lastCreationError: (any Error)?
     var nextResourceID = 1
     @usableFromInline var warnedNotRunning = false
+    /// The watch tasks of waiters that queued before `run()` started, which `run()` cancels when it starts (see
+    /// `ResourcePool._awaitGrantBeforeRun`).
+    var preRunWatches: [PoolStateMachine.WaiterID: Task<Void, Never>] = [:]
     /// Leak reports by acquire site (see ``ResourcePoolStatistics/leaksBySite``); written only when a leak is reported.
     var leakSites: [String: ResourcePoolStatistics.LeakSite] = [:]
 

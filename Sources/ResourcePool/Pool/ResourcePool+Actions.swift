@@ -57,12 +57,7 @@ extension ResourcePool {
             let error: ResourcePoolError
             switch failure {
             case .timedOut:
-                error = ResourcePoolError(
-                    .timeout,
-                    message: "no resource became available in the pool '\(self.configuration.name)' within "
-                        + "\(waited); the pool is undersized or leases are held too long (see stats()). "
-                        + self._figures(core)
-                )
+                error = self._timeoutError(core, waited: waited)
             case .circuitBreakerOpen:
                 error = self._circuitBreakerError(core)
             case .shuttingDown:
@@ -167,6 +162,23 @@ extension ResourcePool {
             self.jobs.push(.finish)
             self.logger.debug("shutdown completed")
         }
+    }
+
+    /// The error of a waiter whose deadline passed: it says why no resource came, from the pool's state.
+    nonisolated func _timeoutError(_ core: borrowing PoolCore<Resource>, waited: Duration) -> ResourcePoolError {
+        let prefix = "no resource became available in the pool '\(self.configuration.name)' within \(waited)"
+        if case .notStarted = core.runPhase {
+            return ResourcePoolError(
+                .timeout,
+                message: prefix + ": run() has not started, so nothing is created; run the pool in a task "
+                    + "(e.g. group.addTask { try await pool.run() }) before acquiring. " + self._figures(core)
+            )
+        }
+        return ResourcePoolError(
+            .timeout,
+            message: prefix + "; the pool is undersized or leases are held too long (see stats()). "
+                + self._figures(core)
+        )
     }
 
     /// Runs background work in a child task of `run()`, or, once `run()` has ended, hands it to the task that
