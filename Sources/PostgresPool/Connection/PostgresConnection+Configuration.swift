@@ -17,13 +17,18 @@ extension PostgresConnection {
         /// The libpq keywords and values given explicitly, in order.
         private(set) var parameters: [(String, String)]
 
-        /// How long opening a connection may take, DNS and authentication included. Default: 10 seconds.
+        /// How long opening a connection may take, DNS and authentication included. Default: 10 seconds; must be
+        /// greater than zero.
         ///
-        /// libpq's own `connect_timeout` does not apply to non-blocking connects; this one does.
+        /// libpq's own `connect_timeout` does not apply to non-blocking connects, so this one takes its place: a
+        /// `connect_timeout` given in the connection string (or with ``set(_:to:)``) sets it, in whole seconds as
+        /// libpq reads it. `connect_timeout=0` (libpq's "wait forever") leaves it unchanged: every wait here is
+        /// bounded.
         public var connectTimeout: Duration = .seconds(10)
 
-        /// How many prepared statements each connection keeps. Default: 256. `0` turns the cache off, and every
-        /// statement is then sent unnamed (parsed and planned each time), as PgBouncer's transaction mode requires.
+        /// How many prepared statements each connection keeps. Default: 256; must not be negative. `0` turns the
+        /// cache off, and every statement is then sent unnamed (parsed and planned each time), as PgBouncer's
+        /// transaction mode requires.
         public var statementCacheCapacity: Int = 256
 
         /// The tracer that records a client span per statement; `nil` (the default) uses the tracer bootstrapped
@@ -59,6 +64,9 @@ extension PostgresConnection {
                 option += 1
             }
             self.parameters = parameters
+            // libpq parses these only when it connects: check them now, naming the field.
+            if let port = self["port"] { try Self.checkPort(port) }
+            if let timeout = self["connect_timeout"] { try applyConnectTimeout(timeout) }
         }
 
         /// Creates a configuration from keyword fields; `nil` leaves a field to libpq's defaults and environment.
@@ -115,8 +123,60 @@ extension PostgresConnection {
             guard !value.utf8.contains(0) else {
                 throw PostgresError(code: .invalidConfiguration, message: "\(keyword): the value contains a NUL byte")
             }
+            if keyword == "port" { try Self.checkPort(value) }
+            if keyword == "connect_timeout" { try applyConnectTimeout(value) }
             parameters.removeAll { $0.0 == keyword }
             parameters.append((keyword, value))
+        }
+
+        /// Checks the fields libpq does not check until it connects, so that a bad value fails here, naming the
+        /// field, before any connection attempt. Pools and connections call it before connecting.
+        ///
+        /// - Throws: ``PostgresError`` (`.invalidConfiguration`) naming `connectTimeout`, `statementCacheCapacity`
+        ///   or `port`.
+        public func validate() throws {
+            guard connectTimeout > .zero else {
+                throw PostgresError(
+                    code: .invalidConfiguration,
+                    message: "connectTimeout: must be greater than zero (got \(connectTimeout))"
+                )
+            }
+            guard statementCacheCapacity >= 0 else {
+                throw PostgresError(
+                    code: .invalidConfiguration,
+                    message: "statementCacheCapacity: must not be negative (got \(statementCacheCapacity))"
+                )
+            }
+            if let port = self["port"] { try Self.checkPort(port) }
+        }
+
+        /// A port as libpq accepts it: a number in 1...65535, or a comma-separated list of them (one per host; an
+        /// empty entry means the default port).
+        static func checkPort(_ value: String) throws {
+            for entry in value.split(separator: ",", omittingEmptySubsequences: false) {
+                let entry = entry.trimmingCharacters(in: .whitespaces)
+                if entry.isEmpty { continue }
+                guard entry.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let port = Int(entry),
+                    (1...65535).contains(port)
+                else {
+                    throw PostgresError(
+                        code: .invalidConfiguration,
+                        message: "port: \"\(entry.prefix(16))\" is not a number in 1...65535"
+                    )
+                }
+            }
+        }
+
+        /// Takes libpq's `connect_timeout` (whole seconds) as ``connectTimeout``.
+        mutating func applyConnectTimeout(_ value: String) throws {
+            let text = value.trimmingCharacters(in: .whitespaces)
+            guard let seconds = Int(text) else {
+                throw PostgresError(
+                    code: .invalidConfiguration,
+                    message: "connect_timeout: \"\(text.prefix(16))\" is not a whole number of seconds"
+                )
+            }
+            if seconds > 0 { connectTimeout = .seconds(seconds) }
         }
 
         public var description: String {

@@ -126,6 +126,12 @@ extension PostgresPool.Configuration {
         if cancellationGracePeriod < .zero {
             throw invalid("cancellationGracePeriod", "must not be negative (got \(cancellationGracePeriod))")
         }
+        do {
+            try connection.validate()
+        } catch var error as PostgresError {
+            error.message = "PostgresPool.Configuration.connection." + error.message
+            throw error
+        }
         var configuration = connection
         try configuration.set("application_name", to: applicationName)
         if let statementTimeout {

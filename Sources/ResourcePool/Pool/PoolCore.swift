@@ -23,6 +23,8 @@ struct PoolCore<Resource: Sendable>: Sendable {
     @usableFromInline var orphanJobs: [@Sendable () async -> Void] = []
     @usableFromInline var runPhase: RunPhase = .notStarted
     var lastCreationError: (any Error)?
+    /// When each creation in flight started, by slot: a timeout error tells a creation that hangs from a small pool.
+    var creationStartedAt: [Int: Duration] = [:]
     var nextResourceID = 1
     @usableFromInline var warnedNotRunning = false
     /// The watch tasks of waiters that queued before `run()` started, which `run()` cancels when it starts (see

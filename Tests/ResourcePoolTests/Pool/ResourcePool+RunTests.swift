@@ -106,3 +106,38 @@ struct ResourcePoolRunTests {
         #expect(unstarted.runWarnings.isEmpty)
     }
 }
+
+@Suite("ResourcePool: timeouts while a creation hangs, permanent creation failures")
+struct ResourcePoolCreationFailureTests {
+    @Test("an acquire that times out behind a creation that never finishes says so, not that the pool is undersized")
+    func hangingCreation() async throws {
+        let harness = try PoolHarness({ $0.maximumSize = 1 }, creation: .manual)
+        let waiter = Task { try await harness.pool.withResource(timeout: .seconds(2)) { $0 } }
+        try await harness.pool.waitForStatistics { $0.waiting == 1 && $0.creating == 1 }
+        harness.clock.advance(by: .seconds(2))
+        let error = await #expect(throws: ResourcePoolError.self) { try await waiter.value }
+        #expect(error?.code == .timeout)
+        #expect(error?.message.contains("is being created and has not finished after 2.0 seconds") == true)
+        #expect(error?.message.contains("undersized") == false)
+        harness.runTask.cancel()
+    }
+
+    struct Permanent: PermanentCreationFailure {
+        var isPermanent: Bool { true }
+    }
+
+    @Test("a creation failure that says it is permanent opens the circuit breaker at the first failure")
+    func permanentFailure() async throws {
+        let harness = try PoolHarness({
+            $0.maximumSize = 1
+            $0.circuitBreakerThreshold = 5
+        }, creation: .manual)
+        let waiter = Task { try await harness.pool.withResource(timeout: .seconds(30)) { $0 } }
+        await harness.factory.nextCreation().fail(Permanent())
+        let error = await #expect(throws: ResourcePoolError.self) { try await waiter.value }
+        #expect(error?.code == .circuitBreakerOpen)
+        #expect(error?.underlying is Permanent)
+        #expect(await harness.pool.stats().totals.creationFailures == 1)
+        harness.runTask.cancel()
+    }
+}
