@@ -13,7 +13,7 @@ extension PostgresConnection {
     ///
     /// Invalid strings and unknown keywords are rejected here, before any connection attempt, with libpq's own
     /// message. The password never appears in ``description``, in log messages or in errors.
-    public struct Configuration: Sendable, CustomStringConvertible {
+    public struct Configuration: Sendable, CustomStringConvertible, CustomReflectable {
         /// The libpq keywords and values given explicitly, in order.
         private(set) var parameters: [(String, String)]
 
@@ -51,7 +51,7 @@ extension PostgresConnection {
                 }
                 throw PostgresError(
                     code: .invalidConfiguration,
-                    message: "connectionString: " + Configuration.redact(message, in: connectionString)
+                    message: "connectionString: " + Configuration.redactParseError(message, in: connectionString)
                 )
             }
             defer { PQconninfoFree(options) }
@@ -161,7 +161,8 @@ extension PostgresConnection {
                 else {
                     throw PostgresError(
                         code: .invalidConfiguration,
-                        message: "port: \"\(entry.prefix(16))\" is not a number in 1...65535"
+                        // The value is not echoed: a misplaced password can end up in the port's place.
+                        message: "port: the value (\(entry.count) characters) is not a number in 1...65535"
                     )
                 }
             }
@@ -173,18 +174,34 @@ extension PostgresConnection {
             guard let seconds = Int(text) else {
                 throw PostgresError(
                     code: .invalidConfiguration,
-                    message: "connect_timeout: \"\(text.prefix(16))\" is not a whole number of seconds"
+                    message: "connect_timeout: the value (\(text.count) characters) is not a whole number of seconds"
                 )
             }
             if seconds > 0 { connectTimeout = .seconds(seconds) }
         }
 
         public var description: String {
-            let fields = parameters.map { key, value in
-                key == "password" ? "password=********" : "\(key)=\(value)"
-            }
-            return "PostgresConnection.Configuration(\(fields.joined(separator: " ")), "
+            "PostgresConnection.Configuration(\(redactedParameters.joined(separator: " ")), "
                 + "connectTimeout: \(connectTimeout), statementCacheCapacity: \(statementCacheCapacity))"
+        }
+
+        /// What `dump()`, `Mirror` and debuggers show: the fields with the password replaced, never the password.
+        public var customMirror: Mirror {
+            Mirror(
+                self,
+                children: [
+                    "parameters": redactedParameters,
+                    "connectTimeout": connectTimeout,
+                    "statementCacheCapacity": statementCacheCapacity,
+                    "tracer": tracer.map { "\(type(of: $0))" } ?? "nil",
+                ],
+                displayStyle: .struct
+            )
+        }
+
+        /// The explicit parameters as `key=value`, the password's value replaced.
+        var redactedParameters: [String] {
+            parameters.map { key, value in key == "password" ? "password=********" : "\(key)=\(value)" }
         }
 
         /// The parameters handed to `PQconnectStartParams`, with this driver's defaults added.
@@ -240,6 +257,44 @@ extension PostgresConnection {
                 text = text.replacingOccurrences(of: secret, with: "********")
             }
             return text
+        }
+
+        /// Redacts libpq's message about a connection string that did not parse, whatever the string's form.
+        ///
+        /// libpq quotes the part of the string it could not read, as the last fragment of the line
+        /// (`missing "=" after "password:SECRET" in connection info string`, `invalid connection option
+        /// "passwordSECRET"`, `invalid URI query parameter: "…"`, some URI errors quote the whole URI), so a typo
+        /// around the password puts the password into the message. Known secrets are replaced first (as
+        /// ``redact(_:in:)`` finds them); then that fragment, from its opening quote to the last quote of the line
+        /// (it may contain quotes itself), is replaced by `…`. Only an unknown option name that reads as a keyword
+        /// and is not password-like is kept, so that `invalid connection option "bogus"` still says which.
+        static func redactParseError(_ message: String, in connectionString: String) -> String {
+            let text = redact(message, in: connectionString)
+            return text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+                guard let close = line.lastIndex(of: "\"") else { return String(line) }
+                let openings = ["after \"", "option \"", ": \""].compactMap { marker -> (Range<Substring.Index>, String)? in
+                    guard let range = line.range(of: marker), range.upperBound <= close else { return nil }
+                    return (range, marker)
+                }
+                guard let (opening, marker) = openings.min(by: { $0.0.lowerBound < $1.0.lowerBound }) else {
+                    // A quote without a known lead-in: hide everything after the first quote.
+                    let first = line.firstIndex(of: "\"")!
+                    return line[...first] + "…\""
+                }
+                let fragment = line[opening.upperBound..<close]
+                let shown = marker == "option \"" && isKeywordLike(fragment) ? String(fragment) : "…"
+                return line[..<opening.upperBound] + shown + line[close...]
+            }.joined(separator: "\n")
+        }
+
+        /// Whether an unknown option name may be shown: a known keyword, or a short lowercase word that is not
+        /// password-like.
+        private static func isKeywordLike(_ fragment: Substring) -> Bool {
+            if knownKeywords.contains(String(fragment)) { return true }
+            guard (1...32).contains(fragment.utf8.count),
+                fragment.utf8.allSatisfy({ (0x61...0x7A).contains($0) || $0 == 0x5F })
+            else { return false }
+            return !fragment.hasPrefix("pass") && !fragment.contains("password") && !fragment.contains("secret")
         }
 
         private static let knownKeywords: Set<String> = {
