@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import PostgresPool
@@ -143,5 +144,16 @@ struct PostgresConnectionConfigurationValidationTests {
         }
         #expect(error.code == .invalidConfiguration)
         #expect(error.message.hasPrefix("statementCacheCapacity"))
+    }
+}
+
+@Suite("PostgreSQL errors describe themselves")
+struct PostgresErrorLocalizedTests {
+    @Test("localizedDescription says what went wrong")
+    func localizedDescriptions() {
+        let error: any Error = PostgresError(code: .connectionRejected, message: "password authentication failed")
+        #expect(error.localizedDescription.contains("password authentication failed"))
+        let decoding: any Error = PostgresDecodingFailure.unexpectedNull
+        #expect(decoding.localizedDescription.contains("NULL"))
     }
 }
