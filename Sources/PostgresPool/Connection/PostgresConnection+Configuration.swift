@@ -266,8 +266,9 @@ extension PostgresConnection {
         /// "passwordSECRET"`, `invalid URI query parameter: "…"`, some URI errors quote the whole URI), so a typo
         /// around the password puts the password into the message. Known secrets are replaced first (as
         /// ``redact(_:in:)`` finds them); then that fragment, from its opening quote to the last quote of the line
-        /// (it may contain quotes itself), is replaced by `…`. Only an unknown option name that reads as a keyword
-        /// and is not password-like is kept, so that `invalid connection option "bogus"` still says which.
+        /// (it may contain quotes itself), is replaced by `…`. Only a name that reads as a keyword and is not
+        /// password-like is kept (never after `missing "=" after`), so that `invalid connection option "bogus"`
+        /// still says which.
         static func redactParseError(_ message: String, in connectionString: String) -> String {
             let text = redact(message, in: connectionString)
             return text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
@@ -282,7 +283,7 @@ extension PostgresConnection {
                     return line[...first] + "…\""
                 }
                 let fragment = line[opening.upperBound..<close]
-                let shown = marker == "option \"" && isKeywordLike(fragment) ? String(fragment) : "…"
+                let shown = marker != "after \"" && isKeywordLike(fragment) ? String(fragment) : "…"
                 return line[..<opening.upperBound] + shown + line[close...]
             }.joined(separator: "\n")
         }

@@ -11,9 +11,10 @@ import Testing
 /// a row, which keeps the scheduler's queue short so that the timer's task often runs on the other thread while its
 /// caller registers (before the deadline was part of the waiter's state, every run of this shape lost waits).
 ///
-/// The tests are bounded: once the storm has had ample time to end, the primitive is closed, which frees any waiter
-/// still waiting with a different code (`channelCancelled`, `limiterShutDown`). A lost waiter therefore shows as a
-/// wrong code or a missing result, not as a test that never ends.
+/// The tests are bounded without spinning: a watchdog closes the primitive after `bound` of real time if the storm
+/// has not ended by then, which frees any waiter still waiting with a different code (`channelCancelled`,
+/// `limiterShutDown`). A lost waiter therefore shows as a wrong code, not as a test that never ends; a storm that
+/// ends by itself (all of them, with the fix) cancels the watchdog and never waits for it.
 @Suite("Timed-wait storms")
 struct TimedWaitStormTests {
     /// One storm: `tasks` tasks, each making `waitsPerTask` timed waits in a row.
@@ -26,10 +27,19 @@ struct TimedWaitStormTests {
 
     static let shapes = [Shape(tasks: 2_000, waitsPerTask: 1), Shape(tasks: 4, waitsPerTask: 5_000)]
 
-    /// Waits, yielding, until `count` results are in; bounded so that a lost waiter fails the test instead of
-    /// hanging it.
-    static func awaitResults(_ codes: Collector<BackpressureError.Code>, count: Int) async {
-        await eventually({ codes.values.count >= count }, tries: 400_000)
+    /// How long a storm may take before its watchdog closes the primitive (a few seconds under a loaded test run).
+    static let bound = Duration.seconds(30)
+
+    /// Runs `close` after ``bound`` unless cancelled first.
+    static func watchdog(_ close: @escaping @Sendable () -> Void) -> Task<Void, Never> {
+        Task {
+            do {
+                try await Task.sleep(for: bound)
+            } catch {
+                return
+            }
+            close()
+        }
     }
 
     @Test("timed sends with a zero timeout on a full channel all time out by themselves", arguments: shapes)
@@ -46,6 +56,7 @@ struct TimedWaitStormTests {
         let channel = try BoundedChannel<Int>(capacity: 1)
         try channel.trySend(0)
         let codes = Collector<BackpressureError.Code>()
+        let watchdog = Self.watchdog { channel.cancel() }  // frees any lost sender, with channelCancelled
         await withTaskGroup(of: Void.self) { group in
             for producer in 0..<shape.tasks {
                 group.addTask {
@@ -62,9 +73,8 @@ struct TimedWaitStormTests {
                     }
                 }
             }
-            await Self.awaitResults(codes, count: shape.total)
-            channel.cancel()  // frees any lost sender, with channelCancelled
         }
+        watchdog.cancel()
         let codesSeen = codes.values
         #expect(codesSeen.filter { $0 != .timedOut }.count == 0, "sends that waited past their deadline")
         #expect(codesSeen.count == shape.total)
@@ -94,6 +104,7 @@ struct TimedWaitStormTests {
         let limiter = try ConcurrencyLimiter(limit: 1, maxQueueLength: 2 * shape.tasks, clock: clock)
         let held = try await limiter.acquire()
         let codes = Collector<BackpressureError.Code>()
+        let watchdog = Self.watchdog { limiter.shutdown() }  // frees any lost caller, with limiterShutDown
         await withTaskGroup(of: Void.self) { group in
             for _ in 0..<shape.tasks {
                 group.addTask {
@@ -109,9 +120,8 @@ struct TimedWaitStormTests {
                     }
                 }
             }
-            await Self.awaitResults(codes, count: shape.total)
-            limiter.shutdown()  // frees any lost caller, with limiterShutDown
         }
+        watchdog.cancel()
         let codesSeen = codes.values
         #expect(codesSeen.filter { $0 != .timedOut }.count == 0, "acquires that waited past their deadline")
         #expect(codesSeen.count == shape.total)
