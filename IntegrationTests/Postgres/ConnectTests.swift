@@ -33,7 +33,8 @@ struct ConnectTests {
         let error = try await #require(throws: PostgresError.self) {
             try await PostgresConnection.connect(configuration: configuration)
         }
-        #expect(error.code == .connectionFailed)
+        #expect(error.code == .connectionRejected)
+        #expect(error.sqlState == .invalidPassword)
         #expect(error.message.contains("password authentication failed"))
         #expect(!error.description.contains(wrong))
         // The right password works over TCP.

@@ -27,8 +27,9 @@ struct TracingTests {
         }) { pool in
             tracer.clearAll()
             let secret: Int32 = 424_242
-            _ = try await pool.query("SELECT \(secret)::int4 + 1 AS next")
-            _ = try await pool.query("SELECT \(secret)::int4 + 2 AS next")
+            let (one, two): (Int32, Int32) = (1, 2)
+            _ = try await pool.query("SELECT \(secret)::int4 + \(one) AS next")
+            _ = try await pool.query("SELECT \(secret)::int4 + \(two) AS next")
             // Before the test support's own checks add spans of their own.
             return (pool.configuration.pool.name, Self.spans(tracer))
         }
@@ -45,7 +46,7 @@ struct TracingTests {
         let select = try #require(selects.first)
         #expect(select.attributes["db.system.name"]?.toSpanAttribute() == .string("postgresql"))
         #expect(select.attributes["db.operation.name"]?.toSpanAttribute() == .string("SELECT"))
-        #expect(select.attributes["db.query.text"]?.toSpanAttribute() == .string("SELECT $1::int4 + 1 AS next"))
+        #expect(select.attributes["db.query.text"]?.toSpanAttribute() == .string("SELECT $1::int4 + $2 AS next"))
         #expect(select.attributes["db.response.returned_rows"]?.toSpanAttribute() == .int64(1))
         #expect(select.attributes["db.namespace"]?.toSpanAttribute() == .string("postgres"))
         #expect(!select.failed)

@@ -11,6 +11,7 @@ public struct BackpressureError: Error, Hashable, CustomStringConvertible, Senda
         @usableFromInline
         enum Base: UInt8, Sendable {
             case invalidConfiguration
+            case invalidArgument
             case channelFull
             case channelFinished
             case channelCancelled
@@ -32,6 +33,9 @@ public struct BackpressureError: Error, Hashable, CustomStringConvertible, Senda
 
         /// A setting is out of range; ``BackpressureError/field`` names it. Thrown by initialisers.
         public static let invalidConfiguration = Code(.invalidConfiguration)
+        /// An argument of a call is out of range (permits below 1); ``BackpressureError/field`` names it. Nothing was
+        /// taken or changed.
+        public static let invalidArgument = Code(.invalidArgument)
         /// The channel had no room and its policy is to reject (or a `trySend` found it full).
         public static let channelFull = Code(.channelFull)
         /// The channel was finished: it accepts no more elements, consumers drain what is buffered.
@@ -58,6 +62,7 @@ public struct BackpressureError: Error, Hashable, CustomStringConvertible, Senda
         public var description: String {
             switch base {
             case .invalidConfiguration: "invalidConfiguration"
+            case .invalidArgument: "invalidArgument"
             case .channelFull: "channelFull"
             case .channelFinished: "channelFinished"
             case .channelCancelled: "channelCancelled"

@@ -268,13 +268,17 @@ struct BoundedChannelStateMachine<Element, Producer, Consumer> {
     }
 
     /// A producer offers an element and waits with `token` if there is no room.
+    ///
+    /// `isCancelled` and `deadlinePassed` are read under the shell's lock: a cancellation or a timer that came before
+    /// the producer could register found no waiter to fail, so registration itself must see them.
     @inlinable
     mutating func sendOrWait(
         _ element: Element,
         weight: Int,
         id: UInt64,
         token: Producer,
-        isCancelled: Bool
+        isCancelled: Bool,
+        deadlinePassed: Bool = false
     ) -> SendOrWaitAction {
         switch send(element, weight: weight) {
         case .enqueued:
@@ -289,6 +293,9 @@ struct BoundedChannelStateMachine<Element, Producer, Consumer> {
             // 4. The task was cancelled before it could suspend: its cancellation handler already ran and found
             //    nothing to cancel, so fail here instead of waiting forever.
             if isCancelled { return .failed(element, .cancelled) }
+            // 5. Likewise for the timer of a timed send: it fired before the producer registered, found no waiter,
+            //    and recorded that the deadline passed. Waiting now would wait with no deadline.
+            if deadlinePassed { return .failed(element, .timedOut) }
             producers.append(ProducerWaiter(id: id, element: element, weight: weight, token: token))
             return .suspended(bufferedElements: buffer.count, waitingProducers: producers.count)
         }
@@ -358,7 +365,7 @@ struct BoundedChannelStateMachine<Element, Producer, Consumer> {
         guard let index = producers.firstIndex(where: { $0.id == id }) else { return effects }
         let waiter = producers.remove(at: index)
         effects.producers = .one((waiter.token, .failed(waiter.element, code)))
-        // 5. The head may have been a heavy element blocking lighter ones behind it.
+        // 6. The head may have been a heavy element blocking lighter ones behind it.
         if index == 0 { admitProducers(&effects) }
         return effects
     }

@@ -197,6 +197,9 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
             throw SendError(element: element, error: Self.error(code))
         case .mustSuspend(let element, let id):
             let deadline = clock.now.advanced(by: timeout)
+            // The timer may fire before this producer registers (with a zero timeout it usually does): the record
+            // tells registration so. See `WaiterDeadline`.
+            let record = WaiterDeadline()
             let result: Result<Void, SendError> = await withTaskGroup(of: Void.self) { group in
                 group.addTask { [self] in
                     do {
@@ -204,11 +207,11 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
                     } catch {
                         return
                     }
-                    self.producerCancelled(id: id, code: .timedOut)
+                    self.producerTimedOut(id: id, deadline: record)
                 }
                 let result: Result<Void, SendError>
                 do throws(SendError) {
-                    try await sendSuspending(element, weight: weight, id: id)
+                    try await sendSuspending(element, weight: weight, id: id, deadline: record)
                     result = .success(())
                 } catch {
                     result = .failure(error)
@@ -249,7 +252,12 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
     // Specialisable but never inlined: its locals (a clock instant, the continuation result) would otherwise be
     // allocated on the task allocator by every `send`, even those that never wait (measured: 4 allocations a call).
     @inlinable @inline(never)
-    nonisolated(nonsending) func sendSuspending(_ element: Element, weight: Int, id: UInt64) async throws(SendError) {
+    nonisolated(nonsending) func sendSuspending(
+        _ element: Element,
+        weight: Int,
+        id: UInt64,
+        deadline: WaiterDeadline? = nil
+    ) async throws(SendError) {
         let start: ContinuousClock.Instant? = metrics.isEnabled ? .now : nil
         var didSuspend = false
         let result = await withTaskCancellationHandler {
@@ -260,7 +268,8 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
                         weight: weight,
                         id: id,
                         token: continuation,
-                        isCancelled: Task.isCancelled
+                        isCancelled: Task.isCancelled,
+                        deadlinePassed: deadline?.hasPassed ?? false
                     )
                 }
                 switch action {
@@ -296,6 +305,18 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
     @usableFromInline
     func producerCancelled(id: UInt64, code: BackpressureError.Code) {
         let effects = state.withLock { $0.producerCancelled(id: id, code: code) }
+        if !effects.isEmpty { perform(effects) }
+    }
+
+    /// The timer of a timed send fired: fail the producer if it waits, or record that its deadline passed so that
+    /// it does not start waiting (it may not have registered yet).
+    @usableFromInline
+    func producerTimedOut(id: UInt64, deadline: WaiterDeadline) {
+        let effects = state.withLock { state in
+            let effects = state.producerCancelled(id: id, code: .timedOut)
+            if effects.producers.isEmpty { deadline.markPassed() }
+            return effects
+        }
         if !effects.isEmpty { perform(effects) }
     }
 

@@ -50,13 +50,22 @@ struct ConcurrencyLimiterStateMachine<Waiter> {
     }
 
     /// A caller that must wait registers `token` (re-checking, since the state may have changed since `acquire`).
+    ///
+    /// `isCancelled` and `deadlinePassed` are read under the shell's lock: a cancellation, or the timer of a timed
+    /// acquire, that came before the caller registered found no waiter to fail, so registration must see it.
     @inlinable
-    mutating func acquireOrWait(id: UInt64, token: Waiter, isCancelled: Bool) -> WaitAction {
+    mutating func acquireOrWait(
+        id: UInt64,
+        token: Waiter,
+        isCancelled: Bool,
+        deadlinePassed: Bool = false
+    ) -> WaitAction {
         switch acquire() {
         case .granted: return .granted
         case .failed(let code): return .failed(code)
         case .mustWait:
             if isCancelled { return .failed(.cancelled) }
+            if deadlinePassed { return .failed(.timedOut) }
             waiters.append((id, token))
             return .suspended
         }

@@ -192,6 +192,9 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
             if let deadline { waitUntil = waitUntil.map { Swift.min($0, deadline) } ?? deadline }
             let failure: BackpressureError.Code?
             if let waitUntil {
+                // The timer may fire before this caller registers (with a zero timeout or a past deadline it
+                // usually does): the record tells registration so. See `WaiterDeadline`.
+                let record = WaiterDeadline()
                 failure = await withTaskGroup(of: Void.self) { group in
                     group.addTask { [self] in
                         do {
@@ -199,9 +202,9 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
                         } catch {
                             return
                         }
-                        self.waiterCancelled(id: id, code: .timedOut)
+                        self.waiterTimedOut(id: id, deadline: record)
                     }
-                    let failure = await wait(id: id)
+                    let failure = await wait(id: id, deadline: record)
                     group.cancelAll()
                     return failure
                 }
@@ -225,11 +228,16 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
         return Permit(limiter: self, acquiredAt: acquiredAt, inFlightAtStart: inFlight)
     }
 
-    func wait(id: UInt64) async -> BackpressureError.Code? {
+    func wait(id: UInt64, deadline: WaiterDeadline? = nil) async -> BackpressureError.Code? {
         await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: Waiter) in
                 let action = state.withLock {
-                    $0.machine.acquireOrWait(id: id, token: continuation, isCancelled: Task.isCancelled)
+                    $0.machine.acquireOrWait(
+                        id: id,
+                        token: continuation,
+                        isCancelled: Task.isCancelled,
+                        deadlinePassed: deadline?.hasPassed ?? false
+                    )
                 }
                 switch action {
                 case .granted: continuation.resume(returning: nil)
@@ -245,6 +253,17 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
     func waiterCancelled(id: UInt64, code: BackpressureError.Code) {
         let waiter = state.withLock { $0.machine.waiterCancelled(id: id) }
         waiter?.resume(returning: code)
+    }
+
+    /// The timer of a timed acquire fired: fail the caller if it waits, or record that its deadline passed so that
+    /// it does not start waiting (it may not have registered yet).
+    func waiterTimedOut(id: UInt64, deadline: WaiterDeadline) {
+        let waiter = state.withLock { core in
+            let waiter = core.machine.waiterCancelled(id: id)
+            if waiter == nil { deadline.markPassed() }
+            return waiter
+        }
+        waiter?.resume(returning: .timedOut)
     }
 
     /// Runs `body` holding a slot; the slot is returned on every path.

@@ -94,7 +94,8 @@ public final class RateLimiter<C: Clock>: Sendable where C.Duration == Duration 
     ///
     /// - Parameter permits: How many permits; default 1.
     /// - Returns: `true` when the permits were taken.
-    /// - Throws: ``BackpressureError/Code/permitsExceedCapacity`` when `permits` exceeds the burst (it could never
+    /// - Throws: ``BackpressureError/Code/invalidArgument`` (field `permits`) when `permits` is below 1,
+    ///   ``BackpressureError/Code/permitsExceedCapacity`` when `permits` exceeds the burst (it could never
     ///   succeed), ``BackpressureError/Code/limiterShutDown`` after ``shutdown()``.
     @inlinable
     public func tryAcquire(permits: Int = 1) throws(BackpressureError) -> Bool {
@@ -114,8 +115,9 @@ public final class RateLimiter<C: Clock>: Sendable where C.Duration == Duration 
     /// - Throws: As ``tryAcquire(permits:)``.
     @inlinable
     public func tryAcquire(permits: Int = 1, at instant: C.Instant) throws(BackpressureError) -> Bool {
+        guard permits >= 1 else { throw Self.invalidPermits(permits) }
         let now = nanoseconds(instant)
-        let result = state.withLock { $0.reserve(permits: Swift.max(1, permits), now: now, maxWait: 0) }
+        let result = state.withLock { $0.reserve(permits: permits, now: now, maxWait: 0) }
         switch result {
         case .granted:
             metrics.granted.increment()
@@ -141,9 +143,10 @@ public final class RateLimiter<C: Clock>: Sendable where C.Duration == Duration 
     ///   ``BackpressureError/Code/cancelled``, ``BackpressureError/Code/permitsExceedCapacity``,
     ///   ``BackpressureError/Code/limiterShutDown`` (also when ``shutdown()`` comes while waiting).
     public func acquire(permits: Int = 1, deadline: C.Instant? = nil) async throws(BackpressureError) {
+        guard permits >= 1 else { throw Self.invalidPermits(permits) }
         let now = nanoseconds(clock.now)
         let maxWait = deadline.map { nanoseconds($0) - now }
-        let result = state.withLock { $0.reserve(permits: Swift.max(1, permits), now: now, maxWait: maxWait) }
+        let result = state.withLock { $0.reserve(permits: permits, now: now, maxWait: maxWait) }
         switch result {
         case .granted(let readyAt, let cost):
             metrics.granted.increment()
@@ -190,8 +193,9 @@ public final class RateLimiter<C: Clock>: Sendable where C.Duration == Duration 
     /// - Returns: The reservation.
     /// - Throws: ``BackpressureError/Code/permitsExceedCapacity``, ``BackpressureError/Code/limiterShutDown``.
     public func reserve(permits: Int = 1) throws(BackpressureError) -> Reservation {
+        guard permits >= 1 else { throw Self.invalidPermits(permits) }
         let now = nanoseconds(clock.now)
-        switch state.withLock({ $0.reserve(permits: Swift.max(1, permits), now: now, maxWait: nil) }) {
+        switch state.withLock({ $0.reserve(permits: permits, now: now, maxWait: nil) }) {
         case .granted(let readyAt, let cost):
             metrics.granted.increment()
             return Reservation(permits: permits, readyAt: instant(readyAt), readyAtNanoseconds: readyAt, cost: cost)
@@ -253,6 +257,12 @@ public final class RateLimiter<C: Clock>: Sendable where C.Duration == Duration 
         state.withLock { $0.shutDown() }
         sleeps.shutDown()
         logger?.debug("Rate limiter shut down", metadata: [LogKey.limiter: "\(label)"])
+    }
+
+    /// The error for a permit count below 1, which would otherwise corrupt the count (negative permits add room).
+    @usableFromInline
+    static func invalidPermits(_ permits: Int) -> BackpressureError {
+        BackpressureError(.invalidArgument, "Asked for \(permits) permits; ask for at least 1.", field: "permits")
     }
 
     @usableFromInline

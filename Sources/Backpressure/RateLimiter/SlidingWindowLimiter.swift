@@ -133,12 +133,14 @@ public final class SlidingWindowLimiter<C: Clock>: Sendable where C.Duration == 
     ///
     /// - Parameter permits: How many; default 1.
     /// - Returns: `true` when counted.
-    /// - Throws: ``BackpressureError/Code/permitsExceedCapacity`` when `permits` exceeds the limit,
+    /// - Throws: ``BackpressureError/Code/invalidArgument`` (field `permits`) when `permits` is below 1,
+    ///   ``BackpressureError/Code/permitsExceedCapacity`` when `permits` exceeds the limit,
     ///   ``BackpressureError/Code/limiterShutDown`` after ``shutdown()``.
     @inlinable
     public func tryAcquire(permits: Int = 1) throws(BackpressureError) -> Bool {
+        guard permits >= 1 else { throw RateLimiter<C>.invalidPermits(permits) }
         let now = clock.now.nanoseconds(since: origin)
-        switch state.withLock({ $0.acquire(permits: Swift.max(1, permits), now: now) }) {
+        switch state.withLock({ $0.acquire(permits: permits, now: now) }) {
         case .granted:
             metrics.granted.increment()
             return true
@@ -175,6 +177,7 @@ public final class SlidingWindowLimiter<C: Clock>: Sendable where C.Duration == 
     /// - Throws: ``BackpressureError/Code/deadlineExceeded``, ``BackpressureError/Code/cancelled``,
     ///   ``BackpressureError/Code/permitsExceedCapacity``, ``BackpressureError/Code/limiterShutDown``.
     public func acquire(permits: Int = 1, deadline: C.Instant? = nil) async throws(BackpressureError) {
+        guard permits >= 1 else { throw RateLimiter<C>.invalidPermits(permits) }
         while true {
             let nowInstant = clock.now
             let now = nowInstant.nanoseconds(since: origin)

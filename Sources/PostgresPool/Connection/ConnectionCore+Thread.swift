@@ -73,6 +73,13 @@ extension ConnectionCore {
 
     /// Connects with `PQconnectStartParams`/`PQconnectPoll` under the configured deadline.
     private func connectOnThread() -> Result<Void, PostgresError> {
+        do {
+            try configuration.validate()
+        } catch let error as PostgresError {
+            return .failure(error)
+        } catch {
+            return .failure(PostgresError(code: .invalidConfiguration, message: "\(error)"))
+        }
         let deadline = ContinuousClock.now.advanced(by: configuration.connectTimeout)
         let parameters = configuration.libpqParameters()
         let connection: OpaquePointer? = withCStringArrays(parameters.map(\.0), parameters.map(\.1)) {
@@ -81,13 +88,22 @@ extension ConnectionCore {
         guard let connection else {
             return .failure(PostgresError(code: .connectionFailed, message: "libpq could not allocate a connection"))
         }
+        // Verbose while connecting: a failure the server reports then carries its SQLSTATE as a structured prefix
+        // (`FATAL:  28P01: …`), which tells a permanent failure (wrong password, unknown role, missing database) from
+        // a transient one in any locale. Back to the default once connected, for the messages of a broken connection.
+        PQsetErrorVerbosity(connection, PQERRORS_VERBOSE)
         func failed(_ code: PostgresError.Code, _ message: String) -> Result<Void, PostgresError> {
             PQfinish(connection)
             return .failure(PostgresError(code: code, message: configuration.redact(message)))
         }
+        func connectFailed() -> Result<Void, PostgresError> {
+            let message = PostgresError.connectionMessage(connection, fallback: "connection failed")
+            PQfinish(connection)
+            return .failure(PostgresError.connectFailure(libpqMessage: configuration.redact(message)))
+        }
         PQsetNoticeReceiver(connection, noticeReceiver, Unmanaged.passUnretained(self).toOpaque())
         if PQstatus(connection) == CONNECTION_BAD {
-            return failed(.connectionFailed, PostgresError.connectionMessage(connection, fallback: "connection failed"))
+            return connectFailed()
         }
         var status = PGRES_POLLING_WRITING
         while true {
@@ -101,7 +117,8 @@ extension ConnectionCore {
             if remaining <= .zero {
                 return failed(
                     .connectTimeout,
-                    "connecting took longer than the connect timeout of \(configuration.connectTimeout)"
+                    "connecting took longer than the connect timeout of \(configuration.connectTimeout) "
+                        + "(\(PostgresError.connectPhase(PQstatus(connection))))"
                 )
             }
             let milliseconds = Int32(clamping: remaining.components.seconds * 1000
@@ -122,9 +139,10 @@ extension ConnectionCore {
             status = PQconnectPoll(connection)
             if status == PGRES_POLLING_OK { break }
             if status == PGRES_POLLING_FAILED {
-                return failed(.connectionFailed, PostgresError.connectionMessage(connection, fallback: "connection failed"))
+                return connectFailed()
             }
         }
+        PQsetErrorVerbosity(connection, PQERRORS_DEFAULT)
         PQsetnonblocking(connection, 1)
         lock.withLock {
             self.connection = connection

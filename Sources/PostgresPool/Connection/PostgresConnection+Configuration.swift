@@ -13,13 +13,17 @@ extension PostgresConnection {
     ///
     /// Invalid strings and unknown keywords are rejected here, before any connection attempt, with libpq's own
     /// message. The password never appears in ``description``, in log messages or in errors.
-    public struct Configuration: Sendable, CustomStringConvertible {
+    public struct Configuration: Sendable, CustomStringConvertible, CustomReflectable {
         /// The libpq keywords and values given explicitly, in order.
         private(set) var parameters: [(String, String)]
 
-        /// How long opening a connection may take, DNS and authentication included. Default: 10 seconds.
+        /// How long opening a connection may take, DNS and authentication included. Default: 10 seconds; must be
+        /// greater than zero.
         ///
-        /// libpq's own `connect_timeout` does not apply to non-blocking connects; this one does.
+        /// libpq's own `connect_timeout` does not apply to non-blocking connects, so this one takes its place: a
+        /// `connect_timeout` given in the connection string (or with ``set(_:to:)``) sets it, in whole seconds as
+        /// libpq reads it. `connect_timeout=0` (libpq's "wait forever") leaves it unchanged: every wait here is
+        /// bounded.
         public var connectTimeout: Duration = .seconds(10)
 
         /// How long a cancelled statement may take to stop after the server-side cancel request. Default: 5 seconds.
@@ -32,8 +36,9 @@ extension PostgresConnection {
         /// ``PostgresPool/Configuration/cancellationGracePeriod``.
         public var cancellationGracePeriod: Duration = .seconds(5)
 
-        /// How many prepared statements each connection keeps. Default: 256. `0` turns the cache off, and every
-        /// statement is then sent unnamed (parsed and planned each time), as PgBouncer's transaction mode requires.
+        /// How many prepared statements each connection keeps. Default: 256; must not be negative. `0` turns the
+        /// cache off, and every statement is then sent unnamed (parsed and planned each time), as PgBouncer's
+        /// transaction mode requires.
         public var statementCacheCapacity: Int = 256
 
         /// The tracer that records a client span per statement; `nil` (the default) uses the tracer bootstrapped
@@ -56,7 +61,7 @@ extension PostgresConnection {
                 }
                 throw PostgresError(
                     code: .invalidConfiguration,
-                    message: "connectionString: " + Configuration.redact(message, in: connectionString)
+                    message: "connectionString: " + Configuration.redactParseError(message, in: connectionString)
                 )
             }
             defer { PQconninfoFree(options) }
@@ -69,6 +74,9 @@ extension PostgresConnection {
                 option += 1
             }
             self.parameters = parameters
+            // libpq parses these only when it connects: check them now, naming the field.
+            if let port = self["port"] { try Self.checkPort(port) }
+            if let timeout = self["connect_timeout"] { try applyConnectTimeout(timeout) }
         }
 
         /// Creates a configuration from keyword fields; `nil` leaves a field to libpq's defaults and environment.
@@ -136,16 +144,85 @@ extension PostgresConnection {
             guard !value.utf8.contains(0) else {
                 throw PostgresError(code: .invalidConfiguration, message: "\(keyword): the value contains a NUL byte")
             }
+            if keyword == "port" { try Self.checkPort(value) }
+            if keyword == "connect_timeout" { try applyConnectTimeout(value) }
             parameters.removeAll { $0.0 == keyword }
             parameters.append((keyword, value))
         }
 
-        public var description: String {
-            let fields = parameters.map { key, value in
-                key == "password" ? "password=********" : "\(key)=\(value)"
+        /// Checks the fields libpq does not check until it connects, so that a bad value fails here, naming the
+        /// field, before any connection attempt. Pools and connections call it before connecting.
+        ///
+        /// - Throws: ``PostgresError`` (`.invalidConfiguration`) naming `connectTimeout`, `statementCacheCapacity`
+        ///   or `port`.
+        public func validate() throws {
+            guard connectTimeout > .zero else {
+                throw PostgresError(
+                    code: .invalidConfiguration,
+                    message: "connectTimeout: must be greater than zero (got \(connectTimeout))"
+                )
             }
-            return "PostgresConnection.Configuration(\(fields.joined(separator: " ")), "
+            guard statementCacheCapacity >= 0 else {
+                throw PostgresError(
+                    code: .invalidConfiguration,
+                    message: "statementCacheCapacity: must not be negative (got \(statementCacheCapacity))"
+                )
+            }
+            if let port = self["port"] { try Self.checkPort(port) }
+        }
+
+        /// A port as libpq accepts it: a number in 1...65535, or a comma-separated list of them (one per host; an
+        /// empty entry means the default port).
+        static func checkPort(_ value: String) throws {
+            for entry in value.split(separator: ",", omittingEmptySubsequences: false) {
+                let entry = entry.trimmingCharacters(in: .whitespaces)
+                if entry.isEmpty { continue }
+                guard entry.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let port = Int(entry),
+                    (1...65535).contains(port)
+                else {
+                    throw PostgresError(
+                        code: .invalidConfiguration,
+                        // The value is not echoed: a misplaced password can end up in the port's place.
+                        message: "port: the value (\(entry.count) characters) is not a number in 1...65535"
+                    )
+                }
+            }
+        }
+
+        /// Takes libpq's `connect_timeout` (whole seconds) as ``connectTimeout``.
+        mutating func applyConnectTimeout(_ value: String) throws {
+            let text = value.trimmingCharacters(in: .whitespaces)
+            guard let seconds = Int(text) else {
+                throw PostgresError(
+                    code: .invalidConfiguration,
+                    message: "connect_timeout: the value (\(text.count) characters) is not a whole number of seconds"
+                )
+            }
+            if seconds > 0 { connectTimeout = .seconds(seconds) }
+        }
+
+        public var description: String {
+            "PostgresConnection.Configuration(\(redactedParameters.joined(separator: " ")), "
                 + "connectTimeout: \(connectTimeout), statementCacheCapacity: \(statementCacheCapacity))"
+        }
+
+        /// What `dump()`, `Mirror` and debuggers show: the fields with the password replaced, never the password.
+        public var customMirror: Mirror {
+            Mirror(
+                self,
+                children: [
+                    "parameters": redactedParameters,
+                    "connectTimeout": connectTimeout,
+                    "statementCacheCapacity": statementCacheCapacity,
+                    "tracer": tracer.map { "\(type(of: $0))" } ?? "nil",
+                ],
+                displayStyle: .struct
+            )
+        }
+
+        /// The explicit parameters as `key=value`, the password's value replaced.
+        var redactedParameters: [String] {
+            parameters.map { key, value in key == "password" ? "password=********" : "\(key)=\(value)" }
         }
 
         /// The parameters handed to `PQconnectStartParams`, with this driver's defaults added.
@@ -201,6 +278,45 @@ extension PostgresConnection {
                 text = text.replacingOccurrences(of: secret, with: "********")
             }
             return text
+        }
+
+        /// Redacts libpq's message about a connection string that did not parse, whatever the string's form.
+        ///
+        /// libpq quotes the part of the string it could not read, as the last fragment of the line
+        /// (`missing "=" after "password:SECRET" in connection info string`, `invalid connection option
+        /// "passwordSECRET"`, `invalid URI query parameter: "…"`, some URI errors quote the whole URI), so a typo
+        /// around the password puts the password into the message. Known secrets are replaced first (as
+        /// ``redact(_:in:)`` finds them); then that fragment, from its opening quote to the last quote of the line
+        /// (it may contain quotes itself), is replaced by `…`. Only a name that reads as a keyword and is not
+        /// password-like is kept (never after `missing "=" after`), so that `invalid connection option "bogus"`
+        /// still says which.
+        static func redactParseError(_ message: String, in connectionString: String) -> String {
+            let text = redact(message, in: connectionString)
+            return text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+                guard let close = line.lastIndex(of: "\"") else { return String(line) }
+                let openings = ["after \"", "option \"", ": \""].compactMap { marker -> (Range<Substring.Index>, String)? in
+                    guard let range = line.range(of: marker), range.upperBound <= close else { return nil }
+                    return (range, marker)
+                }
+                guard let (opening, marker) = openings.min(by: { $0.0.lowerBound < $1.0.lowerBound }) else {
+                    // A quote without a known lead-in: hide everything after the first quote.
+                    let first = line.firstIndex(of: "\"")!
+                    return line[...first] + "…\""
+                }
+                let fragment = line[opening.upperBound..<close]
+                let shown = marker != "after \"" && isKeywordLike(fragment) ? String(fragment) : "…"
+                return line[..<opening.upperBound] + shown + line[close...]
+            }.joined(separator: "\n")
+        }
+
+        /// Whether an unknown option name may be shown: a known keyword, or a short lowercase word that is not
+        /// password-like.
+        private static func isKeywordLike(_ fragment: Substring) -> Bool {
+            if knownKeywords.contains(String(fragment)) { return true }
+            guard (1...32).contains(fragment.utf8.count),
+                fragment.utf8.allSatisfy({ (0x61...0x7A).contains($0) || $0 == 0x5F })
+            else { return false }
+            return !fragment.hasPrefix("pass") && !fragment.contains("password") && !fragment.contains("secret")
         }
 
         private static let knownKeywords: Set<String> = {

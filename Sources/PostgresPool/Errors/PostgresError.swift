@@ -13,6 +13,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable
         private enum Base: Hashable, Sendable {
             case server
             case connectionFailed
+            case connectionRejected
             case connectionClosed
             case invalidConfiguration
             case connectTimeout
@@ -32,6 +33,10 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable
         public static let server = Code(.server)
         /// Indicates that a connection could not be opened (refused, authentication failed, unknown host …).
         public static let connectionFailed = Code(.connectionFailed)
+        /// Indicates that the server refused the connection for a reason retrying will not fix: a wrong password
+        /// (SQLSTATE 28P01), an unknown role or one that may not connect (28000), a missing database (3D000).
+        /// ``PostgresError/sqlState`` says which. A pool's circuit breaker opens at the first one.
+        public static let connectionRejected = Code(.connectionRejected)
         /// Indicates that an open connection broke or was closed; the connection cannot be used any more.
         public static let connectionClosed = Code(.connectionClosed)
         /// Indicates that a configuration value is invalid; the message names the field.
@@ -62,6 +67,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable
             switch base {
             case .server: "server"
             case .connectionFailed: "connectionFailed"
+            case .connectionRejected: "connectionRejected"
             case .connectionClosed: "connectionClosed"
             case .invalidConfiguration: "invalidConfiguration"
             case .connectTimeout: "connectTimeout"

@@ -16,7 +16,7 @@ extension PostgresPool {
     /// configuration.statementTimeout = .seconds(5)
     /// let pool = try PostgresPool(configuration: configuration, logger: logger)
     /// ```
-    public struct Configuration: Sendable {
+    public struct Configuration: Sendable, CustomStringConvertible, CustomReflectable {
         /// The generic pool's settings: name, sizes, acquire timeout, lifetimes, backoff, circuit breaker, leak
         /// threshold, drain timeout.
         ///
@@ -112,6 +112,31 @@ extension PostgresPool {
 }
 
 extension PostgresPool.Configuration {
+    public var description: String {
+        "PostgresPool.Configuration(pool: \(pool), connection: \(connection), applicationName: \(applicationName), "
+            + "statementTimeout: \(statementTimeout.map { "\($0)" } ?? "nil"), validationIdleThreshold: "
+            + "\(validationIdleThreshold.map { "\($0)" } ?? "nil"), sessionReset: \(sessionReset), "
+            + "cancellationGracePeriod: \(cancellationGracePeriod))"
+    }
+
+    /// What `dump()`, `Mirror` and debuggers show: every field, the connection's password replaced (see
+    /// ``PostgresConnection/Configuration/customMirror``).
+    public var customMirror: Mirror {
+        Mirror(
+            self,
+            children: [
+                "pool": pool,
+                "connection": connection,
+                "applicationName": applicationName,
+                "statementTimeout": statementTimeout as Any,
+                "validationIdleThreshold": validationIdleThreshold as Any,
+                "sessionReset": sessionReset,
+                "cancellationGracePeriod": cancellationGracePeriod,
+            ],
+            displayStyle: .struct
+        )
+    }
+
     /// Checks the PostgreSQL-specific fields and returns the connection configuration every connection uses.
     ///
     /// - Throws: ``PostgresError`` (`.invalidConfiguration`) naming the field.
@@ -131,6 +156,12 @@ extension PostgresPool.Configuration {
         }
         if cancellationGracePeriod < .zero {
             throw invalid("cancellationGracePeriod", "must not be negative (got \(cancellationGracePeriod))")
+        }
+        do {
+            try connection.validate()
+        } catch var error as PostgresError {
+            error.message = "PostgresPool.Configuration.connection." + error.message
+            throw error
         }
         var configuration = connection
         configuration.cancellationGracePeriod = cancellationGracePeriod

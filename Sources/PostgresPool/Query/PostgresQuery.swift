@@ -41,9 +41,16 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
     }
 
     /// Collects the SQL text and the interpolated parameters.
+    ///
+    /// A placeholder followed at once by a digit (`"SELECT \(a)0"`) would read as another placeholder (`$10`) and,
+    /// with ten or more values, silently bind the wrong one. Interpolation cannot throw, so the query records the
+    /// mistake as its encoding failure, like a value that cannot be encoded: running it fails with
+    /// ``PostgresError/Code/encodingFailed`` before anything is sent.
     public struct StringInterpolation: StringInterpolationProtocol {
         @usableFromInline var sql: String
         @usableFromInline var bindings: PostgresBindings
+        /// Whether the text ends with a placeholder just written (a digit must not follow it).
+        @usableFromInline var endsWithPlaceholder = false
 
         public init(literalCapacity: Int, interpolationCount: Int) {
             sql = ""
@@ -52,6 +59,15 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
         }
 
         public mutating func appendLiteral(_ literal: String) {
+            guard let first = literal.utf8.first else { return }
+            if endsWithPlaceholder, (0x30...0x39).contains(first) {
+                bindings.buffer.fail(
+                    "the query text puts a digit right after the placeholder $\(bindings.count) (as in "
+                        + "\"\\(value)0\"), which PostgreSQL would read as a different placeholder; put a space, a "
+                        + "cast or parentheses between them"
+                )
+            }
+            endsWithPlaceholder = false
             sql.append(literal)
         }
 
@@ -80,6 +96,7 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
             } else {
                 sql.append(String(number))
             }
+            endsWithPlaceholder = true
         }
 
         /// Writes `identifier` as a quoted SQL identifier (`"my ""table"""`).
@@ -90,6 +107,7 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
         /// - Parameter identifier: The identifier, unquoted.
         public mutating func appendInterpolation(identifier: String) {
             sql.append(PostgresQuery.quoteIdentifier(identifier))
+            endsWithPlaceholder = false
         }
     }
 

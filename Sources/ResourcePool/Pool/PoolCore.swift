@@ -23,10 +23,15 @@ struct PoolCore<Resource: Sendable>: Sendable {
     @usableFromInline var orphanJobs: [@Sendable () async -> Void] = []
     @usableFromInline var runPhase: RunPhase = .notStarted
     var lastCreationError: (any Error)?
+    /// When each creation in flight started, by slot: a timeout error tells a creation that hangs from a small pool.
+    var creationStartedAt: [Int: Duration] = [:]
     var nextResourceID = 1
     @usableFromInline var warnedNotRunning = false
     /// Self-sizing's estimator; `nil` when the option is off (then releases skip it with one check).
     @usableFromInline var sizeEstimator: PoolSizeEstimator?
+    /// The watch tasks of waiters that queued before `run()` started, which `run()` cancels when it starts (see
+    /// `ResourcePool._awaitGrantBeforeRun`).
+    var preRunWatches: [PoolStateMachine.WaiterID: Task<Void, Never>] = [:]
     /// Leak reports by acquire site (see ``ResourcePoolStatistics/leaksBySite``); written only when a leak is reported.
     var leakSites: [String: ResourcePoolStatistics.LeakSite] = [:]
 

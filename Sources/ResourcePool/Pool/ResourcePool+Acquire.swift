@@ -53,7 +53,7 @@ extension ResourcePool {
         case .leased(let entry, let grant):
             return AcquiredResource(entry: entry, grant: grant, deadline: effectiveDeadline)
         case .wait(let box):
-            let (entry, grant) = try await self._wait(box)
+            let (entry, grant) = try await self._wait(box, deadline: deadline)
             return AcquiredResource(entry: entry, grant: grant, deadline: effectiveDeadline)
         case .reject(let error):
             throw error
@@ -159,26 +159,31 @@ extension ResourcePool {
         site: AcquireSite,
         now: Duration
     ) -> WaiterBox {
-        if case .notStarted = core.runPhase, !core.warnedNotRunning {
-            core.warnedNotRunning = true
-            self.logger.warning("a caller is waiting for a resource but run() has not started: nothing is created")
+        let beforeRun: Bool
+        switch core.runPhase {
+        case .notStarted: beforeRun = true
+        case .running, .finished: beforeRun = false
         }
-        let box = WaiterBox(id: id, site: site, enqueuedAt: now)
+        let box = WaiterBox(id: id, site: site, enqueuedAt: now, enqueuedBeforeRun: beforeRun)
         core.waiterBoxes[id] = box
         return box
     }
 
     /// Waits until the pool resumes or fails this waiter, or the task is cancelled.
+    ///
+    /// - Parameter deadline: the waiter's deadline, which bounds the wait even when `run()` has not started.
     @usableFromInline
-    nonisolated func _wait(_ box: WaiterBox) async throws -> (PooledResource<Resource>, PoolStateMachine.Grant) {
+    nonisolated func _wait(
+        _ box: WaiterBox,
+        deadline: Duration?
+    ) async throws -> (PooledResource<Resource>, PoolStateMachine.Grant) {
         do {
-            let grant = try await withTaskCancellationHandler {
-                try await withUnsafeThrowingContinuation { continuation in
-                    box.install(continuation)
+            let grant =
+                if box.enqueuedBeforeRun {
+                    try await self._awaitGrantBeforeRun(box, deadline: deadline)
+                } else {
+                    try await self._awaitGrant(box)
                 }
-            } onCancel: {
-                box.cancel()
-            }
             // The entry was stored before the grant was made, and stays until this lease ends.
             let entry = self.state.withLock { $0.entries[grant.slot].unsafelyUnwrapped }
             return (entry, grant)
@@ -199,6 +204,94 @@ extension ResourcePool {
             self.metrics.cancellations.increment()
             self.metrics.waitTime.recordNanoseconds(Int64(clamping: waited.clampedNanoseconds))
             throw error
+        }
+    }
+
+    nonisolated func _awaitGrant(_ box: WaiterBox) async throws -> PoolStateMachine.Grant {
+        try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { continuation in
+                box.install(continuation)
+            }
+        } onCancel: {
+            box.cancel()
+        }
+    }
+
+    /// How long a caller may wait before `run()` starts until the pool warns that `run()` is missing, in real time.
+    ///
+    /// The documented pattern (`group.addTask { try await pool.run() }`, then an acquire at once) often acquires
+    /// before the task running `run()` has been scheduled; that is not worth a warning, a `run()` that never comes
+    /// is. Real time, not the pool's clock: without `run()` nothing moves an injected clock's timers anyway, and a
+    /// diagnostic must not add sleeps that a test observing the pool's timers would see.
+    static var runStartGracePeriod: Duration { .seconds(1) }
+
+    /// Waits for a grant as `_awaitGrant` does, for a waiter that queued before `run()` started.
+    ///
+    /// The waiter's deadline is a timer of `run()`, which may never come. So a watch task (see
+    /// `_watchWaiterBeforeRun`) ends the wait at the deadline and warns if `run()` is still missing after
+    /// ``runStartGracePeriod``. It is cancelled as soon as the wait ends, or when `run()` starts, which then times
+    /// the deadline itself. Only waits that begin before `run()` pay for it.
+    nonisolated func _awaitGrantBeforeRun(_ box: WaiterBox, deadline: Duration?) async throws -> PoolStateMachine.Grant
+    {
+        let watch = Task { await self._watchWaiterBeforeRun(deadline: deadline) }
+        let watched = self.state.withLock { core -> Bool in
+            guard case .notStarted = core.runPhase else { return false }
+            core.preRunWatches[box.id] = watch
+            return true
+        }
+        if !watched { watch.cancel() }
+        defer {
+            self.state.withLock { _ = $0.preRunWatches.removeValue(forKey: box.id) }
+            watch.cancel()
+        }
+        return try await self._awaitGrant(box)
+    }
+
+    /// The watch of a waiter that queued before `run()` started (see `_awaitGrantBeforeRun`); returns when cancelled.
+    nonisolated func _watchWaiterBeforeRun(deadline: Duration?) async {
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                do {
+                    try await ContinuousClock().sleep(for: Self.runStartGracePeriod)
+                } catch {
+                    return
+                }
+                self._warnIfRunNotStarted()
+            }
+            guard let deadline else { return }
+            group.addTask {
+                guard await self._sleep(until: deadline) else { return }
+                // 1. `run()` started meanwhile: its own timer fires for this deadline too; the second event finds
+                //    the waiter gone (or not yet due) and changes nothing.
+                self._timerFired()
+                self._warnIfRunNotStarted()
+            }
+        }
+    }
+
+    /// Sleeps on the pool's clock until `instant` (a duration since the pool's epoch); `false` when cancelled.
+    nonisolated func _sleep(until instant: Duration) async -> Bool {
+        do {
+            try await self.clock.sleep(until: self.epoch.advanced(by: instant), tolerance: nil)
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    nonisolated func _warnIfRunNotStarted() {
+        let warn = self.state.withLock { core -> Bool in
+            guard case .notStarted = core.runPhase, !core.warnedNotRunning else { return false }
+            core.warnedNotRunning = true
+            return true
+        }
+        if warn {
+            self.logger.warning(
+                """
+                a caller has waited \(Self.runStartGracePeriod) for a resource but run() has not started: nothing \
+                is created or closed until it runs (start it in a task, e.g. group.addTask { try await pool.run() })
+                """
+            )
         }
     }
 

@@ -57,12 +57,7 @@ extension ResourcePool {
             let error: ResourcePoolError
             switch failure {
             case .timedOut:
-                error = ResourcePoolError(
-                    .timeout,
-                    message: "no resource became available in the pool '\(self.configuration.name)' within "
-                        + "\(waited); the pool is undersized or leases are held too long (see stats()). "
-                        + self._figures(core)
-                )
+                error = self._timeoutError(core, waited: waited, now: now)
             case .circuitBreakerOpen:
                 error = self._circuitBreakerError(core)
             case .shuttingDown:
@@ -169,6 +164,42 @@ extension ResourcePool {
         }
     }
 
+    /// The error of a waiter whose deadline passed: it says why no resource came, from the pool's state.
+    nonisolated func _timeoutError(
+        _ core: borrowing PoolCore<Resource>,
+        waited: Duration,
+        now: Duration
+    ) -> ResourcePoolError {
+        let prefix = "no resource became available in the pool '\(self.configuration.name)' within \(waited)"
+        if case .notStarted = core.runPhase {
+            return ResourcePoolError(
+                .timeout,
+                message: prefix + ": run() has not started, so nothing is created; run the pool in a task "
+                    + "(e.g. group.addTask { try await pool.run() }) before acquiring. " + self._figures(core)
+            )
+        }
+        // A creation in flight for most of the wait (it started with it, or before) that has not finished: the
+        // resource's backend is slow or not answering (a connect that hangs), not the pool's size. Say so.
+        if let oldestStart = core.creationStartedAt.values.min(), now - oldestStart >= waited / 2 {
+            var message = prefix + ": a new resource is being created and has not finished after "
+                + "\(now - oldestStart) (\(core.creationStartedAt.count) creation(s) in progress, none answered "
+                + "yet); check that the resource's backend answers"
+            if let lastError = core.lastCreationError {
+                message += "; the last failed creation: \(lastError)"
+            }
+            return ResourcePoolError(
+                .timeout,
+                message: message + ". " + self._figures(core),
+                underlying: core.lastCreationError
+            )
+        }
+        return ResourcePoolError(
+            .timeout,
+            message: prefix + "; the pool is undersized or leases are held too long (see stats()). "
+                + self._figures(core)
+        )
+    }
+
     /// Runs background work in a child task of `run()`, or, once `run()` has ended, hands it to the task that
     /// caused it (see `orphanJobs`).
     nonisolated func _submit(_ core: inout PoolCore<Resource>, _ job: @escaping @Sendable () async -> Void) {
@@ -183,6 +214,7 @@ extension ResourcePool {
     private nonisolated func _startCreation(_ core: inout PoolCore<Resource>, slot: Int) {
         let id = core.nextResourceID
         core.nextResourceID += 1
+        core.creationStartedAt[slot] = self._now()
         let factory = self.factory
         let afterCreate = self.hooks.afterCreate
         let clock = self.clock
@@ -275,6 +307,7 @@ extension ResourcePool {
         let lifetimeJitter = self.jitter.next()
         self._handle { core, now in
             core.entries[entry.slot] = entry
+            core.creationStartedAt[entry.slot] = nil
             core.totals.creations += 1
             core.machine.resourceCreated(slot: entry.slot, now: now, lifetimeJitter: lifetimeJitter)
         }
@@ -283,10 +316,12 @@ extension ResourcePool {
     nonisolated func _creationFailed(slot: Int, error: any Error) {
         self.metrics.creationFailures.increment()
         let backoffJitter = self.jitter.next()
+        let permanent = (error as? any PermanentCreationFailure)?.isPermanent ?? false
         self._handle { core, now in
             core.lastCreationError = error
             core.totals.creationFailures += 1
-            core.machine.creationFailed(slot: slot, now: now, backoffJitter: backoffJitter)
+            core.creationStartedAt[slot] = nil
+            core.machine.creationFailed(slot: slot, now: now, backoffJitter: backoffJitter, permanent: permanent)
             // Logged before the actions this failure causes (such as the circuit breaker opening).
             self.logger.warning(
                 "creating a resource failed",

@@ -17,15 +17,18 @@ extension ResourcePool {
     ///
     /// - Throws: ``ResourcePoolError/Code/alreadyRunning`` when called a second time.
     public func run() async throws {
-        let alreadyStarted = self.state.withLock { core in
+        let (alreadyStarted, preRunWatches) = self.state.withLock { core in
             switch core.runPhase {
             case .notStarted:
                 core.runPhase = .running
-                return false
+                defer { core.preRunWatches = [:] }
+                return (false, core.preRunWatches)
             case .running, .finished:
-                return true
+                return (true, [:])
             }
         }
+        // Waiters that queued before now no longer need their own watch: this call times their deadlines.
+        for watch in preRunWatches.values { watch.cancel() }
         if alreadyStarted {
             throw ResourcePoolError(
                 .alreadyRunning,

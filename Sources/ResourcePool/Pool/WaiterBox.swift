@@ -30,13 +30,17 @@ final class WaiterBox: Sendable {
     let id: PoolStateMachine.WaiterID
     let site: AcquireSite
     let enqueuedAt: Duration
+    /// Whether the waiter queued while `run()` had not started: then no timer of `run()` bounds its wait, and the
+    /// waiting task keeps its own (see `ResourcePool._watchWaiterBeforeRun`).
+    let enqueuedBeforeRun: Bool
     /// Protected by its own lock; every transition happens inside it, every resume outside it.
     private let state = Mutex<State>(.pending)
 
-    init(id: PoolStateMachine.WaiterID, site: AcquireSite, enqueuedAt: Duration) {
+    init(id: PoolStateMachine.WaiterID, site: AcquireSite, enqueuedAt: Duration, enqueuedBeforeRun: Bool) {
         self.id = id
         self.site = site
         self.enqueuedAt = enqueuedAt
+        self.enqueuedBeforeRun = enqueuedBeforeRun
     }
 
     /// Called by the waiting task, synchronously after enqueueing.

@@ -44,7 +44,9 @@ extension PoolStateMachine {
     ///   - slot: the slot the creation was started for.
     ///   - now: the current time.
     ///   - backoffJitter: a unit value in `0..<1`.
-    mutating func creationFailed(slot: Int, now: Instant, backoffJitter: Double) {
+    ///   - permanent: whether the failure cannot be fixed by retrying (a wrong password): the breaker then opens at
+    ///     once, as if the threshold were reached.
+    mutating func creationFailed(slot: Int, now: Instant, backoffJitter: Double, permanent: Bool = false) {
         self.setState(slot, .empty)
         self.emptySlots.append(slot)
         self.creation.consecutiveFailures += 1
@@ -52,7 +54,7 @@ extension PoolStateMachine {
             afterFailures: self.creation.consecutiveFailures,
             jitter: backoffJitter
         )
-        self.openCircuitBreakerIfNeeded()
+        self.openCircuitBreakerIfNeeded(permanentFailure: permanent)
         self.startCreationsIfNeeded(now: now)
         self.checkShutdownCompleted()
     }
@@ -123,10 +125,10 @@ extension PoolStateMachine {
         }
     }
 
-    mutating func openCircuitBreakerIfNeeded() {
+    mutating func openCircuitBreakerIfNeeded(permanentFailure: Bool = false) {
         guard let threshold = self.configuration.circuitBreakerThreshold,
             !self.creation.circuitBreakerOpen,
-            self.creation.consecutiveFailures >= threshold,
+            permanentFailure || self.creation.consecutiveFailures >= threshold,
             self.openCount == 0
         else { return }
         self.creation.circuitBreakerOpen = true

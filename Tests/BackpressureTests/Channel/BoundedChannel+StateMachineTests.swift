@@ -198,6 +198,28 @@ struct BoundedChannelStateMachineTests {
         #expect(channel.producers.isEmpty)
     }
 
+    @Test("a timed producer whose deadline passed before it registered fails with timedOut instead of waiting")
+    func deadlinePassedBeforeRegistration() {
+        var channel = machine(capacity: 1)
+        _ = channel.send(1, weight: 1)
+        guard
+            case .failed(let element, let code) = channel.sendOrWait(
+                2,
+                weight: 1,
+                id: 1,
+                token: "p",
+                isCancelled: false,
+                deadlinePassed: true
+            )
+        else {
+            Issue.record("expected failure")
+            return
+        }
+        #expect(element == 2)
+        #expect(code == .timedOut)
+        #expect(channel.producers.isEmpty)
+    }
+
     @Test("a cancelled consumer is failed and removed; a resumed one is not touched")
     func consumerCancelled() {
         var channel = machine()

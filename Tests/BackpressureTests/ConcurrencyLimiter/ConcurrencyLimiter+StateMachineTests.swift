@@ -63,4 +63,21 @@ struct ConcurrencyLimiterStateMachineTests {
             return
         }
     }
+
+    @Test("a timed caller whose deadline passed before it registered fails with timedOut instead of queueing")
+    func deadlinePassedBeforeRegistration() {
+        var machine = Machine(limit: 1, maxQueueLength: 4)
+        _ = machine.acquire()
+        guard case .mustWait(let id) = machine.acquire() else {
+            Issue.record("expected a wait")
+            return
+        }
+        guard case .failed(.timedOut) = machine.acquireOrWait(id: id, token: "w1", isCancelled: false, deadlinePassed: true)
+        else {
+            Issue.record("expected timedOut")
+            return
+        }
+        #expect(machine.waiters.isEmpty)
+        #expect(machine.inFlight == 1)
+    }
 }

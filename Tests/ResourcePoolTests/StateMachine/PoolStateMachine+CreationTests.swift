@@ -107,6 +107,23 @@ struct PoolStateMachineCreationTests {
         #expect(leased == .leased(machine.grant(slot: 0)))
     }
 
+    @Test("a permanent creation failure opens the circuit breaker at once, below the threshold")
+    func permanentFailureOpensBreaker() {
+        var machine = Machine.make {
+            $0.maximumSize = 1
+            $0.circuitBreakerThreshold = 5
+            $0.backoffInitial = .seconds(1)
+        }
+        let waiter = machine.expectWait()!
+        _ = machine.drainActions()
+        machine.creationFailed(slot: 0, now: .seconds(1), backoffJitter: 0.5, permanent: true)
+        let actions = machine.drainActions()
+        #expect(actions == [
+            .circuitBreakerOpened, .fail(waiter, .circuitBreakerOpen), .scheduleWakeup(at: .seconds(2)),
+        ])
+        #expect(machine.leaseRequested(now: .seconds(1), deadline: nil) == .reject(.circuitBreakerOpen))
+    }
+
     @Test("the circuit breaker stays closed while a resource is open")
     func breakerNeedsNoOpenResource() {
         var machine = Machine.make {

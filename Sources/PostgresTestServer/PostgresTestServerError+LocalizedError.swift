@@ -1,0 +1,7 @@
+import Foundation
+
+extension PostgresTestServerError: LocalizedError {
+    /// The error's description, so that `localizedDescription` says what went wrong instead of "The operation could
+    /// not be completed".
+    public var errorDescription: String? { description }
+}
