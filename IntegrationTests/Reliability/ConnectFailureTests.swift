@@ -16,9 +16,13 @@ struct ConnectFailureTests {
     ])
     func permanentFailures(user: String, database: String, sqlState: SQLState) async throws {
         let server = try await TestDatabase.server.value
-        let configuration = try PostgresConnection.Configuration(
-            host: "127.0.0.1", port: server.connection.port, user: user, password: "x-Secret-77", database: database
-        )
+        // Over the Unix socket: TCP asks every role for its password first (28P01), the socket trusts and so reaches
+        // the role and database checks.
+        var configuration = try PostgresConnection.Configuration(
+            connectionString: server.connection.unixSocketConnectionString)
+        try configuration.set("user", to: user)
+        try configuration.set("dbname", to: database)
+        try configuration.set("password", to: "x-Secret-77")
         let error = try await #require(throws: PostgresError.self) {
             try await PostgresConnection.connect(configuration: configuration)
         }
