@@ -187,8 +187,8 @@ final class PgBouncerProcess: Sendable {
         throw TestFailure("pgbouncer did not accept connections within 10 s: \(String(describing: lastError))\n\(log)")
     }
 
-    /// Starts `arguments` with `standardInput` as its stdin, stdout and stderr to `/dev/null`, no signal blocked and
-    /// every signal at its default: Foundation's `Process` passes on the spawning thread's blocked signals, and a
+    /// Starts `arguments` with `standardInput` as its stdin, stdout and stderr to `/dev/null`, no other descriptor,
+    /// no signal blocked and every signal at its default: Foundation's `Process` passes on the spawning thread's blocked signals, and a
     /// guard that cannot see SIGCHLD, or a PgBouncer that cannot see SIGTERM, never ends.
     private static func spawn(_ arguments: [String], standardInput: Int32) throws -> pid_t {
         var attributes = posix_spawnattr_t()
@@ -207,12 +207,33 @@ final class PgBouncerProcess: Sendable {
         posix_spawn_file_actions_adddup2(&actions, standardInput, 0)
         posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        // Nothing else of this process reaches the guard: without this, a long-lived guard inherits whatever
+        // descriptor another test opened without close-on-exec at that moment (a pipe's write end, say), and that
+        // test's read never sees the end of its pipe while this guard lives.
+        try closeDescriptorsFromThree(&actions)
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { for argument in argv { free(argument) } }
         var pid: pid_t = 0
         let result = posix_spawn(&pid, arguments[0], &actions, &attributes, &argv, environ)
         guard result == 0 else { throw TestFailure("posix_spawn \(arguments[0]) failed: \(result)") }
         return pid
+    }
+
+    /// Adds "close every descriptor from 3 on" to `actions`: glibc's `posix_spawn_file_actions_addclosefrom_np`
+    /// (2.34 and later; Swift's Glibc module does not declare it, so it is looked up), else one close per descriptor
+    /// open now.
+    private static func closeDescriptorsFromThree(_ actions: inout posix_spawn_file_actions_t) throws {
+        typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+        if let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") {
+            let closeFrom = unsafeBitCast(symbol, to: CloseFrom.self)
+            let result = closeFrom(&actions, 3)
+            guard result == 0 else { throw TestFailure("posix_spawn_file_actions_addclosefrom_np failed: \(result)") }
+            return
+        }
+        let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        for descriptor in open.compactMap({ Int32($0) }) where descriptor > 2 {
+            posix_spawn_file_actions_addclose(&actions, descriptor)
+        }
     }
 
     /// A port on 127.0.0.1 that was free a moment ago.

@@ -175,4 +175,24 @@ struct PgBouncerTests {
             }
         }
     }
+
+    @Test("PgBouncer and its guard hold none of this process's descriptors: a pipe opened without close-on-exec still ends while they run")
+    func pgbouncerInheritsNoDescriptor() async throws {
+        // A Foundation `Pipe` is such a pipe: before the guard was spawned with "close from 3", a long-lived guard
+        // kept the write end of another test's `pg_config` pipe, and that read never ended (the CI run that hung).
+        var ends: [Int32] = [0, 0]
+        #expect(pipe(&ends) == 0)
+        defer { close(ends[0]) }
+        let server = try await TestDatabase.server.value
+        let readResult: Int = try await PgBouncerProcess.with(server: server, settings: .init(poolMode: "session")) {
+            bouncer in
+            close(ends[1])
+            _ = fcntl(ends[0], F_SETFL, fcntl(ends[0], F_GETFL) | O_NONBLOCK)
+            var byte: UInt8 = 0
+            let count = read(ends[0], &byte, 1)
+            // 0: end of file, no writer left. -1 with EAGAIN: a child (the guard or PgBouncer) holds the write end.
+            return count < 0 ? -Int(errno) : count
+        }
+        #expect(readResult == 0, "read gave \(readResult) (-EAGAIN = \(-Int(EAGAIN))): a spawned child holds the pipe")
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The PostgreSQL programs a test server uses, all from one installation.
 struct PostgresBinaries: Sendable, Equatable {
@@ -72,13 +73,28 @@ enum BinaryLocator {
         folders.lazy.map { $0 + "/" + name }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    /// Runs `pg_config --bindir` synchronously (it prints one line and exits at once).
+    /// `pg_config --bindir` for each `pg_config` asked once in this process: the answer does not change.
+    private static let bindirs = Mutex<[String: String?]>([:])
+
+    /// Runs `pg_config --bindir` synchronously (it prints one line and exits at once), once per path.
+    ///
+    /// The pipe is close-on-exec in this process (Foundation dup's it onto the child's stdout, which clears the flag
+    /// there), so no other child started at the same moment holds its write end and keeps the read from ending.
     private static func bindir(from pgConfig: String) -> String? {
+        if let known = bindirs.withLock({ $0[pgConfig] }) {
+            return known
+        }
+        let folder = runBindir(pgConfig)
+        bindirs.withLock { $0[pgConfig] = .some(folder) }
+        return folder
+    }
+
+    private static func runBindir(_ pgConfig: String) -> String? {
+        guard let output = try? System.makePipe() else { return nil }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: pgConfig)
         process.arguments = ["--bindir"]
-        let output = Pipe()
-        process.standardOutput = output
+        process.standardOutput = output.write
         process.standardError = FileHandle.nullDevice
         process.standardInput = FileHandle.nullDevice
         do {
@@ -86,7 +102,8 @@ enum BinaryLocator {
         } catch {
             return nil
         }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
+        try? output.write.close()
+        let data = output.read.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0, let text = String(data: data, encoding: .utf8) else { return nil }
         let folder = text.trimmingCharacters(in: .whitespacesAndNewlines)
