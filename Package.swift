@@ -12,13 +12,11 @@ let package = Package(
     name: "Reservoir",
     platforms: [.macOS(.v15)],
     products: [
-        .library(name: "ResourcePool", targets: ["ResourcePool"]),
-        .library(name: "ResourcePoolTestKit", targets: ["ResourcePoolTestKit"]),
-        .library(name: "Backpressure", targets: ["Backpressure"]),
-        .library(name: "PostgresPool", targets: ["PostgresPool"]),
-        .library(name: "PostgresTestServer", targets: ["PostgresTestServer"]),
-        // For the driver benchmark's raw-libpq baseline; applications use PostgresPool.
-        .library(name: "CLibPQ", targets: ["CLibPQ"]),
+        .library(name: "Reservoir", targets: ["Reservoir"]),
+        .library(name: "ReservoirTestKit", targets: ["ReservoirTestKit"]),
+        .library(name: "ReservoirBackpressure", targets: ["ReservoirBackpressure"]),
+        .library(name: "ReservoirPostgres", targets: ["ReservoirPostgres"]),
+        .library(name: "ReservoirPostgresTestKit", targets: ["ReservoirPostgresTestKit"]),
         .executable(name: "reservoir", targets: ["reservoir"]),
     ],
     dependencies: [
@@ -32,7 +30,7 @@ let package = Package(
     targets: [
         // The generic pool and its test kit.
         .target(
-            name: "ResourcePool",
+            name: "Reservoir",
             dependencies: [
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "HeapModule", package: "swift-collections"),
@@ -43,9 +41,9 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
-            name: "ResourcePoolTestKit",
+            name: "ReservoirTestKit",
             dependencies: [
-                "ResourcePool",
+                "Reservoir",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -55,7 +53,7 @@ let package = Package(
 
         // Backpressure: channels and limiters, independent of the pool.
         .target(
-            name: "Backpressure",
+            name: "ReservoirBackpressure",
             dependencies: [
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
@@ -71,10 +69,10 @@ let package = Package(
             providers: [.apt(["libpq-dev"])]
         ),
         .target(
-            name: "PostgresPool",
+            name: "ReservoirPostgres",
             dependencies: [
                 "CLibPQ",
-                "ResourcePool",
+                "Reservoir",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -84,7 +82,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
-            name: "PostgresTestServer",
+            name: "ReservoirPostgresTestKit",
             swiftSettings: swiftSettings
         ),
 
@@ -92,9 +90,9 @@ let package = Package(
         .target(
             name: "ReservoirCommand",
             dependencies: [
-                "ResourcePool",
-                "PostgresPool",
-                "PostgresTestServer",
+                "Reservoir",
+                "ReservoirPostgres",
+                "ReservoirPostgresTestKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -111,20 +109,20 @@ let package = Package(
 
         // Tests: state machines and shells (Tests/), and against a real PostgreSQL (IntegrationTests/).
         .testTarget(
-            name: "ResourcePoolTests",
+            name: "ReservoirTests",
             dependencies: [
-                "ResourcePool",
-                "ResourcePoolTestKit",
+                "Reservoir",
+                "ReservoirTestKit",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "BackpressureTests",
+            name: "ReservoirBackpressureTests",
             dependencies: [
-                "Backpressure",
-                "ResourcePoolTestKit",
+                "ReservoirBackpressure",
+                "ReservoirTestKit",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -132,9 +130,9 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "PostgresPoolTests",
+            name: "ReservoirPostgresTests",
             dependencies: [
-                "PostgresPool",
+                "ReservoirPostgres",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -151,10 +149,10 @@ let package = Package(
             name: "ReservoirIntegrationTests",
             dependencies: [
                 "ReservoirCommand",
-                "PostgresTestServer",
-                "PostgresPool",
-                "ResourcePool",
-                "ResourcePoolTestKit",
+                "ReservoirPostgresTestKit",
+                "ReservoirPostgres",
+                "Reservoir",
+                "ReservoirTestKit",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),

@@ -25,9 +25,9 @@ let package = Package(
         .executableTarget(
             name: "bench-driver",
             dependencies: [
-                .product(name: "PostgresPool", package: "Reservoir"),
-                .product(name: "CLibPQ", package: "Reservoir"),
-                .product(name: "PostgresTestServer", package: "Reservoir"),
+                .product(name: "ReservoirPostgres", package: "Reservoir"),
+                "CLibPQRaw",
+                .product(name: "ReservoirPostgresTestKit", package: "Reservoir"),
             ],
             path: "Sources/bench-driver",
             swiftSettings: swiftSettings
@@ -35,7 +35,7 @@ let package = Package(
         .executableTarget(
             name: "bench-backpressure",
             dependencies: [
-                .product(name: "Backpressure", package: "Reservoir"),
+                .product(name: "ReservoirBackpressure", package: "Reservoir"),
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
             ],
@@ -45,9 +45,9 @@ let package = Package(
         .executableTarget(
             name: "bench-postgres",
             dependencies: [
-                .product(name: "PostgresPool", package: "Reservoir"),
-                .product(name: "PostgresTestServer", package: "Reservoir"),
-                .product(name: "ResourcePool", package: "Reservoir"),
+                .product(name: "ReservoirPostgres", package: "Reservoir"),
+                .product(name: "ReservoirPostgresTestKit", package: "Reservoir"),
+                .product(name: "Reservoir", package: "Reservoir"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             path: "Sources/bench-postgres",
@@ -56,8 +56,8 @@ let package = Package(
         .executableTarget(
             name: "bench-testserver",
             dependencies: [
-                .product(name: "PostgresPool", package: "Reservoir"),
-                .product(name: "PostgresTestServer", package: "Reservoir"),
+                .product(name: "ReservoirPostgres", package: "Reservoir"),
+                .product(name: "ReservoirPostgresTestKit", package: "Reservoir"),
             ],
             path: "Sources/bench-testserver",
             swiftSettings: swiftSettings
@@ -65,20 +65,22 @@ let package = Package(
         .executableTarget(
             name: "bench-selfsize",
             dependencies: [
-                .product(name: "PostgresPool", package: "Reservoir"),
-                .product(name: "PostgresTestServer", package: "Reservoir"),
-                .product(name: "ResourcePool", package: "Reservoir"),
+                .product(name: "ReservoirPostgres", package: "Reservoir"),
+                .product(name: "ReservoirPostgresTestKit", package: "Reservoir"),
+                .product(name: "Reservoir", package: "Reservoir"),
             ],
             path: "Sources/bench-selfsize",
             swiftSettings: swiftSettings
         ),
         // Counts the process's heap allocations (glibc malloc interposition); any suite may link it.
         .target(name: "CMallocCounter"),
+        // libpq for the raw baseline of bench-driver (the library's own C module is not a product).
+        .systemLibrary(name: "CLibPQRaw", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .executableTarget(
             name: "bench-pool",
             dependencies: [
                 "CMallocCounter",
-                .product(name: "ResourcePool", package: "Reservoir"),
+                .product(name: "Reservoir", package: "Reservoir"),
                 .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

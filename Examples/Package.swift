@@ -23,7 +23,7 @@ let package = Package(
         .target(
             name: "PrometheusExample",
             dependencies: [
-                .product(name: "ResourcePool", package: "Reservoir"),
+                .product(name: "Reservoir", package: "Reservoir"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -36,7 +36,7 @@ let package = Package(
             name: "prometheus-example",
             dependencies: [
                 "PrometheusExample",
-                .product(name: "ResourcePool", package: "Reservoir"),
+                .product(name: "Reservoir", package: "Reservoir"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
@@ -50,7 +50,7 @@ let package = Package(
         .executableTarget(
             name: "readme-example",
             dependencies: [
-                .product(name: "PostgresPool", package: "Reservoir"),
+                .product(name: "ReservoirPostgres", package: "Reservoir"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             // What a new package has: Swift 6 mode and nothing else.
@@ -60,7 +60,7 @@ let package = Package(
             name: "PrometheusExampleTests",
             dependencies: [
                 "PrometheusExample",
-                .product(name: "ResourcePool", package: "Reservoir"),
+                .product(name: "Reservoir", package: "Reservoir"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -1,8 +1,8 @@
 import Foundation
 import Logging
-import PostgresPool
-import PostgresTestServer
-import ResourcePool
+import ReservoirPostgres
+import ReservoirPostgresTestKit
+import Reservoir
 import Testing
 
 /// The README's usage example, compiled and run against a throwaway server. Keep the two in step.

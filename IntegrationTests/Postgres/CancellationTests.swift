@@ -1,4 +1,4 @@
-import PostgresPool
+import ReservoirPostgres
 import Testing
 
 @Suite("Cancellation, timeouts and broken connections")

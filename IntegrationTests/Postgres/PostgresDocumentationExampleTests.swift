@@ -1,7 +1,7 @@
 import Foundation
 import Logging
-import PostgresPool
-import PostgresTestServer
+import ReservoirPostgres
+import ReservoirPostgresTestKit
 import Testing
 
 // The examples in docs/postgres.md, compiled and run against a throwaway server. Keep them in sync.

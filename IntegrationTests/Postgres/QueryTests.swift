@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-@testable import PostgresPool
+@testable import ReservoirPostgres
 import Testing
 
 @Suite("Queries, parameters and rows")

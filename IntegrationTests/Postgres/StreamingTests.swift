@@ -1,4 +1,4 @@
-@testable import PostgresPool
+@testable import ReservoirPostgres
 import Testing
 
 @Suite("Streaming rows")

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
-import PostgresPool
-import PostgresTestServer
+import ReservoirPostgres
+import ReservoirPostgresTestKit
 
 /// One throwaway server shared by the driver's integration tests; each test uses its own connections and tables.
 ///

@@ -1,5 +1,5 @@
 import Logging
-@testable import PostgresPool
+@testable import ReservoirPostgres
 import Testing
 
 /// Cancellation at every point of a transaction's life: before and during each statement, between the decision to

@@ -1,5 +1,5 @@
 import Foundation
-import PostgresPool
+import ReservoirPostgres
 import Testing
 
 @Suite("Types round trip through the server")

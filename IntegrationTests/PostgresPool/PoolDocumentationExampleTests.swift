@@ -1,7 +1,7 @@
 import Logging
-import PostgresPool
-import PostgresTestServer
-import ResourcePool
+import ReservoirPostgres
+import ReservoirPostgresTestKit
+import Reservoir
 import Testing
 
 // The examples of docs/postgres.md ("The pool: PostgresPool"), verbatim, and a test that runs them.

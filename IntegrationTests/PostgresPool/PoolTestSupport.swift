@@ -1,10 +1,10 @@
 import Foundation
 import Glibc
 import Logging
-import PostgresPool
-import PostgresTestServer
-import ResourcePool
-import ResourcePoolTestKit
+import ReservoirPostgres
+import ReservoirPostgresTestKit
+import Reservoir
+import ReservoirTestKit
 import Synchronization
 import Testing
 

@@ -1,9 +1,9 @@
 import Foundation
 import Glibc
-import PostgresPool
-import PostgresTestServer
-import ResourcePool
-import ResourcePoolTestKit
+import ReservoirPostgres
+import ReservoirPostgresTestKit
+import Reservoir
+import ReservoirTestKit
 import Testing
 
 @Suite("PostgresPool under real faults")

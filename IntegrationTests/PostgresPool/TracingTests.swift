@@ -1,6 +1,6 @@
 import InMemoryTracing
-import PostgresPool
-import ResourcePool
+import ReservoirPostgres
+import Reservoir
 import Testing
 import Tracing
 

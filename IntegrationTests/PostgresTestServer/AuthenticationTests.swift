@@ -1,5 +1,5 @@
 import Foundation
-import PostgresTestServer
+import ReservoirPostgresTestKit
 import Testing
 
 #if canImport(Glibc)

@@ -1,6 +1,6 @@
 // The code shown in docs/testing.md, kept here so that it compiles and runs. Change both together.
 
-import PostgresTestServer
+import ReservoirPostgresTestKit
 import Testing
 
 // docs/testing.md: "One server per test"

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
-import PostgresPool
-import PostgresTestServer
+import ReservoirPostgres
+import ReservoirPostgresTestKit
 import Testing
 
 /// libpq's `sslmode` against the throwaway server with a certificate that `openssl` makes for the test: what

@@ -1,8 +1,8 @@
 // The code shown in docs/testing.md, "A fresh, migrated database per test", kept here so that it compiles and
 // runs. Change both together.
 
-import PostgresPool
-import PostgresTestServer
+import ReservoirPostgres
+import ReservoirPostgresTestKit
 import Testing
 
 // --- docs/testing.md begins ---

@@ -1,9 +1,9 @@
 import Foundation
 import Glibc
 import Logging
-import PostgresPool
-import PostgresTestServer
-import ResourcePool
+import ReservoirPostgres
+import ReservoirPostgresTestKit
+import Reservoir
 import Testing
 
 /// Connection failures against the throwaway server and a listener that never answers: permanent failures carry their

@@ -1,7 +1,7 @@
 import Foundation
-import PostgresPool
-import PostgresTestServer
-import ResourcePool
+import ReservoirPostgres
+import ReservoirPostgresTestKit
+import Reservoir
 import Testing
 
 /// The pool behind a misbehaving network (`FaultProxy`): each fault ends with the pool consistent (no lease lost, the

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
-import PostgresPool
-import PostgresTestServer
+import ReservoirPostgres
+import ReservoirPostgresTestKit
 import ReservoirCommand
 import Testing
 

@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
-import PostgresPool
-import PostgresTestServer
+import ReservoirPostgres
+import ReservoirPostgresTestKit
 import Synchronization
 import Testing
 

@@ -1,7 +1,7 @@
 import Logging
-import PostgresPool
-import PostgresTestServer
-import ResourcePool
+import ReservoirPostgres
+import ReservoirPostgresTestKit
+import Reservoir
 import Testing
 
 // The code of docs/scaling.md, compiled and run here.

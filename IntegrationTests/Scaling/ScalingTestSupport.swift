@@ -1,7 +1,7 @@
 import Logging
-import PostgresPool
-import PostgresTestServer
-import ResourcePool
+import ReservoirPostgres
+import ReservoirPostgresTestKit
+import Reservoir
 import Synchronization
 import Testing
 

@@ -1,6 +1,6 @@
-import PostgresPool
-import PostgresTestServer
-import ResourcePool
+import ReservoirPostgres
+import ReservoirPostgresTestKit
+import Reservoir
 import Testing
 
 /// The rate limit kept in PostgreSQL, shared by several pools (each stands for one instance of a service: its own

@@ -1,5 +1,5 @@
 import AsyncAlgorithms
-import Backpressure
+import ReservoirBackpressure
 
 struct Scenario: Sendable {
     var name: String

@@ -1,4 +1,4 @@
-import Backpressure
+import ReservoirBackpressure
 import Foundation
 import Synchronization
 

@@ -4,10 +4,10 @@
 // first), and the summary compares medians of the per-round means. Beside wall time it reports the client's CPU time
 // per round trip (getrusage of this process around each round: user + system): wall time depends on how fast an idle
 // core wakes up, CPU time is what the driver itself costs and stays stable from round to round.
-import CLibPQ
+import CLibPQRaw
 import Foundation
-import PostgresPool
-import PostgresTestServer
+import ReservoirPostgres
+import ReservoirPostgresTestKit
 
 let arguments = CommandLine.arguments
 let rounds = Int(ProcessInfo.processInfo.environment["BENCH_ROUNDS"] ?? "") ?? 31

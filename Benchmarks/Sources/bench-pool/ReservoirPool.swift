@@ -1,6 +1,6 @@
 #if canImport(ResourcePool)
 import Logging
-import ResourcePool
+import Reservoir
 
 /// The metrics backend every all-features pool of the run reports to.
 let benchMetricsFactory = BenchMetricsFactory()

@@ -1,8 +1,8 @@
 // Reservoir's PostgresPool: at most 8 connections, the point select through the pool's query API (prepared once
 // per connection by the driver's statement cache).
 import Logging
-import PostgresPool
-import ResourcePool
+import ReservoirPostgres
+import Reservoir
 
 final class OurPoolRunner: Sendable {
     let pool: PostgresPool

@@ -20,8 +20,8 @@
 // BENCH_TPCB_CONCURRENCY (default "8,64"; empty skips TPC-B), BENCH_PHASES (default "select,pipeline,tpcb").
 import Foundation
 import Glibc
-import PostgresPool
-import PostgresTestServer
+import ReservoirPostgres
+import ReservoirPostgresTestKit
 
 let environment = ProcessInfo.processInfo.environment
 let rounds = max(1, Int(environment["BENCH_ROUNDS"] ?? "") ?? 3)

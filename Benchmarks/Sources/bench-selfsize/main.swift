@@ -17,9 +17,9 @@
 import Foundation
 import Glibc
 import Logging
-import PostgresPool
-import PostgresTestServer
-import ResourcePool
+import ReservoirPostgres
+import ReservoirPostgresTestKit
+import Reservoir
 
 let environment = ProcessInfo.processInfo.environment
 let rounds = max(1, Int(environment["BENCH_ROUNDS"] ?? "") ?? 5)

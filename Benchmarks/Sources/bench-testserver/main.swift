@@ -12,8 +12,8 @@
 // Environment: BENCH_CLONES (default 50 rounds), BENCH_SERVERS (default 10 servers), BENCH_TEMPORARY_DIRECTORY
 // (where the servers live; default PostgresTestServer's choice: /dev/shm when it has 2 GiB free, else /tmp).
 import Foundation
-import PostgresPool
-import PostgresTestServer
+import ReservoirPostgres
+import ReservoirPostgresTestKit
 
 let environment = ProcessInfo.processInfo.environment
 let clones = max(1, Int(environment["BENCH_CLONES"] ?? "") ?? 50)

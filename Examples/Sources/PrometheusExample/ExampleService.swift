@@ -3,7 +3,7 @@ import Hummingbird
 import Logging
 import Metrics
 import Prometheus
-import ResourcePool
+import Reservoir
 import ServiceLifecycle
 
 /// A stand-in for a database connection: what the example pool hands out.

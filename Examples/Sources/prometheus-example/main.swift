@@ -7,7 +7,7 @@ import Logging
 import Metrics
 import Prometheus
 import PrometheusExample
-import ResourcePool
+import Reservoir
 import ServiceLifecycle
 import UnixSignals
 

@@ -1,5 +1,5 @@
 import Logging
-import PostgresPool
+import ReservoirPostgres
 
 let connectionString = "postgresql://app@localhost/app"  // or read it from your environment
 var configuration = PostgresPool.Configuration(

@@ -3,7 +3,7 @@ import HummingbirdTesting
 import Logging
 import Prometheus
 import PrometheusExample
-import ResourcePool
+import Reservoir
 import Testing
 
 @Suite("Prometheus example")

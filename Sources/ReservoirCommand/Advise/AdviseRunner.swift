@@ -1,7 +1,7 @@
 import Foundation
 import Logging
-import PostgresPool
-import PostgresTestServer
+import ReservoirPostgres
+import ReservoirPostgresTestKit
 
 /// Runs `reservoir advise`: measures the load curve, fits it, prints the advice and writes the SVG report.
 public struct AdviseRunner: Sendable {

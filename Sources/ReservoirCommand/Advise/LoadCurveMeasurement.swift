@@ -1,6 +1,6 @@
 import Logging
-import PostgresPool
-import ResourcePool
+import ReservoirPostgres
+import Reservoir
 
 /// Measures a database's throughput curve: a closed-loop load through a `PostgresPool` at increasing pool sizes.
 ///

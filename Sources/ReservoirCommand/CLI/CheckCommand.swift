@@ -3,7 +3,7 @@ import Glibc
 #endif
 import ArgumentParser
 import Logging
-import PostgresPool
+import ReservoirPostgres
 
 /// `reservoir check`: connects and verifies what a pool relies on.
 public struct CheckCommand: AsyncParsableCommand {

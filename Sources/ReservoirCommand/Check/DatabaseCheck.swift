@@ -1,5 +1,5 @@
 import Logging
-import PostgresPool
+import ReservoirPostgres
 
 /// What `reservoir check` found about a database.
 public struct CheckReport: Sendable, Hashable {

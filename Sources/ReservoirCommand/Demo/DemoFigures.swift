@@ -1,4 +1,4 @@
-import ResourcePool
+import Reservoir
 import Synchronization
 
 /// The workload's own figures, shared by the worker tasks and the view: acquire wait and hold time (over the last

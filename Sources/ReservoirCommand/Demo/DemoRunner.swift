@@ -1,7 +1,7 @@
 import Logging
-import PostgresPool
-import PostgresTestServer
-import ResourcePool
+import ReservoirPostgres
+import ReservoirPostgresTestKit
+import Reservoir
 
 /// Runs `reservoir demo`: a mixed workload through a `PostgresPool`, a live view of the pool, and a summary.
 public struct DemoRunner: Sendable {

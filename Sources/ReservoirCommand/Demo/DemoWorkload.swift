@@ -1,5 +1,5 @@
-import PostgresPool
-import ResourcePool
+import ReservoirPostgres
+import Reservoir
 
 /// The demo's mixed workload: point reads, short transfers in transactions, an occasional slow query, and three
 /// planted faults for the operator view to catch (a lease dropped without release, a lease held past the leak

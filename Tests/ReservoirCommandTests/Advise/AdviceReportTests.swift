@@ -5,7 +5,7 @@ import Testing
 import FoundationXML
 #endif
 
-import PostgresPool
+import ReservoirPostgres
 
 @testable import ReservoirCommand
 

@@ -1,0 +1,174 @@
+import CoreMetrics
+import Logging
+import Tracing
+import Reservoir
+import ServiceLifecycle
+
+/// A pool of PostgreSQL connections: ``ResourcePool`` specialised with PostgreSQL-aware hooks, with the query API
+/// on the pool itself.
+///
+/// ```swift
+/// let pool = try PostgresPool(configuration: configuration, logger: logger)
+/// // In a ServiceGroup, or: group.addTask { try await pool.run() }
+/// let rows = try await pool.query("SELECT name FROM users WHERE id = \(id)")
+/// try await pool.withTransaction { transaction in
+///     try await transaction.execute("UPDATE accounts SET balance = balance - \(amount) WHERE id = \(from)")
+///     try await transaction.execute("UPDATE accounts SET balance = balance + \(amount) WHERE id = \(to)")
+/// }
+/// ```
+///
+/// What it adds to the generic pool:
+/// - **Validation.** Every lease checks, without a round trip, that the connection is open and that the server sent
+///   nothing unprompted (a backend terminated while idle); if it did, a round trip decides. A connection idle for at least
+///   ``Configuration/validationIdleThreshold`` is also checked with `SELECT 1`, and after any connection error every
+///   idle connection is, before its next lease. Failing connections are replaced without the caller noticing.
+/// - **Dirty returns.** A connection that comes back inside a transaction (or a failed one) is rolled back before
+///   anyone else can lease it, or closed if that fails; it is counted in ``Statistics/dirtyReturns`` and
+///   `reservoir.postgres.dirty_returns{db.client.connection.pool.name,state,lease.site}` and logged (warning) with its acquire site. A
+///   connection that comes back with a command still running is closed.
+/// - **Cancellation.** Cancelling a task during a statement sends a cancel request to the server and waits at most
+///   ``Configuration/cancellationGracePeriod`` for the statement to stop; the connection goes back to the pool only
+///   if it is idle again, otherwise it is closed and replaced.
+/// - **Fatal errors.** A connection that was lost or terminated by the server (SQLSTATE `57P01`, `57P02`, `57P03`)
+///   is closed and replaced, and every idle connection is validated before its next lease.
+/// - **Timeouts, each with its own error.** Waiting for a connection: ``ResourcePoolError/Code/timeout``. Opening a
+///   connection: ``PostgresError/Code/connectTimeout`` (as the pool's creation error, and as the underlying error of
+///   ``ResourcePoolError/Code/circuitBreakerOpen``). Running a statement: ``PostgresError/Code/statementTimeout``.
+///
+/// The pool is a swift-service-lifecycle `Service`: ``run()`` must be running for connections to be opened.
+public final class PostgresPool: Service, Sendable {
+    /// The explicit lease type, from ``lease(timeout:fileID:line:function:)``.
+    public typealias Lease = ResourceLease<PostgresConnection, ContinuousClock>
+
+    /// The configuration the pool was created with.
+    public let configuration: Configuration
+
+    /// The generic pool underneath: statistics, sizing advice, `invalidateAll()`, test-kit assertions.
+    public let resourcePool: ResourcePool<PostgresConnection, ContinuousClock>
+
+    let instruments: PostgresPoolInstruments
+    let logger: Logger
+    /// Records an `acquire connection` span per `withConnection`, or `nil` when no tracer is configured or
+    /// bootstrapped (then acquiring pays one `nil` check for tracing).
+    let acquireTracer: (any Tracer)?
+
+    /// Whether the pool records spans (a tracer was configured or bootstrapped when it was created).
+    public var isTracing: Bool { acquireTracer != nil }
+
+    /// Creates a pool. Nothing happens until ``run()`` starts.
+    ///
+    /// - Parameters:
+    ///   - configuration: the pool's, the connections' and the PostgreSQL-specific settings; validated here.
+    ///   - logger: where the pool and its connections log; it is never bootstrapped by the library.
+    ///   - metricsFactory: where metrics are created (once, here); `nil` uses `MetricsSystem.factory`.
+    /// - Throws: ``PostgresError`` (`.invalidConfiguration`) for a bad PostgreSQL setting, or
+    ///   ``ResourcePoolError`` (`.invalidConfiguration`) for a bad pool setting; both name the field.
+    public init(
+        configuration: Configuration,
+        logger: Logger = Logger(label: "reservoir.postgres.pool"),
+        metricsFactory: (any MetricsFactory)? = nil
+    ) throws {
+        let connectionConfiguration = try configuration.connectionConfiguration()
+        var logger = logger
+        logger[metadataKey: "pool.name"] = .string(configuration.pool.name)
+        let instruments = PostgresPoolInstruments(
+            poolName: configuration.pool.name,
+            factory: metricsFactory ?? MetricsSystem.factory
+        )
+        var poolConfiguration = configuration.pool
+        // The before-lease hook runs on every lease; it decides itself when a round trip is needed.
+        poolConfiguration.validation = .always
+        let connectionLogger = logger
+        let factory = ResourceFactory<PostgresConnection>(
+            create: {
+                try await PostgresConnection.connect(configuration: connectionConfiguration, logger: connectionLogger)
+            },
+            close: { connection in
+                await connection.close()
+            }
+        )
+        let hooks = PostgresPoolHooks(
+            validationIdleThreshold: configuration.validationIdleThreshold,
+            sessionReset: configuration.sessionReset,
+            gracePeriod: configuration.cancellationGracePeriod,
+            instruments: instruments,
+            logger: logger
+        )
+        self.resourcePool = try ResourcePool(
+            configuration: poolConfiguration,
+            factory: factory,
+            hooks: ResourcePoolHooks(
+                beforeLease: { connection, context in try await hooks.validate(connection, context: context) },
+                afterRelease: { connection, context in await hooks.released(connection, context: context) },
+                keepAlive: { connection in try await connection.unsafeExecuteScript("SELECT 1") }
+            ),
+            logger: logger,
+            metricsFactory: metricsFactory
+        )
+        self.configuration = configuration
+        self.instruments = instruments
+        self.logger = logger
+        let tracer = configuration.connection.tracer ?? InstrumentationSystem.tracer
+        self.acquireTracer = tracer is NoOpTracer ? nil : tracer
+    }
+
+    /// Runs the pool: opens connections, runs timers, closes connections. Returns after a graceful shutdown (or
+    /// when its task is cancelled, which forces one).
+    ///
+    /// - Throws: ``ResourcePoolError`` (`.alreadyRunning`) when called a second time.
+    public func run() async throws {
+        try await resourcePool.run()
+    }
+
+    /// Starts a graceful shutdown: new requests fail with ``ResourcePoolError/Code/shutDown``, statements in
+    /// flight may finish within ``ResourcePoolConfiguration/drainTimeout``, then every connection is closed and
+    /// ``run()`` returns. Returns at once.
+    public func triggerGracefulShutdown() {
+        resourcePool.triggerGracefulShutdown()
+    }
+
+    /// Closes and replaces every connection (for example after a failover): idle ones now, leased ones when they
+    /// come back.
+    public func invalidateAll() async {
+        await resourcePool.invalidateAll()
+    }
+
+    /// The generic pool's statistics: counts, totals, rates, hold and wait times, sizing advice.
+    ///
+    /// - Returns: a snapshot.
+    public func poolStatistics() async -> ResourcePoolStatistics {
+        await resourcePool.stats()
+    }
+
+    /// The PostgreSQL-specific counters since the pool was created.
+    public var statistics: Statistics {
+        instruments.snapshot()
+    }
+}
+
+extension PostgresPool {
+    /// PostgreSQL-specific counters since the pool was created.
+    public struct Statistics: Sendable, Equatable {
+        /// Connections that came back inside a transaction, a failed transaction or with a command running.
+        public var dirtyReturns = 0
+        /// Dirty returns by acquire site (`File.swift:line`): where the code that leaked a transaction lives.
+        public var dirtyReturnsBySite: [String: Int] = [:]
+        /// Validation round trips (`SELECT 1`) made before leases.
+        public var validationRoundTrips = 0
+        /// Connections found broken on lease and replaced (with or without a round trip).
+        public var validationFailures = 0
+        /// Connections closed because they were lost or terminated by the server (57P01, 57P02, 57P03).
+        public var fatalErrors = 0
+        /// Statements stopped by `statement_timeout`.
+        public var statementTimeouts = 0
+        /// Cancelled statements after which the connection was idle again and went back to the pool.
+        public var cancellationsReused = 0
+        /// Cancelled statements that did not stop within the grace period: the connection was closed.
+        public var cancellationsClosed = 0
+        /// `DISCARD ALL` resets performed.
+        public var sessionResets = 0
+
+        /// Creates empty statistics.
+        public init() {}
+    }
+}

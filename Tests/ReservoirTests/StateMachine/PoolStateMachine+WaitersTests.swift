@@ -1,0 +1,114 @@
+import Testing
+
+@testable import Reservoir
+
+@Suite("PoolStateMachine.WaiterQueue")
+struct PoolStateMachineWaitersTests {
+    @Test("removal from the middle is lazy, and the front is always a live waiter")
+    func lazyRemoval() {
+        var queue = Machine.WaiterQueue()
+        let ids = (0..<5).map { _ in queue.enqueue(now: .zero, deadline: nil) }
+        let value1 = queue.remove(ids[1])
+        #expect(value1)
+        let value2 = queue.remove(ids[2])
+        #expect(value2)
+        let value3 = queue.remove(ids[2])
+        #expect(!value3)
+        #expect(queue.count == 3)
+        let value4 = queue.dequeue()
+        #expect(value4?.id == ids[0])
+        // Removed entries behind the front were skipped at once.
+        #expect(queue.first?.id == ids[3])
+        #expect(queue.removed.isEmpty)
+        #expect(!queue.contains(ids[0]))
+        #expect(queue.contains(ids[4]))
+    }
+
+    @Test("deadlines of waiters that left are dropped, so the heap stays as small as the queue")
+    func deadlinesArePruned() {
+        var queue = Machine.WaiterQueue()
+        for second in 1...100 {
+            _ = queue.enqueue(now: .zero, deadline: .seconds(second))
+            _ = queue.dequeue()
+        }
+        #expect(queue.pendingDeadlineCount == 0)
+        let late = queue.enqueue(now: .zero, deadline: .seconds(10))
+        let early = queue.enqueue(now: .zero, deadline: .seconds(5))
+        let value5 = queue.nextDeadline()
+        #expect(value5 == .seconds(5))
+        let value6 = queue.removeExpired(now: .seconds(7))
+        #expect(value6 == [early])
+        let value7 = queue.nextDeadline()
+        #expect(value7 == .seconds(10))
+        let value8 = queue.removeAll()
+        #expect(value8 == [late])
+        #expect(queue.isEmpty)
+    }
+}
+
+@Suite("LatencyHistogram")
+struct LatencyHistogramTests {
+    @Test("buckets are exact below 16 ns and within about 12 % above", arguments: [0, 1, 15, 16, 17, 100, 1_000, 123_456_789])
+    func bucketBounds(value: UInt64) {
+        let bucket = LatencyHistogram.bucket(for: value)
+        let upper = LatencyHistogram.upperBound(ofBucket: bucket)
+        #expect(upper >= value)
+        #expect(Double(upper) <= Double(value) * 1.125 + 1)
+    }
+
+    @Test("the p99 of a distribution is found within bucket precision")
+    func quantile() {
+        var histogram = LatencyHistogram()
+        for value in 1...1000 { histogram.record(UInt64(value) * 1000) }
+        let p99 = histogram.quantile(0.99, mergedWith: LatencyHistogram()) ?? 0
+        #expect(p99 >= 990_000)
+        #expect(Double(p99) <= 990_000 * 1.13)
+    }
+}
+
+@Suite("PoolStateMachine.WaiterQueue: retries")
+struct PoolStateMachineRetryTests {
+    @Test("a retry is served before first-time waiters, and ids of both deques never collide")
+    func retriesFirst() {
+        var queue = Machine.WaiterQueue()
+        let first = queue.enqueue(now: .zero, deadline: nil)
+        let second = queue.enqueue(now: .seconds(1), deadline: nil)
+        let retry = queue.enqueue(now: .seconds(2), deadline: nil, retry: true)
+        let third = queue.enqueue(now: .seconds(3), deadline: nil)
+        #expect(queue.oldest?.id == first)
+        let served = [queue.dequeue()?.id, queue.dequeue()?.id]
+        #expect(served == [retry, first])
+        // The served retry is no longer queued even though its id is between others.
+        #expect(!queue.contains(retry))
+        #expect(!queue.contains(first))
+        #expect(queue.contains(second))
+        #expect(queue.contains(third))
+        #expect(queue.count == 2)
+    }
+
+    @Test("a caller whose resource failed validation keeps its turn and ignores the waiter bound")
+    func retryKeepsTurn() {
+        var machine = Machine.make {
+            $0.maximumSize = 1
+            $0.maximumWaiters = 1
+        }
+        machine.warmUp(1)
+        _ = machine.leaseRequested(now: .zero, deadline: nil)
+        let other = machine.expectWait()!
+        // The holder's resource failed validation: it is discarded and the caller asks again as a retry.
+        _ = machine.leaseReleased(slot: 0, now: .seconds(1), discardReason: .validationFailed)
+        let retried = machine.leaseRequested(now: .seconds(1), deadline: nil, retry: true)
+        guard case .wait(let retry) = retried else {
+            Issue.record("expected the retry to wait, got \(retried)")
+            return
+        }
+        _ = machine.drainActions()
+        machine.resourceClosed(slot: 0, now: .seconds(2))
+        let replacement = machine.drainActions()
+        #expect(replacement == [.create(slot: 0)])
+        machine.resourceCreated(slot: 0, now: .seconds(3), lifetimeJitter: 0)
+        let actions = machine.drainActions()
+        #expect(actions == [.resume(retry, machine.grant(slot: 0))])
+        #expect(machine.waiters.contains(other))
+    }
+}
