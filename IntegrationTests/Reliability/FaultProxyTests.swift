@@ -53,15 +53,10 @@ struct FaultProxyTests {
         }
     }
 
-    // Disabled because it hangs today: the cancel request of a statement whose connection went into a black hole
-    // opens a connection of its own (through the same proxy, so into the black hole too), and `PQcancel` then
-    // blocks the connection's thread in recv() forever (seen with gdb); the cancelled caller never returns, far past
-    // its grace period. The fix belongs to the connection core (a cancel with its own deadline, off the connection's
-    // thread), which issue 12 §1 assigns to the connection-core rewrite; enable this test with it.
-    @Test(
-        "a black hole mid-query: the cancelled caller returns within its grace period and the pool recovers",
-        .disabled("PQcancel blocks the connection thread forever into a black hole; fixed by the connection core")
-    )
+    // The cancel request opens a connection of its own through the same proxy, so into the black hole too, and
+    // `PQcancel` blocks there; it runs on a short-lived thread of its own, and the connection's wait keeps its
+    // deadline: past the grace period the connection breaks and the caller returns.
+    @Test("a black hole mid-query: the cancelled caller returns within its grace period and the pool recovers")
     func blackHoleMidQuery() async throws {
         try await Self.withProxiedPool(configure: { $0.cancellationGracePeriod = .milliseconds(500) }) { pool, proxy in
             let statement = "SELECT pg_sleep(30)"
