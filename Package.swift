@@ -133,6 +133,7 @@ let package = Package(
             name: "ReservoirPostgresTests",
             dependencies: [
                 "ReservoirPostgres",
+                "Reservoir",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

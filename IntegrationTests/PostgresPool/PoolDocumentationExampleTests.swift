@@ -16,7 +16,7 @@ func makeOrdersPool(connectionString: String, logger: Logger) throws -> Postgres
     configuration.pool.maximumSize = 8
     configuration.pool.acquireTimeout = .seconds(2)
     configuration.statementTimeout = .seconds(5)
-    configuration.validationIdleThreshold = .seconds(1)
+    configuration.pool.validation = .ifIdle(atLeast: .seconds(1))
     configuration.cancellationGracePeriod = .seconds(2)
     return try PostgresPool(configuration: configuration, logger: logger)
 }

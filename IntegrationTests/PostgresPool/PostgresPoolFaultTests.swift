@@ -59,7 +59,7 @@ struct PostgresPoolFaultTests {
     func validationOfAFrozenConnectionIsBounded() async throws {
         try await PoolTest.withPool(configure: {
             $0.pool.maximumSize = 1
-            $0.validationIdleThreshold = .zero  // every lease proves its connection with a round trip
+            $0.pool.validation = .always  // every lease proves its connection with a round trip
             $0.cancellationGracePeriod = .milliseconds(300)
         }) { pool in
             let backend = try await pool.withConnection { $0.backendProcessID }
@@ -101,7 +101,7 @@ struct PostgresPoolFaultTests {
         try await PoolTest.withPool(configure: {
             $0.pool.minimumSize = 2
             $0.pool.maximumSize = 2
-            $0.validationIdleThreshold = nil
+            $0.pool.validation = .never
         }) { pool in
             let name = pool.configuration.applicationName
             try await PoolTest.waitOnServer("SELECT count(*) = 2 FROM pg_stat_activity WHERE application_name = \(name)")

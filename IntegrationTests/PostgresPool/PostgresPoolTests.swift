@@ -100,18 +100,18 @@ struct ReservoirPostgresTests {
         }
     }
 
-    @Test("a connection idle past the threshold is validated with a round trip; a fresh one is not")
+    @Test("the pool's validation policy decides the round trips: .always validates every lease, a fresh connection under .ifIdle is not")
     func validationAfterIdleThreshold() async throws {
         try await PoolTest.withPool(configure: {
             $0.pool.maximumSize = 1
-            $0.validationIdleThreshold = .zero
+            $0.pool.validation = .always
         }) { pool in
             for _ in 0..<5 { try await pool.query("SELECT 1") }
             #expect(pool.statistics.validationRoundTrips >= 4)
         }
         try await PoolTest.withPool(configure: {
             $0.pool.maximumSize = 1
-            $0.validationIdleThreshold = .seconds(3600)
+            $0.pool.validation = .ifIdle(atLeast: .seconds(3600))
         }) { pool in
             for _ in 0..<5 { try await pool.query("SELECT 1") }
             #expect(pool.statistics.validationRoundTrips == 0)

@@ -111,7 +111,8 @@ public struct ResourcePoolConfiguration: Sendable, Equatable {
 extension ResourcePoolConfiguration {
     /// When the before-lease validation hook runs.
     public struct ValidationPolicy: Sendable, Equatable, CustomStringConvertible {
-        @usableFromInline let idleThreshold: Duration?
+        /// The idle time from which validation runs: zero for ``always``, `nil` for ``never``.
+        public let idleThreshold: Duration?
 
         /// Validates before every lease.
         public static let always = ValidationPolicy(idleThreshold: .zero)

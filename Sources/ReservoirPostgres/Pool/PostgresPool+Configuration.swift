@@ -20,8 +20,12 @@ extension PostgresPool {
         /// The generic pool's settings: name, sizes, acquire timeout, lifetimes, backoff, circuit breaker, leak
         /// threshold, drain timeout.
         ///
-        /// Its ``ResourcePoolConfiguration/validation`` is not used: PostgresPool checks every connection on every
-        /// lease without a round trip and validates with one when ``validationIdleThreshold`` says so.
+        /// Its ``ResourcePoolConfiguration/validation`` says when a lease first proves its connection with a round
+        /// trip (`SELECT 1`): `.ifIdle(atLeast:)` (default 1 second) when the connection has been idle that long,
+        /// `.always` on every lease, `.never` only after connection errors. Every lease also checks, without a
+        /// round trip, that the connection is open and that the server sent nothing unprompted (a termination), and
+        /// after a connection error every idle connection is validated with a round trip before its next lease,
+        /// whatever the policy.
         public var pool: ResourcePoolConfiguration
 
         /// Where and how each connection connects, including ``PostgresConnection/Configuration/connectTimeout``
@@ -37,13 +41,6 @@ extension PostgresPool {
         /// the server's setting. Set once per connection at connect time (no extra round trip). A statement that
         /// runs longer fails with ``PostgresError/Code/statementTimeout``.
         public var statementTimeout: Duration?
-
-        /// A lease of a connection idle at least this long first checks it with a round trip (`SELECT 1`). Every
-        /// lease also checks, without a round trip, that the connection is open and that the server sent nothing
-        /// unprompted (a termination). After a connection error, every idle connection is validated with a round
-        /// trip before its next lease, whatever its idle time. `nil` validates only after connection errors.
-        /// Default 1 second.
-        public var validationIdleThreshold: Duration?
 
         /// What happens to a clean connection when it comes back. Default ``SessionReset/none``.
         public var sessionReset: SessionReset
@@ -68,7 +65,6 @@ extension PostgresPool {
             self.connection = connection
             self.applicationName = name
             self.statementTimeout = nil
-            self.validationIdleThreshold = .seconds(1)
             self.sessionReset = .none
             self.cancellationGracePeriod = .seconds(5)
             self.pgbouncer = nil
@@ -114,8 +110,7 @@ extension PostgresPool {
 extension PostgresPool.Configuration {
     public var description: String {
         "PostgresPool.Configuration(pool: \(pool), connection: \(connection), applicationName: \(applicationName), "
-            + "statementTimeout: \(statementTimeout.map { "\($0)" } ?? "nil"), validationIdleThreshold: "
-            + "\(validationIdleThreshold.map { "\($0)" } ?? "nil"), sessionReset: \(sessionReset), "
+            + "statementTimeout: \(statementTimeout.map { "\($0)" } ?? "nil"), sessionReset: \(sessionReset), "
             + "cancellationGracePeriod: \(cancellationGracePeriod))"
     }
 
@@ -129,7 +124,6 @@ extension PostgresPool.Configuration {
                 "connection": connection,
                 "applicationName": applicationName,
                 "statementTimeout": statementTimeout as Any,
-                "validationIdleThreshold": validationIdleThreshold as Any,
                 "sessionReset": sessionReset,
                 "cancellationGracePeriod": cancellationGracePeriod,
             ],
@@ -151,8 +145,8 @@ extension PostgresPool.Configuration {
         if let statementTimeout, statementTimeout <= .zero {
             throw invalid("statementTimeout", "must be greater than zero (got \(statementTimeout))")
         }
-        if let validationIdleThreshold, validationIdleThreshold < .zero {
-            throw invalid("validationIdleThreshold", "must not be negative (got \(validationIdleThreshold))")
+        if let threshold = pool.validation.idleThreshold, threshold < .zero {
+            throw invalid("pool.validation", "idle threshold must not be negative (got \(threshold))")
         }
         if cancellationGracePeriod < .zero {
             throw invalid("cancellationGracePeriod", "must not be negative (got \(cancellationGracePeriod))")

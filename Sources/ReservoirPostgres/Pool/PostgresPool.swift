@@ -19,8 +19,8 @@ import ServiceLifecycle
 ///
 /// What it adds to the generic pool:
 /// - **Validation.** Every lease checks, without a round trip, that the connection is open and that the server sent
-///   nothing unprompted (a backend terminated while idle); if it did, a round trip decides. A connection idle for at least
-///   ``Configuration/validationIdleThreshold`` is also checked with `SELECT 1`, and after any connection error every
+///   nothing unprompted (a backend terminated while idle); if it did, a round trip decides. A connection idle for as long as
+///   the pool's ``ResourcePoolConfiguration/validation`` policy says is also checked with `SELECT 1`, and after any connection error every
 ///   idle connection is, before its next lease. Failing connections are replaced without the caller noticing.
 /// - **Dirty returns.** A connection that comes back inside a transaction (or a failed one) is rolled back before
 ///   anyone else can lease it, or closed if that fails; it is counted in ``Statistics/dirtyReturns`` and
@@ -76,7 +76,8 @@ public final class PostgresPool: Service, Sendable {
             factory: metricsFactory ?? MetricsSystem.factory
         )
         var poolConfiguration = configuration.pool
-        // The before-lease hook runs on every lease; it decides itself when a round trip is needed.
+        // The before-lease hook runs on every lease (the cheap check); it applies the configured policy itself to
+        // decide when a round trip is needed.
         poolConfiguration.validation = .always
         let connectionLogger = logger
         let factory = ResourceFactory<PostgresConnection>(
@@ -88,7 +89,7 @@ public final class PostgresPool: Service, Sendable {
             }
         )
         let hooks = PostgresPoolHooks(
-            validationIdleThreshold: configuration.validationIdleThreshold,
+            validationIdleThreshold: configuration.pool.validation.idleThreshold,
             sessionReset: configuration.sessionReset,
             gracePeriod: configuration.cancellationGracePeriod,
             instruments: instruments,

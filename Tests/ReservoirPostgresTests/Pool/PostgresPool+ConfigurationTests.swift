@@ -1,3 +1,4 @@
+import Reservoir
 import Testing
 
 @testable import ReservoirPostgres
@@ -31,14 +32,14 @@ struct PostgresPoolConfigurationTests {
     }
 
     @Test("invalid PostgreSQL settings are rejected naming the field", arguments: [
-        "applicationName", "statementTimeout", "validationIdleThreshold", "cancellationGracePeriod",
+        "applicationName", "statementTimeout", "pool.validation", "cancellationGracePeriod",
     ])
     func invalidSettingsNameTheField(field: String) throws {
         var configuration = try configuration()
         switch field {
         case "applicationName": configuration.applicationName = String(repeating: "x", count: 64)
         case "statementTimeout": configuration.statementTimeout = .zero
-        case "validationIdleThreshold": configuration.validationIdleThreshold = .seconds(-1)
+        case "pool.validation": configuration.pool.validation = .ifIdle(atLeast: .seconds(-1))
         default: configuration.cancellationGracePeriod = .seconds(-1)
         }
         let error = #expect(throws: PostgresError.self) { try PostgresPool(configuration: configuration) }
