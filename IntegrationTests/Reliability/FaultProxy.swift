@@ -42,9 +42,13 @@ final class FaultProxy: @unchecked Sendable {
     }
 
     /// Cuts every open connection at once, in both directions.
+    ///
+    /// Under the lock: a pump removes its descriptors under it before closing them, so every number in the list is
+    /// still ours here (outside it, a number closed meanwhile may already name another test's socket).
     func cutAll() {
-        let open = lock.withLock { connections }
-        for descriptor in open { shutdown(descriptor, Int32(SHUT_RDWR)) }
+        lock.withLock {
+            for descriptor in connections { shutdown(descriptor, Int32(SHUT_RDWR)) }
+        }
     }
 
     /// Closes the listening port: new connections are refused until `resume()`. Open connections stay.
@@ -53,10 +57,9 @@ final class FaultProxy: @unchecked Sendable {
             defer { listener = -1 }
             return listener
         }
-        if descriptor >= 0 {
-            shutdown(descriptor, Int32(SHUT_RDWR))
-            close(descriptor)
-        }
+        // Only shut down: the accept thread closes the descriptor when it ends. Closing it here would let the number
+        // be reused (by another test's proxy, say) while that thread may still call accept() on it.
+        if descriptor >= 0 { shutdown(descriptor, Int32(SHUT_RDWR)) }
     }
 
     /// Listens again on the same port after `refuse()`.
@@ -119,6 +122,7 @@ final class FaultProxy: @unchecked Sendable {
 
     private func startAccepting(_ listener: Int32) {
         let thread = Thread { [weak self] in
+            defer { close(listener) }  // only here, once no accept() can use the number any more
             while true {
                 let client = accept(listener, nil, nil)
                 guard client >= 0 else { return }  // the listener was shut down
@@ -186,7 +190,10 @@ final class FaultProxy: @unchecked Sendable {
                 if count <= 0 { return }
                 var written = 0
                 while written < count {
-                    let result = buffer.withUnsafeBytes { write(to, $0.baseAddress! + written, count - written) }
+                    // send with MSG_NOSIGNAL: a write to a socket the proxy cut raises SIGPIPE, which kills the test process.
+                    let result = buffer.withUnsafeBytes {
+                        send(to, $0.baseAddress! + written, count - written, Int32(MSG_NOSIGNAL))
+                    }
                     if result <= 0 { return }
                     written += result
                 }
