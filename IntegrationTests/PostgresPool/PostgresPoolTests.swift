@@ -6,7 +6,7 @@ import ReservoirTestKit
 import Testing
 
 @Suite("PostgresPool against a real server")
-struct ReservoirPostgresTests {
+struct PostgresPoolTests {
     @Test("the query API on the pool runs statements, transactions and pipelines")
     func queryAPI() async throws {
         let table = TestDatabase.uniqueName("accounts")
@@ -68,7 +68,7 @@ struct ReservoirPostgresTests {
                 let count = try await connection.query(PostgresQuery(unsafeSQL: "SELECT count(*)::int4 FROM \(table)"))
                 #expect(try count.singleValue(Int32.self) == 0)
             }
-            let site = "ReservoirIntegrationTests/ReservoirPostgresTests.swift:\(dirtyLine)"
+            let site = "ReservoirIntegrationTests/PostgresPoolTests.swift:\(dirtyLine)"
             #expect(pool.statistics.dirtyReturns == 1)
             #expect(pool.statistics.dirtyReturnsBySite == [site: 1])
             #expect(metrics.counter("reservoir.postgres.dirty_returns", ["state": "in_transaction", "lease.site": site]) == 1)
@@ -162,7 +162,7 @@ struct ReservoirPostgresTests {
             try await pool.resourcePool.waitForStatistics(maximumYields: 1_000_000) { $0.totals.leaksDropped == 1 }
             let leaks = logs.records(atLeast: .warning).filter { $0.message.contains("leak") }
             #expect(leaks.count == 1)
-            #expect(leaks.first?.metadata["lease.site"]?.hasPrefix("ReservoirIntegrationTests/ReservoirPostgresTests.swift:\(leakLine)") == true)
+            #expect(leaks.first?.metadata["lease.site"]?.hasPrefix("ReservoirIntegrationTests/PostgresPoolTests.swift:\(leakLine)") == true)
             // The pool still serves, on a new connection.
             let value2 = try await pool.query("SELECT \(Int32(5))").singleValue(Int32.self)
             #expect(value2 == 5)

@@ -3,7 +3,7 @@ import ReservoirTestKit
 import Testing
 
 @Suite("ResourcePool: acquire and release")
-struct ReservoirTests {
+struct ResourcePoolTests {
     @Test("withResource creates a resource on demand, returns it, and reuses it")
     func withResourceReuses() async throws {
         let harness = try PoolHarness()
