@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <unistd.h>
 #include <sys/prctl.h>
+#include <sys/epoll.h>
 
 static const int CLIBPQ_DIAG_SEVERITY = PG_DIAG_SEVERITY;
 static const int CLIBPQ_DIAG_SEVERITY_NONLOCALIZED = PG_DIAG_SEVERITY_NONLOCALIZED;

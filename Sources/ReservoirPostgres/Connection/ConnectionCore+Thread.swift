@@ -5,13 +5,13 @@ import Glibc
 import Logging
 
 extension ConnectionCore {
-    /// Starts the connection thread, which connects and then serves commands until the connection closes.
+    /// Starts the connecting thread, which connects and then hands the connection to a reactor.
     func startThread() async throws {
         try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
                 lock.withLock { connectContinuation = continuation }
                 let thread = Thread { [self] in threadMain() }
-                thread.name = "reservoir-pg"
+                thread.name = "reservoir-pg-connect"
                 thread.stackSize = 512 * 1024
                 thread.start()
             }
@@ -50,7 +50,7 @@ extension ConnectionCore {
     // MARK: The thread.
 
     private func threadMain() {
-        clibpq_set_thread_name("reservoir-pg")
+        clibpq_set_thread_name("reservoir-pg-connect")
         let connectResult = connectOnThread()
         lock.lock()
         let continuation = connectContinuation
@@ -59,16 +59,19 @@ extension ConnectionCore {
         case .success:
             isConnected = true
             _ = machine.connected()  // nothing can have queued: the connection is not handed out before this
+            // From here on the reactor waits for the connection (a close requested meanwhile is seen there too).
+            let reactor = ConnectionReactor.next()
+            self.reactor = reactor
+            reactor.markDirty(self)
             lock.unlock()
             continuation?.resume()
-            serve()
         case .failure(let error):
             closedError = error
             _ = machine.connectionClosed(.lost)
             lock.unlock()
             continuation?.resume(throwing: error)
+            shutDown()
         }
-        shutDown()
     }
 
     /// Connects with `PQconnectStartParams`/`PQconnectPoll` under the configured deadline.
@@ -153,74 +156,6 @@ extension ConnectionCore {
         return .success(())
     }
 
-    /// The serving loop: wait for the socket or a wake-up, then flush, read and hand out results.
-    ///
-    /// The wait has a deadline when the running command has one (the grace period of a cancel, or its own): past
-    /// it, the state machine breaks the connection, so cancellation is bounded here for every entry point.
-    private func serve() {
-        var descriptors = [
-            pollfd(fd: -1, events: 0, revents: 0),
-            pollfd(fd: wakeupDescriptor, events: Int16(POLLIN), revents: 0),
-        ]
-        var batch: [UnownedJob] = []
-        batch.reserveCapacity(16)
-        while true {
-            lock.lock()
-            if !jobs.isEmpty {
-                swap(&batch, &jobs)
-                lock.unlock()
-                for job in batch { job.runSynchronously(on: asUnownedTaskExecutor()) }
-                batch.removeAll(keepingCapacity: true)
-                continue
-            }
-            if closeRequested {
-                lock.unlock()
-                return
-            }
-            var timeout: Int32 = -1
-            if let deadline = machine.nextDeadline {
-                let now = ContinuousClock.now
-                if deadline <= now {
-                    var completions = Completions()
-                    deadlineExpired(now: now, completions: &completions)
-                    lock.unlock()
-                    completions.resumeAll()
-                    continue
-                }
-                timeout = Self.pollMilliseconds(now.duration(to: deadline))
-            }
-            var events: Int16 = 0
-            var socket: Int32 = -1
-            if isConnected, let connection {
-                socket = PQsocket(connection)
-                let paused: Bool
-                paused = active?.stream?.paused ?? false
-                if !paused { events |= Int16(POLLIN) }
-                if needsWrite { events |= Int16(POLLOUT) }
-            }
-            threadIsPolling = true
-            lock.unlock()
-            descriptors[0].fd = events == 0 ? -1 : socket
-            descriptors[0].events = events
-            descriptors[0].revents = 0
-            descriptors[1].revents = 0
-            let ready = descriptors.withUnsafeMutableBufferPointer { poll($0.baseAddress, 2, timeout) }
-            if ready < 0 && errno != EINTR {
-                let error = PostgresError(code: .connectionClosed, message: "poll failed with errno \(errno)")
-                var completions = Completions()
-                lock.withLock { connectionBroke(error, completions: &completions) }
-                completions.resumeAll()
-                return
-            }
-            if descriptors[1].revents != 0 { clibpq_wakeup_drain(wakeupDescriptor) }
-            let socketEvents = descriptors[0].revents
-            processEvents(
-                readable: socketEvents & Int16(POLLIN | POLLHUP | POLLERR) != 0,
-                writable: socketEvents & Int16(POLLOUT | POLLERR) != 0
-            )
-        }
-    }
-
     /// A poll timeout in milliseconds, rounded up so that the wake-up is never early.
     static func pollMilliseconds(_ duration: Duration) -> Int32 {
         let (seconds, attoseconds) = duration.components
@@ -261,47 +196,62 @@ extension ConnectionCore {
         logger.debug("postgres connection closed: a statement outlived its deadline")
     }
 
-    /// Handles one wake-up: flush, read, parse results and notifications, send a requested cancel.
-    private func processEvents(readable: Bool, writable: Bool) {
-        var completions = Completions()
+    /// One turn of the reactor for this connection: flush, read, parse results and notifications, send a requested
+    /// cancel, break the connection if its running command outlived its deadline; then what to wait for next.
+    ///
+    /// Runs on the reactor's thread, on every socket event and every time `wakeThread()` marked the connection.
+    ///
+    /// - Returns: The socket events and deadline to wait for, or that the connection is to close (the reactor stops
+    ///   waiting on it and calls ``shutDown()``).
+    func reactorTurn(readable: Bool, writable: Bool, completions: inout Completions) -> ReactorInterest {
         lock.lock()
-        threadIsPolling = false
-        guard isConnected, let connection else {
-            lock.unlock()
-            return
-        }
-        // Read first, then flush: the server may be blocked sending us results (or notices) and not reading ours.
-        if readable, PQconsumeInput(connection) == 0 {
-            brokeWithMessage(connection, completions: &completions)
-        } else if needsWrite {
-            switch PQflush(connection) {
-            case 0: needsWrite = false
-            case 1: break
-            default: brokeWithMessage(connection, completions: &completions)
-            }
-        }
-        if isConnected {
-            if let active {
-                drive(active, on: connection, completions: &completions)
-            } else {
-                // Parse what arrived while idle (a FATAL notice, a notification) so it is not missed. Anything but a
-                // notification makes the connection suspect: the next lease proves it with a round trip.
-                _ = PQisBusy(connection)
-                if PQstatus(connection) == CONNECTION_BAD {
-                    brokeWithMessage(connection, completions: &completions)
-                } else if readable, deliverNotifications(connection) == 0 {
-                    sawUnpromptedInput = true
+        var cancelToSend: OpaquePointer?
+        if isConnected, let connection {
+            // Read first, then flush: the server may be blocked sending us results (or notices) and not reading ours.
+            if readable, PQconsumeInput(connection) == 0 {
+                brokeWithMessage(connection, completions: &completions)
+            } else if needsWrite {
+                switch PQflush(connection) {
+                case 0: needsWrite = false
+                case 1: break
+                default: brokeWithMessage(connection, completions: &completions)
                 }
             }
-            if isConnected { deliverNotifications(connection) }
+            if isConnected {
+                if let active {
+                    drive(active, on: connection, completions: &completions)
+                } else {
+                    // Parse what arrived while idle (a FATAL notice, a notification) so it is not missed. Anything but
+                    // a notification makes the connection suspect: the next lease proves it with a round trip.
+                    _ = PQisBusy(connection)
+                    if PQstatus(connection) == CONNECTION_BAD {
+                        brokeWithMessage(connection, completions: &completions)
+                    } else if readable, deliverNotifications(connection) == 0 {
+                        sawUnpromptedInput = true
+                    }
+                }
+                if isConnected { deliverNotifications(connection) }
+            }
+            if isConnected, machine.takeCancelRequest() {
+                cancelToSend = PQgetCancel(connection)
+            }
         }
-        var cancelToSend: OpaquePointer?
-        if isConnected, machine.takeCancelRequest() {
-            cancelToSend = PQgetCancel(connection)
+        var deadline = machine.nextDeadline
+        if let passed = deadline, passed <= .now {
+            deadlineExpired(now: .now, completions: &completions)
+            deadline = machine.nextDeadline
         }
+        // The socket as libpq has it now: -1 once libpq has dropped (and closed) it after a failed read.
+        let socket = connection.map { PQsocket($0) } ?? -1
+        var events: UInt32 = 0
+        if isConnected, !closeRequested, socket >= 0 {
+            if !(active?.stream?.paused ?? false) { events |= EPOLLIN.rawValue }
+            if needsWrite { events |= EPOLLOUT.rawValue }
+        }
+        let interest = ReactorInterest(socket: socket, events: events, deadline: deadline, closing: closeRequested)
         lock.unlock()
-        completions.resumeAll()
         if let cancelToSend { sendCancelRequest(cancelToSend) }
+        return interest
     }
 
     /// Sends a server-side cancel request from a short-lived thread of its own.
@@ -356,8 +306,9 @@ extension ConnectionCore {
         return count
     }
 
-    /// Releases libpq and resumes everyone still waiting; the last thing the thread does.
-    private func shutDown() {
+    /// Releases libpq and resumes everyone still waiting: the last thing done for the connection, by its reactor (or by
+    /// the connecting thread when connecting failed).
+    func shutDown() {
         var completions = Completions()
         lock.lock()
         connectionBroke(
@@ -372,10 +323,7 @@ extension ConnectionCore {
         threadFinished = true
         let closers = closeContinuations
         closeContinuations = []
-        let orphans = jobs
-        jobs = []
         lock.unlock()
-        for job in orphans { globalConcurrentExecutor.enqueue(job) }
         completions.resumeAll()
         for closer in closers { closer.resume() }
         logger.debug("postgres connection closed")

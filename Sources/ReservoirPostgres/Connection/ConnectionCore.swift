@@ -135,14 +135,16 @@ final class Command: @unchecked Sendable {
     }
 }
 
-/// The shared heart of a connection: the libpq handle, the command queue and the connection's own thread.
+/// The shared heart of a connection: the libpq handle, the command queue and what the threads that serve it share.
 ///
-/// Threads: the connection thread connects, waits in `poll()` on libpq's socket and an eventfd, reads results
-/// and resumes waiting tasks. A calling task sends its command directly from its own thread when the connection
-/// is free (sending in non-blocking mode never blocks), so a round trip costs one thread wake-up for the answer
-/// and one to resume the task, like a blocking call plus one hand-off. Everything below `lock` is protected by
-/// it; libpq is only ever called with the lock held, except for `PQcancel` and the connect phase, which only the
-/// connection thread performs while no other thread can reach the handle.
+/// Threads: a short-lived thread of the connection's own connects (DNS, TLS and authentication may block); then the
+/// connection joins a `ConnectionReactor`, whose thread waits on the sockets of many connections at once, reads
+/// results and resumes waiting tasks, the answers of one wake-up in one batch. A calling task sends its command
+/// directly from its own thread when the connection is free (sending in non-blocking mode never blocks), so a round
+/// trip costs at most one wake-up of the reactor for the answer (shared with the other answers that arrived
+/// together) and one to resume the task. Everything below `lock` is protected by it; libpq is only ever called with
+/// the lock held, except for `PQcancel` and the connect phase, which only the connecting thread performs while no
+/// other thread can reach the handle.
 final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     let lock = ConnectionLock()
     let logger: Logger
@@ -168,11 +170,16 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     var listeners: [String: [UInt64: AsyncStream<PostgresNotification>.Continuation]] = [:]
     var backendProcessID: Int32 = 0
     var connectContinuation: UnsafeContinuation<Void, any Error>?
-    /// Jobs of tasks that prefer this connection's thread as their executor.
-    var jobs: [UnownedJob] = []
-    /// The thread is in (or about to enter) `poll()` and must be woken for new jobs.
-    var threadIsPolling = false
+    /// The reactor serving the connection once it is open; `nil` while it connects.
+    var reactor: ConnectionReactor?
     var closeContinuations: [UnsafeContinuation<Void, Never>] = []
+
+    // MARK: State of the reactor (see `ConnectionReactor` for who may touch which).
+    var reactorDirty = false
+    var reactorSlot: Int?
+    var reactorEvents: UInt32 = 0
+    var reactorSocket: Int32 = -1
+    var reactorDeadline: ContinuousClock.Instant?
 
     /// Command identities; taken without the lock.
     let commandIDs = Atomic<UInt64>(1)
@@ -199,32 +206,34 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
 
     // MARK: The connection thread as a task executor.
 
-    /// Runs jobs of tasks that prefer this executor on the connection's thread, between socket events.
+    /// Runs jobs of tasks that prefer this executor on the thread that reads the connection's answers (its
+    /// reactor's), between socket events.
     ///
     /// A task pinned here (`withTaskExecutorPreference`) sends, waits and decodes without any thread hop: the
-    /// thread that reads the answer also runs the task's continuation. Once the thread has ended, jobs go to
-    /// the global concurrent executor, so a task pinned to a closed connection still runs.
+    /// thread that reads the answer also runs the task's continuation. Before the connection has joined its reactor
+    /// (it is not handed out before), jobs go to the global concurrent executor.
     func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         lock.lock()
-        if threadFinished {
-            lock.unlock()
-            globalConcurrentExecutor.enqueue(job)
-            return
-        }
-        jobs.append(job)
-        if threadIsPolling {
-            threadIsPolling = false
-            wakeThread()
-        }
+        let reactor = self.reactor
         lock.unlock()
+        if let reactor {
+            reactor.enqueue(job, on: self)
+        } else {
+            globalConcurrentExecutor.enqueue(job)
+        }
     }
 
     // MARK: Helpers that require the lock.
 
-    /// Wakes the connection thread out of `poll()`. Requires the lock.
+    /// Tells the thread that waits for this connection that its wait changed (a deadline, a cancel, a close, data to
+    /// flush, a stream that reads again): the reactor once connected, the connecting thread before. Requires the lock.
     func wakeThread() {
-        if wakeupDescriptor >= 0 { clibpq_wakeup_signal(wakeupDescriptor) }
+        if let reactor {
+            reactor.markDirty(self)
+        } else if wakeupDescriptor >= 0 {
+            clibpq_wakeup_signal(wakeupDescriptor)
+        }
     }
 
     func makeCommandID() -> UInt64 {

@@ -1,0 +1,247 @@
+import CLibPQ
+import Foundation
+import Glibc
+import Synchronization
+
+/// A thread that waits on the sockets of many connections at once (`epoll`), reads their results and resumes the
+/// tasks that wait for them, all the results of one wake-up in one batch.
+///
+/// A connection opens on a short-lived thread of its own (DNS, TLS and authentication may block), then joins a
+/// reactor for the rest of its life. With every connection on one thread, several answers that arrive together cost
+/// one wake-up instead of one each, and two cores are no longer shared by a thread per connection: the model of
+/// pgbench, whose single thread serves all its clients. Tasks pinned to a connection (`withTaskExecutorPreference`)
+/// run on its reactor's thread between socket events.
+///
+/// Locking: the reactor's `lock` protects `jobs`, `dirty` and `polling`, and each connection's `reactorDirty`. A
+/// connection calls in with its own lock held (`markDirty`), never the other way round: the reactor thread takes a
+/// connection's lock only while it holds no lock of its own. Everything else here belongs to the reactor thread.
+final class ConnectionReactor: @unchecked Sendable {
+    /// The process's reactors, started on first use: half the processors (at least one), or
+    /// `RESERVOIR_POSTGRES_IO_THREADS` when set.
+    static let shared: [ConnectionReactor] = {
+        let configured = ProcessInfo.processInfo.environment["RESERVOIR_POSTGRES_IO_THREADS"].flatMap { Int($0) }
+        let count = max(1, min(64, configured ?? ProcessInfo.processInfo.activeProcessorCount / 2))
+        return (0..<count).map { ConnectionReactor(index: $0) }
+    }()
+
+    private static let nextIndex = Atomic<Int>(0)
+
+    /// The reactor a new connection joins: each in turn.
+    static func next() -> ConnectionReactor {
+        let all = shared
+        return all[nextIndex.wrappingAdd(1, ordering: .relaxed).oldValue % all.count]
+    }
+
+    private let lock = ConnectionLock()
+    private let epoll: Int32
+    private let wakeup: Int32
+    /// Jobs of tasks pinned to one of this reactor's connections, with the executor each runs on.
+    private var jobs: [(UnownedJob, ConnectionCore)] = []
+    /// Connections whose state changed outside the reactor (a command, a cancel, a close, a stream unpaused).
+    private var dirty: [ConnectionCore] = []
+    /// The thread is in (or about to enter) `epoll_wait` and must be woken through the eventfd.
+    private var polling = false
+
+    // MARK: Owned by the reactor thread.
+
+    private var slots: [ConnectionCore?] = []
+    private var freeSlots: [Int] = []
+    /// The earliest deadline of any connection, as of the last turn.
+    private var earliestDeadline: ContinuousClock.Instant?
+
+    private static let wakeupToken = UInt64.max
+
+    private init(index: Int) {
+        epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
+        wakeup = clibpq_wakeup_create()
+        if epoll < 0 || wakeup < 0 {
+            // Without them no connection could be served; nothing sensible can continue.
+            fatalError("reservoir: could not create the PostgreSQL I/O thread's epoll or eventfd (errno \(errno))")
+        }
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue
+        event.data.u64 = Self.wakeupToken
+        epoll_ctl(epoll, EPOLL_CTL_ADD, wakeup, &event)
+        let thread = Thread { [self] in run(index: index) }
+        thread.name = "reservoir-pg-io"
+        thread.stackSize = 512 * 1024
+        thread.start()
+    }
+
+    // MARK: Called from other threads.
+
+    /// Runs `job` on this reactor's thread as `core`'s executor.
+    func enqueue(_ job: UnownedJob, on core: ConnectionCore) {
+        lock.lock()
+        jobs.append((job, core))
+        wakeIfPolling()
+        lock.unlock()
+    }
+
+    /// Asks the reactor to look at `core` again: it joined, or its wait changed. Callers may hold `core`'s lock.
+    func markDirty(_ core: ConnectionCore) {
+        lock.lock()
+        if !core.reactorDirty {
+            core.reactorDirty = true
+            dirty.append(core)
+        }
+        wakeIfPolling()
+        lock.unlock()
+    }
+
+    /// Requires `lock`.
+    private func wakeIfPolling() {
+        if polling {
+            polling = false
+            clibpq_wakeup_signal(wakeup)
+        }
+    }
+
+    // MARK: The thread.
+
+    private func run(index: Int) {
+        clibpq_set_thread_name("reservoir-pg-io")
+        var events = [epoll_event](repeating: epoll_event(), count: 64)
+        var batch: [(UnownedJob, ConnectionCore)] = []
+        batch.reserveCapacity(16)
+        var changed: [ConnectionCore] = []
+        changed.reserveCapacity(16)
+        while true {
+            lock.lock()
+            polling = false
+            swap(&batch, &jobs)
+            swap(&changed, &dirty)
+            for core in changed { core.reactorDirty = false }
+            let idle = batch.isEmpty && changed.isEmpty
+            if idle { polling = true }
+            lock.unlock()
+
+            if !idle {
+                for (job, core) in batch { job.runSynchronously(on: core.asUnownedTaskExecutor()) }
+                batch.removeAll(keepingCapacity: true)
+                var completions = Completions()
+                for core in changed { turn(core, readable: false, writable: false, completions: &completions) }
+                changed.removeAll(keepingCapacity: true)
+                completions.resumeAll()
+                continue  // look for more before sleeping
+            }
+
+            let count = events.withUnsafeMutableBufferPointer { buffer in
+                epoll_wait(epoll, buffer.baseAddress, Int32(buffer.count), timeoutMilliseconds())
+            }
+            var completions = Completions()
+            if count > 0 {
+                for event in events.prefix(Int(count)) {
+                    let token = event.data.u64
+                    if token == Self.wakeupToken {
+                        clibpq_wakeup_drain(wakeup)
+                        continue
+                    }
+                    guard let core = slots[Int(token)] else { continue }
+                    let flags = event.events
+                    turn(
+                        core,
+                        readable: flags & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0,
+                        writable: flags & (EPOLLOUT.rawValue | EPOLLERR.rawValue) != 0,
+                        completions: &completions
+                    )
+                }
+            }
+            if let earliest = earliestDeadline, earliest <= .now {
+                // Every connection whose deadline passed gets a turn, which breaks it (or finds it has moved on).
+                let now = ContinuousClock.now
+                for case let core? in slots where core.reactorDeadline.map({ $0 <= now }) ?? false {
+                    turn(core, readable: false, writable: false, completions: &completions)
+                }
+            }
+            recomputeEarliestDeadline()
+            completions.resumeAll()
+        }
+    }
+
+    /// One turn for `core`: its events handled, then its wait brought up to date (or it leaves, closed).
+    private func turn(_ core: ConnectionCore, readable: Bool, writable: Bool, completions: inout Completions) {
+        let interest = core.reactorTurn(readable: readable, writable: writable, completions: &completions)
+        if interest.closing {
+            leave(core, socket: interest.socket)
+            core.shutDown()
+            return
+        }
+        if core.reactorSlot == nil {
+            if let slot = freeSlots.popLast() {
+                slots[slot] = core
+                core.reactorSlot = slot
+            } else {
+                core.reactorSlot = slots.count
+                slots.append(core)
+            }
+        }
+        let slot = core.reactorSlot!
+        let wanted = interest.events
+        if wanted != core.reactorEvents || (wanted != 0 && interest.socket != core.reactorSocket) {
+            // Removed, not modified, when nothing is wanted: a socket waited on for no events would still report a
+            // hang-up each turn.
+            stopWaiting(on: core, socket: interest.socket)
+            if wanted != 0 {
+                var event = epoll_event()
+                event.events = wanted
+                event.data.u64 = UInt64(slot)
+                epoll_ctl(epoll, EPOLL_CTL_ADD, interest.socket, &event)
+            }
+            core.reactorEvents = wanted
+            core.reactorSocket = interest.socket
+        }
+        core.reactorDeadline = interest.deadline
+        if let deadline = interest.deadline, earliestDeadline.map({ deadline < $0 }) ?? true {
+            earliestDeadline = deadline
+        }
+    }
+
+    /// Removes `core`'s socket from the wait set, if it is there and still libpq's (`socket`, as libpq has it now).
+    ///
+    /// A socket libpq dropped is closed, and closing it removed it from the set; its number may already name another
+    /// connection's socket, which must stay.
+    private func stopWaiting(on core: ConnectionCore, socket: Int32) {
+        if core.reactorEvents != 0, socket == core.reactorSocket {
+            var none = epoll_event()
+            epoll_ctl(epoll, EPOLL_CTL_DEL, socket, &none)
+        }
+        core.reactorEvents = 0
+    }
+
+    /// Stops waiting on `core`'s socket and frees its slot, before libpq closes the socket.
+    private func leave(_ core: ConnectionCore, socket: Int32) {
+        stopWaiting(on: core, socket: socket)
+        if let slot = core.reactorSlot {
+            slots[slot] = nil
+            freeSlots.append(slot)
+            core.reactorSlot = nil
+        }
+        core.reactorDeadline = nil
+    }
+
+    private func recomputeEarliestDeadline() {
+        guard earliestDeadline != nil else { return }
+        var earliest: ContinuousClock.Instant?
+        for case let core? in slots {
+            if let deadline = core.reactorDeadline, earliest.map({ deadline < $0 }) ?? true { earliest = deadline }
+        }
+        earliestDeadline = earliest
+    }
+
+    /// The wait's timeout: until the earliest deadline, rounded up; forever without one.
+    private func timeoutMilliseconds() -> Int32 {
+        guard let earliestDeadline else { return -1 }
+        let remaining = ContinuousClock.now.duration(to: earliestDeadline)
+        return remaining <= .zero ? 0 : ConnectionCore.pollMilliseconds(remaining)
+    }
+}
+
+/// What a connection waits for: events on its socket, and a deadline; or that it is to close.
+struct ReactorInterest {
+    /// libpq's socket now, or -1.
+    var socket: Int32
+    var events: UInt32
+    var deadline: ContinuousClock.Instant?
+    var closing: Bool
+}
