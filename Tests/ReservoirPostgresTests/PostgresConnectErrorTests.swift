@@ -151,7 +151,7 @@ struct PostgresConnectionConfigurationValidationTests {
 struct PostgresErrorLocalizedTests {
     @Test("localizedDescription says what went wrong")
     func localizedDescriptions() {
-        let error: any Error = PostgresError(code: .connectionRejected, message: "password authentication failed")
+        let error: any Error = PostgresError(.connectionRejected, message: "password authentication failed")
         #expect(error.localizedDescription.contains("password authentication failed"))
         let decoding: any Error = PostgresDecodingFailure.unexpectedNull
         #expect(decoding.localizedDescription.contains("NULL"))

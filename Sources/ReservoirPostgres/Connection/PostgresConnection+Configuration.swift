@@ -60,7 +60,7 @@ extension PostgresConnection {
                     PQfreemem(errorMessage)
                 }
                 throw PostgresError(
-                    code: .invalidConfiguration,
+                    .invalidConfiguration,
                     message: "connectionString: " + Configuration.redactParseError(message, in: connectionString)
                 )
             }
@@ -99,7 +99,7 @@ extension PostgresConnection {
             if let host { try set("host", to: host) }
             if let port {
                 guard (1...65535).contains(port) else {
-                    throw PostgresError(code: .invalidConfiguration, message: "port: \(port) is not in 1...65535")
+                    throw PostgresError(.invalidConfiguration, message: "port: \(port) is not in 1...65535")
                 }
                 try set("port", to: String(port))
             }
@@ -137,12 +137,12 @@ extension PostgresConnection {
         public mutating func set(_ keyword: String, to value: String) throws {
             guard Configuration.knownKeywords.contains(keyword) else {
                 throw PostgresError(
-                    code: .invalidConfiguration,
+                    .invalidConfiguration,
                     message: "\(keyword): not a libpq connection keyword"
                 )
             }
             guard !value.utf8.contains(0) else {
-                throw PostgresError(code: .invalidConfiguration, message: "\(keyword): the value contains a NUL byte")
+                throw PostgresError(.invalidConfiguration, message: "\(keyword): the value contains a NUL byte")
             }
             if keyword == "port" { try Self.checkPort(value) }
             if keyword == "connect_timeout" { try applyConnectTimeout(value) }
@@ -158,13 +158,13 @@ extension PostgresConnection {
         public func validate() throws {
             guard connectTimeout > .zero else {
                 throw PostgresError(
-                    code: .invalidConfiguration,
+                    .invalidConfiguration,
                     message: "connectTimeout: must be greater than zero (got \(connectTimeout))"
                 )
             }
             guard statementCacheCapacity >= 0 else {
                 throw PostgresError(
-                    code: .invalidConfiguration,
+                    .invalidConfiguration,
                     message: "statementCacheCapacity: must not be negative (got \(statementCacheCapacity))"
                 )
             }
@@ -181,7 +181,7 @@ extension PostgresConnection {
                     (1...65535).contains(port)
                 else {
                     throw PostgresError(
-                        code: .invalidConfiguration,
+                        .invalidConfiguration,
                         // The value is not echoed: a misplaced password can end up in the port's place.
                         message: "port: the value (\(entry.count) characters) is not a number in 1...65535"
                     )
@@ -194,7 +194,7 @@ extension PostgresConnection {
             let text = value.trimmingCharacters(in: .whitespaces)
             guard let seconds = Int(text) else {
                 throw PostgresError(
-                    code: .invalidConfiguration,
+                    .invalidConfiguration,
                     message: "connect_timeout: the value (\(text.count) characters) is not a whole number of seconds"
                 )
             }

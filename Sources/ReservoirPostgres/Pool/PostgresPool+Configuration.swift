@@ -4,8 +4,8 @@ extension PostgresPool {
     /// Settings of a ``PostgresPool``: the generic pool's, the connections', and the PostgreSQL-specific ones.
     ///
     /// A struct of `var`s with documented defaults. The pool validates it when it is created and throws
-    /// ``PostgresError`` (`.invalidConfiguration`) or ``ResourcePoolError`` (`.invalidConfiguration`) naming the
-    /// first field that is wrong.
+    /// ``PostgresError`` (`.invalidConfiguration`) whose ``PostgresError/field`` names the first field that is wrong
+    /// (`"statementTimeout"`, `"pool.maximumSize"`, `"connection"` …).
     ///
     /// ```swift
     /// var configuration = PostgresPool.Configuration(
@@ -20,7 +20,7 @@ extension PostgresPool {
         /// The generic pool's settings: name, sizes, acquire timeout, lifetimes, backoff, circuit breaker, leak
         /// threshold, drain timeout.
         ///
-        /// Its ``ResourcePoolConfiguration/validation`` is not used: PostgresPool checks every connection on every
+        /// Its `ResourcePoolConfiguration.validation` is not used: PostgresPool checks every connection on every
         /// lease without a round trip and validates with one when ``validationIdleThreshold`` says so.
         public var pool: ResourcePoolConfiguration
 
@@ -142,7 +142,11 @@ extension PostgresPool.Configuration {
     /// - Throws: ``PostgresError`` (`.invalidConfiguration`) naming the field.
     func connectionConfiguration() throws -> PostgresConnection.Configuration {
         func invalid(_ field: String, _ problem: String) -> PostgresError {
-            PostgresError(code: .invalidConfiguration, message: "PostgresPool.Configuration.\(field) \(problem)")
+            PostgresError(
+                .invalidConfiguration,
+                message: "PostgresPool.Configuration.\(field) \(problem)",
+                field: field
+            )
         }
         if applicationName.utf8.contains(0) { throw invalid("applicationName", "must not contain a NUL byte") }
         if applicationName.utf8.count > 63 {
@@ -161,6 +165,7 @@ extension PostgresPool.Configuration {
             try connection.validate()
         } catch var error as PostgresError {
             error.message = "PostgresPool.Configuration.connection." + error.message
+            error.field = "connection" + (error.field.map { "." + $0 } ?? "")
             throw error
         }
         var configuration = connection
