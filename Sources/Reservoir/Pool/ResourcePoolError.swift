@@ -89,22 +89,20 @@ public struct ResourcePoolError: Error, Sendable, Equatable, CustomStringConvert
     /// The underlying error appears through its `description`, which for the library's own errors never holds a
     /// secret or a value (a `PostgresError` leaves out the server's DETAIL).
     public var description: String {
-        var text = "ResourcePoolError.\(self.code): \(self.message)"
-        if let field = self.field { text += " (field: \(field))" }
-        if let underlying = self.underlying {
-            text += " (underlying: \(String(describing: underlying)))"
-        }
-        return text
+        self.render(underlying: { String(describing: $0) })
     }
 
     /// As ``description``, with the underlying error's `debugDescription` (for a `PostgresError`, the server's
     /// DETAIL with its row values): for a developer's console, not for production logs.
     public var debugDescription: String {
+        self.render(underlying: { String(reflecting: $0) })
+    }
+
+    /// The code, the message, the field and the underlying error as `underlying` renders it.
+    private func render(underlying render: (any Error) -> String) -> String {
         var text = "ResourcePoolError.\(self.code): \(self.message)"
         if let field = self.field { text += " (field: \(field))" }
-        if let underlying = self.underlying {
-            text += " (underlying: \(String(reflecting: underlying)))"
-        }
+        if let underlying = self.underlying { text += " (underlying: \(render(underlying)))" }
         return text
     }
 }

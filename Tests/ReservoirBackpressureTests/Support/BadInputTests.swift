@@ -48,4 +48,15 @@ struct BadInputTests {
             element: 1, error: BackpressureError(.channelFull, message: "full"))
         #expect(sendError.localizedDescription.contains("full"))
     }
+
+    @Test("an error's text names the code, the message and the field, not the source file that threw it")
+    func descriptionHasNoSourcePath() {
+        let error = BackpressureError.invalid("capacity", "The capacity must be at least 1 (got 0).")
+        #expect(
+            error.description
+                == "BackpressureError.invalidConfiguration: The capacity must be at least 1 (got 0). (field: capacity)"
+        )
+        #expect(error.file.hasSuffix("BadInputTests.swift"))
+        #expect(error.line > 0)
+    }
 }
