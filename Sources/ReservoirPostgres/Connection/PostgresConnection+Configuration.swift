@@ -61,7 +61,8 @@ extension PostgresConnection {
                 }
                 throw PostgresError(
                     .invalidConfiguration,
-                    message: "connectionString: " + Configuration.redactParseError(message, in: connectionString)
+                    message: "connectionString: " + Configuration.redactParseError(message, in: connectionString),
+                    field: "connectionString"
                 )
             }
             defer { PQconninfoFree(options) }
@@ -99,7 +100,11 @@ extension PostgresConnection {
             if let host { try set("host", to: host) }
             if let port {
                 guard (1...65535).contains(port) else {
-                    throw PostgresError(.invalidConfiguration, message: "port: \(port) is not in 1...65535")
+                    throw PostgresError(
+                        .invalidConfiguration,
+                        message: "port: \(port) is not in 1...65535",
+                        field: "port"
+                    )
                 }
                 try set("port", to: String(port))
             }
@@ -138,11 +143,16 @@ extension PostgresConnection {
             guard Configuration.knownKeywords.contains(keyword) else {
                 throw PostgresError(
                     .invalidConfiguration,
-                    message: "\(keyword): not a libpq connection keyword"
+                    message: "\(keyword): not a libpq connection keyword",
+                    field: keyword
                 )
             }
             guard !value.utf8.contains(0) else {
-                throw PostgresError(.invalidConfiguration, message: "\(keyword): the value contains a NUL byte")
+                throw PostgresError(
+                    .invalidConfiguration,
+                    message: "\(keyword): the value contains a NUL byte",
+                    field: keyword
+                )
             }
             if keyword == "port" { try Self.checkPort(value) }
             if keyword == "connect_timeout" { try applyConnectTimeout(value) }
@@ -159,13 +169,15 @@ extension PostgresConnection {
             guard connectTimeout > .zero else {
                 throw PostgresError(
                     .invalidConfiguration,
-                    message: "connectTimeout: must be greater than zero (got \(connectTimeout))"
+                    message: "connectTimeout: must be greater than zero (got \(connectTimeout))",
+                    field: "connectTimeout"
                 )
             }
             guard statementCacheCapacity >= 0 else {
                 throw PostgresError(
                     .invalidConfiguration,
-                    message: "statementCacheCapacity: must not be negative (got \(statementCacheCapacity))"
+                    message: "statementCacheCapacity: must not be negative (got \(statementCacheCapacity))",
+                    field: "statementCacheCapacity"
                 )
             }
             if let port = self["port"] { try Self.checkPort(port) }
@@ -183,7 +195,8 @@ extension PostgresConnection {
                     throw PostgresError(
                         .invalidConfiguration,
                         // The value is not echoed: a misplaced password can end up in the port's place.
-                        message: "port: the value (\(entry.count) characters) is not a number in 1...65535"
+                        message: "port: the value (\(entry.count) characters) is not a number in 1...65535",
+                        field: "port"
                     )
                 }
             }
@@ -195,7 +208,8 @@ extension PostgresConnection {
             guard let seconds = Int(text) else {
                 throw PostgresError(
                     .invalidConfiguration,
-                    message: "connect_timeout: the value (\(text.count) characters) is not a whole number of seconds"
+                    message: "connect_timeout: the value (\(text.count) characters) is not a whole number of seconds",
+                    field: "connect_timeout"
                 )
             }
             if seconds > 0 { connectTimeout = .seconds(seconds) }
