@@ -92,6 +92,10 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
     /// What kind of failure this is.
     public var code: Code
     /// A one-sentence description: the server's primary message, or the driver's own.
+    ///
+    /// As the server sent it: the message of a data exception (SQLSTATE class 22) quotes the input value that failed
+    /// (`invalid input syntax for type integer: "…"`). Log ``description``, which replaces that value, rather than
+    /// this.
     public var message: String
     /// The SQLSTATE the server reported; `nil` for failures detected by libpq or the driver.
     public var sqlState: SQLState?
