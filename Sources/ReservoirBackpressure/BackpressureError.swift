@@ -1,8 +1,9 @@
 /// The one error type of the `ReservoirBackpressure` module.
 ///
 /// Every failure carries a ``Code`` that says what went wrong, an optional underlying error, the name of the field
-/// at fault for configuration errors, and the place that threw it. Two errors are equal when their codes are equal,
-/// so `catch let error as BackpressureError where error.code == .channelFull` reads naturally.
+/// at fault for configuration errors, and the place that threw it (``file`` and ``line``, kept out of the text).
+/// Two errors are equal when their codes are equal, so
+/// `catch let error as BackpressureError where error.code == .channelFull` reads naturally.
 ///
 /// Channel sends that fail wrap this error in ``BoundedChannel/SendError``, which also hands the element back.
 public struct BackpressureError: Error, Hashable, CustomStringConvertible, Sendable {
@@ -96,14 +97,14 @@ public struct BackpressureError: Error, Hashable, CustomStringConvertible, Senda
     /// - Parameters:
     ///   - code: What went wrong.
     ///   - message: A sentence for people.
-    ///   - field: The setting at fault, for configuration errors.
+    ///   - field: The setting or argument at fault, for ``Code/invalidConfiguration`` and ``Code/invalidArgument``.
     ///   - underlying: The cause, if any.
     ///   - file: The throwing file; defaults to the caller's.
     ///   - line: The throwing line; defaults to the caller's.
     @inlinable
     public init(
         _ code: Code,
-        _ message: String,
+        message: String,
         field: String? = nil,
         underlying: (any Error)? = nil,
         file: String = #fileID,
@@ -117,20 +118,44 @@ public struct BackpressureError: Error, Hashable, CustomStringConvertible, Senda
         self.line = line
     }
 
+    /// Creates an error.
+    ///
+    /// - Parameters:
+    ///   - code: What went wrong.
+    ///   - message: A sentence for people.
+    ///   - field: The setting at fault, for configuration errors.
+    ///   - underlying: The cause, if any.
+    ///   - file: The throwing file; defaults to the caller's.
+    ///   - line: The throwing line; defaults to the caller's.
+    @available(*, deprecated, renamed: "init(_:message:field:underlying:file:line:)")
+    @inlinable
+    public init(
+        _ code: Code,
+        _ message: String,
+        field: String? = nil,
+        underlying: (any Error)? = nil,
+        file: String = #fileID,
+        line: Int = #line
+    ) {
+        self.init(code, message: message, field: field, underlying: underlying, file: file, line: line)
+    }
+
     /// Makes an ``Code/invalidConfiguration`` error naming `field`.
     @inlinable
     static func invalid(_ field: String, _ message: String, file: String = #fileID, line: Int = #line) -> Self {
-        BackpressureError(.invalidConfiguration, message, field: field, file: file, line: line)
+        BackpressureError(.invalidConfiguration, message: message, field: field, file: file, line: line)
     }
 
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
 
     public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 
+    /// The code, the message, the field and the underlying error's description, for people and logs. Where it was
+    /// thrown is in ``file`` and ``line``, not in the text: a source path says nothing to the person reading it.
     public var description: String {
         var text = "BackpressureError.\(code): \(message)"
         if let field { text += " (field: \(field))" }
         if let underlying { text += " (underlying: \(underlying))" }
-        return text + " [\(file):\(line)]"
+        return text
     }
 }

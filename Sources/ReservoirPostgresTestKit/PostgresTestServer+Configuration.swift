@@ -262,7 +262,13 @@ extension PostgresTestServer.Configuration {
 private func invalid(_ field: String, _ problem: String, file: String = #fileID, line: Int = #line)
     -> PostgresTestServerError
 {
-    PostgresTestServerError(.invalidConfiguration, "Configuration field `\(field)` \(problem).", file: file, line: line)
+    PostgresTestServerError(
+        .invalidConfiguration,
+        message: "Configuration field `\(field)` \(problem).",
+        field: field,
+        file: file,
+        line: line
+    )
 }
 
 // Passwords never show in descriptions, debug output or mirrors (test runners print arguments with these).

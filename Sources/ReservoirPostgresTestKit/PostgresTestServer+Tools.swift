@@ -49,12 +49,13 @@ extension PostgresTestServer {
         input: String? = nil
     ) async throws -> ToolOutput {
         guard !name.contains("/"), !name.isEmpty else {
-            throw PostgresTestServerError(.invalidConfiguration, "The tool name `\(name)` must be a plain file name.")
+            throw PostgresTestServerError(
+                .invalidConfiguration, message: "The tool name `\(name)` must be a plain file name.")
         }
         guard let executable = cluster.binaries.tool(named: name) else {
             throw PostgresTestServerError(
                 .toolNotFound,
-                "The PostgreSQL client tool `\(name)` was not found in "
+                message: "The PostgreSQL client tool `\(name)` was not found in "
                     + cluster.binaries.toolDirectories.joined(separator: ":")
                     + ". Install the `postgresql` package (Debian/Ubuntu: `apt-get install postgresql`)."
             )
@@ -82,7 +83,7 @@ extension PostgresTestServer {
                 standardError: files.errorHandle
             )
         } catch {
-            throw PostgresTestServerError(.fileSystem, "Could not run \(executable).", underlying: error)
+            throw PostgresTestServerError(.fileSystem, message: "Could not run \(executable).", underlying: error)
         }
         let termination = await withTaskCancellationHandler {
             await child.waitForExit()
@@ -125,7 +126,7 @@ extension PostgresTestServer {
         guard output.succeeded else {
             throw PostgresTestServerError(
                 .toolFailed,
-                "psql failed (exit status \(output.exitStatus)).",
+                message: "psql failed (exit status \(output.exitStatus)).",
                 logTail: Cluster.lastLines(of: output.standardError, count: 20)
             )
         }
@@ -149,7 +150,7 @@ extension PostgresTestServer {
         guard output.succeeded else {
             throw PostgresTestServerError(
                 .toolFailed,
-                "pgbench failed (exit status \(output.exitStatus)).",
+                message: "pgbench failed (exit status \(output.exitStatus)).",
                 logTail: Cluster.lastLines(of: output.standardError, count: 20)
             )
         }
@@ -186,7 +187,7 @@ private struct ToolFiles {
             guard FileManager.default.createFile(atPath: path, contents: Data(input.utf8)),
                 let handle = FileHandle(forReadingAtPath: path)
             else {
-                throw PostgresTestServerError(.fileSystem, "Could not write the tool's input to \(path).")
+                throw PostgresTestServerError(.fileSystem, message: "Could not write the tool's input to \(path).")
             }
             inputPath = path
             inputHandle = handle

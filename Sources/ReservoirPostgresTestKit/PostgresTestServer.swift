@@ -369,7 +369,7 @@ public final class PostgresTestServer: Sendable {
             // The server's message, without the statement (which may hold a password).
             throw PostgresTestServerError(
                 .initializationFailed,
-                "Could not set the superuser's password or create the configured roles and database: "
+                message: "Could not set the superuser's password or create the configured roles and database: "
                     + "\((error as? AdminConnection.ServerError)?.message ?? "\(error)").",
                 logTail: Cluster.tail(ofFile: logFile, lines: 20)
             )
@@ -385,14 +385,15 @@ public final class PostgresTestServer: Sendable {
         if mode.signal != SIGQUIT, await cluster.stopPostmaster(child, signal: SIGQUIT, timeout: .seconds(10)) {
             return PostgresTestServerError(
                 .stopTimedOut,
-                "The server did not stop (\(mode)) within \(timeout); it was shut down immediately instead.",
+                message: "The server did not stop (\(mode)) within \(timeout); it was shut down immediately instead.",
                 logTail: Cluster.tail(ofFile: logFile, lines: 20)
             )
         }
         await cluster.stopPostmaster(child, signal: SIGKILL, timeout: .seconds(10))
         return PostgresTestServerError(
             .stopTimedOut,
-            "The server did not stop (\(mode)) within \(timeout) nor after an immediate shutdown; it was killed.",
+            message:
+                "The server did not stop (\(mode)) within \(timeout) nor after an immediate shutdown; it was killed.",
             logTail: Cluster.tail(ofFile: logFile, lines: 20)
         )
     }
@@ -411,7 +412,7 @@ public final class PostgresTestServer: Sendable {
     }
 
     private static func stateError(_ call: String, _ reason: String) -> PostgresTestServerError {
-        PostgresTestServerError(.invalidState, "Cannot call \(call): \(reason).")
+        PostgresTestServerError(.invalidState, message: "Cannot call \(call): \(reason).")
     }
 
     static func quotedIdentifier(_ name: String) -> String {

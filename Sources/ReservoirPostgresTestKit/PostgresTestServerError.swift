@@ -3,7 +3,7 @@
 /// Every error says what went wrong and what to do about it in ``message``. When the server itself failed (initdb,
 /// start-up, shutdown), ``logTail`` holds the last lines of the server's log, which usually name the cause. Neither
 /// ever contains a password. Two errors are equal when their codes are equal.
-public struct PostgresTestServerError: Error, CustomStringConvertible, Equatable {
+public struct PostgresTestServerError: Error, Sendable, CustomStringConvertible, Equatable {
     /// What kind of failure this is.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: Hashable, Sendable {
@@ -34,7 +34,8 @@ public struct PostgresTestServerError: Error, CustomStringConvertible, Equatable
         public static let binariesNotFound = Code(.binariesNotFound)
         /// Indicates that the process runs as root and the unprivileged user to run the server as does not exist.
         public static let serverUserNotFound = Code(.serverUserNotFound)
-        /// Indicates that a configuration field holds a value that cannot work; the message names the field.
+        /// Indicates that a configuration field holds a value that cannot work; ``PostgresTestServerError/field``
+        /// names it.
         public static let invalidConfiguration = Code(.invalidConfiguration)
         /// Indicates that the temporary folder could not be created, handed over or written.
         public static let fileSystem = Code(.fileSystem)
@@ -80,17 +81,47 @@ public struct PostgresTestServerError: Error, CustomStringConvertible, Equatable
     }
 
     /// What kind of failure this is.
-    public let code: Code
+    public var code: Code
     /// One or two sentences: what went wrong and what to do about it.
-    public let message: String
+    public var message: String
+    /// For ``Code/invalidConfiguration``: the name of the offending field, such as `"port"`, when one is at fault.
+    public var field: String?
     /// The last lines of the server's log (or of a failed tool's error output), when they help explain the failure.
-    public let logTail: String?
+    public var logTail: String?
     /// The error that caused this one, if any.
-    public let underlying: (any Error)?
+    public var underlying: (any Error)?
     /// The source file of the call that failed.
-    public let file: String
+    public var file: String
     /// The source line of the call that failed.
-    public let line: Int
+    public var line: Int
+
+    /// Creates an error.
+    ///
+    /// - Parameters:
+    ///   - code: What kind of failure this is.
+    ///   - message: What went wrong and what to do about it, without secrets.
+    ///   - field: For ``Code/invalidConfiguration``: the offending field, if one is.
+    ///   - logTail: The relevant end of the server's log or a tool's error output.
+    ///   - underlying: The error that caused this one.
+    ///   - file: The throwing site's file.
+    ///   - line: The throwing site's line.
+    public init(
+        _ code: Code,
+        message: String,
+        field: String? = nil,
+        logTail: String? = nil,
+        underlying: (any Error)? = nil,
+        file: String = #fileID,
+        line: Int = #line
+    ) {
+        self.code = code
+        self.message = message
+        self.field = field
+        self.logTail = logTail
+        self.underlying = underlying
+        self.file = file
+        self.line = line
+    }
 
     /// Creates an error.
     ///
@@ -101,6 +132,7 @@ public struct PostgresTestServerError: Error, CustomStringConvertible, Equatable
     ///   - underlying: The error that caused this one.
     ///   - file: The throwing site's file.
     ///   - line: The throwing site's line.
+    @available(*, deprecated, renamed: "init(_:message:field:logTail:underlying:file:line:)")
     public init(
         _ code: Code,
         _ message: String,
@@ -109,20 +141,14 @@ public struct PostgresTestServerError: Error, CustomStringConvertible, Equatable
         file: String = #fileID,
         line: Int = #line
     ) {
-        self.code = code
-        self.message = message
-        self.logTail = logTail
-        self.underlying = underlying
-        self.file = file
-        self.line = line
+        self.init(code, message: message, logTail: logTail, underlying: underlying, file: file, line: line)
     }
 
-    /// The code, the message, the underlying error and the log's tail; never a password.
+    /// The code, the message, the field, the underlying error and the log's tail; never a password.
     public var description: String {
         var text = "PostgresTestServerError.\(code): \(message)"
-        if let underlying {
-            text += " (\(underlying))"
-        }
+        if let field { text += " (field: \(field))" }
+        if let underlying { text += " (underlying: \(underlying))" }
         if let logTail, !logTail.isEmpty {
             text += "\n--- last lines of the log ---\n\(logTail)"
         }

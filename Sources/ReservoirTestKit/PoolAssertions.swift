@@ -1,6 +1,6 @@
 import Reservoir
 
-/// Thrown by ``ResourcePool/expectNoOutstandingLeases()`` when leases are still out.
+/// Thrown by `ResourcePool.expectNoOutstandingLeases()` when leases are still out.
 public struct OutstandingLeasesError: Error, Sendable, CustomStringConvertible {
     /// Where each outstanding lease was acquired.
     public var sites: [AcquireSite]
@@ -11,7 +11,7 @@ public struct OutstandingLeasesError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// Thrown by ``ResourcePool/waitForStatistics(maximumYields:until:)`` when the condition never held.
+/// Thrown by `ResourcePool.waitForStatistics(maximumYields:until:)` when the condition never held.
 public struct ConditionNotReachedError: Error, Sendable, CustomStringConvertible {
     /// The last snapshot seen.
     public var lastStatistics: ResourcePoolStatistics

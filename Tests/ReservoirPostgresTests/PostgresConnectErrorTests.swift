@@ -90,6 +90,7 @@ struct PostgresConnectionConfigurationValidationTests {
         }
         #expect(error.code == .invalidConfiguration)
         #expect(error.message.hasPrefix("connect_timeout"))
+        #expect(error.field == "connect_timeout")
     }
 
     @Test("a URI whose port is not a number or is out of range is rejected naming the port", arguments: [
@@ -102,6 +103,7 @@ struct PostgresConnectionConfigurationValidationTests {
         }
         #expect(error.code == .invalidConfiguration)
         #expect(error.message.hasPrefix("port"))
+        #expect(error.field == "port")
     }
 
     @Test("good ports pass", arguments: ["postgresql://db:5432/app", "host=a,b port=5432,5433", "host=a,b port=,5433"])
@@ -118,10 +120,12 @@ struct PostgresConnectionConfigurationValidationTests {
         configuration.connectTimeout = .seconds(-1)
         let timeout = try #require(throws: PostgresError.self) { try configuration.validate() }
         #expect(timeout.message.hasPrefix("connectTimeout"))
+        #expect(timeout.field == "connectTimeout")
         configuration.connectTimeout = .seconds(1)
         configuration.statementCacheCapacity = -1
         let capacity = try #require(throws: PostgresError.self) { try configuration.validate() }
         #expect(capacity.message.hasPrefix("statementCacheCapacity"))
+        #expect(capacity.field == "statementCacheCapacity")
     }
 
     @Test("a pool with an invalid connection configuration is rejected at creation, naming the field")
@@ -151,7 +155,7 @@ struct PostgresConnectionConfigurationValidationTests {
 struct PostgresErrorLocalizedTests {
     @Test("localizedDescription says what went wrong")
     func localizedDescriptions() {
-        let error: any Error = PostgresError(code: .connectionRejected, message: "password authentication failed")
+        let error: any Error = PostgresError(.connectionRejected, message: "password authentication failed")
         #expect(error.localizedDescription.contains("password authentication failed"))
         let decoding: any Error = PostgresDecodingFailure.unexpectedNull
         #expect(decoding.localizedDescription.contains("NULL"))

@@ -9,7 +9,7 @@ import Logging
 /// there is one (for ``Code/circuitBreakerOpen`` the last creation error). The message says what went wrong and what
 /// to do about it and never contains a secret; the pool's figures at the time are included where they help tell a
 /// leak from an undersized pool.
-public struct ResourcePoolError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct ResourcePoolError: Error, Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible {
     /// What kind of failure this is. New codes may be added; switch with a `default`.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
@@ -61,6 +61,8 @@ public struct ResourcePoolError: Error, Sendable, Equatable, CustomStringConvert
     ///   - message: what went wrong and what to do about it.
     ///   - field: the offending configuration field, if any.
     ///   - underlying: the cause, if any.
+    ///   - file: the throwing site's file; defaults to the caller's.
+    ///   - line: the throwing site's line; defaults to the caller's.
     public init(
         _ code: Code,
         message: String,
@@ -82,11 +84,25 @@ public struct ResourcePoolError: Error, Sendable, Equatable, CustomStringConvert
         lhs.code == rhs.code
     }
 
+    /// The code, the message, the field and the underlying error's `description`, for people and logs.
+    ///
+    /// The underlying error appears through its `description`, which for the library's own errors never holds a
+    /// secret or a value (a `PostgresError` leaves out the server's DETAIL).
     public var description: String {
+        self.render(underlying: { String(describing: $0) })
+    }
+
+    /// As ``description``, with the underlying error's `debugDescription` (for a `PostgresError`, the server's
+    /// DETAIL with its row values): for a developer's console, not for production logs.
+    public var debugDescription: String {
+        self.render(underlying: { String(reflecting: $0) })
+    }
+
+    /// The code, the message, the field and the underlying error as `underlying` renders it.
+    private func render(underlying render: (any Error) -> String) -> String {
         var text = "ResourcePoolError.\(self.code): \(self.message)"
-        if let underlying = self.underlying {
-            text += " (underlying: \(String(describing: underlying)))"
-        }
+        if let field = self.field { text += " (field: \(field))" }
+        if let underlying = self.underlying { text += " (underlying: \(render(underlying)))" }
         return text
     }
 }

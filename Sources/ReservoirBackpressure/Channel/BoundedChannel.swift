@@ -548,19 +548,19 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
     static func error(_ code: BackpressureError.Code) -> BackpressureError {
         switch code {
         case .cancelled:
-            BackpressureError(code, "The task was cancelled while it waited on the channel.")
+            BackpressureError(code, message: "The task was cancelled while it waited on the channel.")
         case .timedOut:
-            BackpressureError(code, "The channel stayed full for longer than the timeout.")
+            BackpressureError(code, message: "The channel stayed full for longer than the timeout.")
         case .channelFull:
-            BackpressureError(code, "The channel is full; retry later or use a suspending send.")
+            BackpressureError(code, message: "The channel is full; retry later or use a suspending send.")
         case .channelFinished:
-            BackpressureError(code, "The channel was finished and accepts no more elements.")
+            BackpressureError(code, message: "The channel was finished and accepts no more elements.")
         case .channelCancelled:
-            BackpressureError(code, "The channel was cancelled.")
+            BackpressureError(code, message: "The channel was cancelled.")
         case .elementTooLarge:
-            BackpressureError(code, "The element weighs more than the channel's capacity and can never fit.")
+            BackpressureError(code, message: "The element weighs more than the channel's capacity and can never fit.")
         default:
-            BackpressureError(code, "The channel operation failed.")
+            BackpressureError(code, message: "The channel operation failed.")
         }
     }
 }

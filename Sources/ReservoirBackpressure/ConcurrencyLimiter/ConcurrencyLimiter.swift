@@ -375,12 +375,14 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
 
     static func error(_ code: BackpressureError.Code) -> BackpressureError {
         switch code {
-        case .queueFull: BackpressureError(code, "All slots are taken and the wait queue is full; retry later.")
-        case .shed: BackpressureError(code, "The predicted queueing time ends after the deadline; shed at once.")
-        case .timedOut: BackpressureError(code, "No slot freed up within the timeout.")
-        case .cancelled: BackpressureError(code, "The task was cancelled while it waited for a slot.")
-        case .limiterShutDown: BackpressureError(code, "The limiter was shut down.")
-        default: BackpressureError(code, "The limiter refused the call.")
+        case .queueFull:
+            BackpressureError(code, message: "All slots are taken and the wait queue is full; retry later.")
+        case .shed:
+            BackpressureError(code, message: "The predicted queueing time ends after the deadline; shed at once.")
+        case .timedOut: BackpressureError(code, message: "No slot freed up within the timeout.")
+        case .cancelled: BackpressureError(code, message: "The task was cancelled while it waited for a slot.")
+        case .limiterShutDown: BackpressureError(code, message: "The limiter was shut down.")
+        default: BackpressureError(code, message: "The limiter refused the call.")
         }
     }
 }

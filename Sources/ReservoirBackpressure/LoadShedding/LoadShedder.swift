@@ -75,7 +75,8 @@ public final class LoadShedder: Sendable {
         if predicted > budget {
             throw BackpressureError(
                 .shed,
-                "Predicted queueing time \(predicted) exceeds the remaining budget \(budget); rejected at once."
+                message:
+                    "Predicted queueing time \(predicted) exceeds the remaining budget \(budget); rejected at once."
             )
         }
     }

@@ -157,7 +157,8 @@ public final class RateLimiter<C: Clock>: Sendable where C.Duration == Duration 
             case .cancelled:
                 let cancelledAt = nanoseconds(clock.now)
                 state.withLock { $0.refunded(readyAt: readyAt, cost: cost, now: cancelledAt) }
-                throw BackpressureError(.cancelled, "The task was cancelled while it waited for the rate limiter.")
+                throw BackpressureError(
+                    .cancelled, message: "The task was cancelled while it waited for the rate limiter.")
             case .shutDown:
                 throw Self.shutDownError()
             }
@@ -165,7 +166,8 @@ public final class RateLimiter<C: Clock>: Sendable where C.Duration == Duration 
             metrics.rejected.increment()
             throw BackpressureError(
                 .deadlineExceeded,
-                "The permits would be ready in \(Duration.nanosecondsDouble(readyAt - now)), after the deadline."
+                message:
+                    "The permits would be ready in \(Duration.nanosecondsDouble(readyAt - now)), after the deadline."
             )
         case .tooMany(let limit):
             throw Self.tooMany(permits, limit)
@@ -262,20 +264,21 @@ public final class RateLimiter<C: Clock>: Sendable where C.Duration == Duration 
     /// The error for a permit count below 1, which would otherwise corrupt the count (negative permits add room).
     @usableFromInline
     static func invalidPermits(_ permits: Int) -> BackpressureError {
-        BackpressureError(.invalidArgument, "Asked for \(permits) permits; ask for at least 1.", field: "permits")
+        BackpressureError(
+            .invalidArgument, message: "Asked for \(permits) permits; ask for at least 1.", field: "permits")
     }
 
     @usableFromInline
     static func tooMany(_ permits: Int, _ limit: Int) -> BackpressureError {
         BackpressureError(
             .permitsExceedCapacity,
-            "Asked for \(permits) permits, but the limiter can never grant more than \(limit) at once."
+            message: "Asked for \(permits) permits, but the limiter can never grant more than \(limit) at once."
         )
     }
 
     @usableFromInline
     static func shutDownError() -> BackpressureError {
-        BackpressureError(.limiterShutDown, "The limiter was shut down.")
+        BackpressureError(.limiterShutDown, message: "The limiter was shut down.")
     }
 }
 

@@ -189,13 +189,14 @@ public final class SlidingWindowLimiter<C: Clock>: Sendable where C.Duration == 
                 let wakeUp = nowInstant.advanced(by: .nanosecondsDouble(delay))
                 if let deadline, wakeUp > deadline {
                     metrics.rejected.increment()
-                    throw BackpressureError(.deadlineExceeded, "The window has no room before the deadline.")
+                    throw BackpressureError(.deadlineExceeded, message: "The window has no room before the deadline.")
                 }
                 switch await sleeps.sleep(until: wakeUp, on: clock) {
                 case .slept:
                     continue
                 case .cancelled:
-                    throw BackpressureError(.cancelled, "The task was cancelled while it waited for the window.")
+                    throw BackpressureError(
+                        .cancelled, message: "The task was cancelled while it waited for the window.")
                 case .shutDown:
                     throw RateLimiter<C>.shutDownError()
                 }

@@ -90,8 +90,8 @@ public struct AdviseRunner: Sendable {
         let sizes = LoadCurveMeasurement.doublingSizes(upTo: limit)
         guard sizes.count >= 3 else {
             throw AdviceError(
-                description: "only \(free) connections are free on the server: at least 4 are needed to measure "
-                    + "three pool sizes"
+                description: "only \(free) connection\(free == 1 ? " is" : "s are") free on the server: at least 4 are "
+                    + "needed to measure three pool sizes"
             )
         }
         progress("measuring \(workload.description) at pool sizes \(sizes.map(String.init).joined(separator: ", ")) "

@@ -125,12 +125,14 @@ public enum DatabaseCheck {
             findings.append(
                 .init(
                     level: .warning,
-                    message: "only \(free) of \(maxConnections) connections are free: new pools or a restart of "
-                        + "every instance at once may be refused (SQLSTATE 53300); size pools with `reservoir advise`"
+                    message:
+                        "only \(free) of \(maxConnections) connections \(free == 1 ? "is" : "are") free: new pools "
+                        + "or a restart of every instance at once may be refused (SQLSTATE 53300); size pools with "
+                        + "`reservoir advise`"
                 )
             )
         } else {
-            findings.append(.init(level: .ok, message: "\(free) connections free for pools"))
+            findings.append(.init(level: .ok, message: "\(free) connection\(free == 1 ? "" : "s") free for pools"))
         }
         let idleInTransaction = Int(values["idle_in_transaction_session_timeout"] ?? "0") ?? 0
         if idleInTransaction == 0 {

@@ -518,7 +518,7 @@ struct CommandStateMachine<Rows> {
         for index in results.indices where index != failed {
             if case .failure = results[index] { continue }
             var error = PostgresError(
-                code: .server,
+                .server,
                 message: "rolled back: statement \(failed + 1) of this transaction pipeline failed"
                     + (cause.sqlState.map { " (SQLSTATE \($0.rawValue))" } ?? "")
             )
@@ -542,12 +542,12 @@ struct CommandStateMachine<Rows> {
     }
 
     private func skipped(_ message: String, _ state: PipelineState) -> PostgresError {
-        var error = PostgresError(code: .server, message: message)
+        var error = PostgresError(.server, message: message)
         if case .pipeline(let keys, _) = kind, state.index < keys.count { error.statement = keys[state.index].sql }
         return error
     }
 
     private static func unsupported(_ message: String) -> PostgresError {
-        PostgresError(code: .unsupported, message: message)
+        PostgresError(.unsupported, message: message)
     }
 }

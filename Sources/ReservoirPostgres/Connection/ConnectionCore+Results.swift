@@ -111,7 +111,7 @@ extension ConnectionCore {
 
     private func brokeDuring(_ command: Command, _ connection: OpaquePointer, _ completions: inout Completions) {
         let message = PostgresError.connectionMessage(connection, fallback: "the server closed the connection")
-        var error = PostgresError(code: .connectionClosed, message: message)
+        var error = PostgresError(.connectionClosed, message: message)
         if let serverError = command.protocolState?.pendingError, serverError.sqlState != nil {
             error.sqlState = serverError.sqlState
             error.message = serverError.message
@@ -168,7 +168,7 @@ extension PostgresError {
     func asStatementTimeout() -> PostgresError? {
         guard code != .statementTimeout, sqlState == .queryCanceled else { return nil }
         var translated = PostgresError(
-            code: .statementTimeout,
+            .statementTimeout,
             message: "the statement ran longer than its statement_timeout and was stopped by the server",
             underlying: self
         )

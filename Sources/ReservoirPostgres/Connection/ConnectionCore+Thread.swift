@@ -81,7 +81,7 @@ extension ConnectionCore {
         } catch let error as PostgresError {
             return .failure(error)
         } catch {
-            return .failure(PostgresError(code: .invalidConfiguration, message: "\(error)"))
+            return .failure(PostgresError(.invalidConfiguration, message: "\(error)"))
         }
         let deadline = ContinuousClock.now.advanced(by: configuration.connectTimeout)
         let parameters = configuration.libpqParameters()
@@ -89,7 +89,7 @@ extension ConnectionCore {
             keys, values in PQconnectStartParams(keys, values, 0)
         }
         guard let connection else {
-            return .failure(PostgresError(code: .connectionFailed, message: "libpq could not allocate a connection"))
+            return .failure(PostgresError(.connectionFailed, message: "libpq could not allocate a connection"))
         }
         // Verbose while connecting: a failure the server reports then carries its SQLSTATE as a structured prefix
         // (`FATAL:  28P01: …`), which tells a permanent failure (wrong password, unknown role, missing database) from
@@ -97,7 +97,7 @@ extension ConnectionCore {
         PQsetErrorVerbosity(connection, PQERRORS_VERBOSE)
         func failed(_ code: PostgresError.Code, _ message: String) -> Result<Void, PostgresError> {
             PQfinish(connection)
-            return .failure(PostgresError(code: code, message: configuration.redact(message)))
+            return .failure(PostgresError(code, message: configuration.redact(message)))
         }
         func connectFailed() -> Result<Void, PostgresError> {
             let message = PostgresError.connectionMessage(connection, fallback: "connection failed")
@@ -134,7 +134,7 @@ extension ConnectionCore {
                 clibpq_wakeup_drain(wakeupDescriptor)
                 if lock.withLock({ closeRequested }) {
                     PQfinish(connection)
-                    return .failure(PostgresError(code: .connectionFailed, message: "connecting was cancelled",
+                    return .failure(PostgresError(.connectionFailed, message: "connecting was cancelled",
                                                   underlying: CancellationError()))
                 }
             }
@@ -170,7 +170,7 @@ extension ConnectionCore {
         }
         let grace = configuration.cancellationGracePeriod
         let error = PostgresError(
-            code: .connectionClosed,
+            .connectionClosed,
             message: "the connection was closed because a statement did not end within the grace period (\(grace))"
         )
         closedError = error
@@ -182,7 +182,7 @@ extension ConnectionCore {
             completions.append(command, .cancelled)
         case .outcomeUnknown:
             var unknown = PostgresError(
-                code: .commitOutcomeUnknown,
+                .commitOutcomeUnknown,
                 message: "COMMIT was sent but its answer did not arrive within the grace period (\(grace)) after "
                     + "the task was cancelled; the connection was closed, and the transaction may or may not have "
                     + "been committed",
@@ -278,7 +278,7 @@ extension ConnectionCore {
 
     private func brokeWithMessage(_ connection: OpaquePointer, completions: inout Completions) {
         let message = PostgresError.connectionMessage(connection, fallback: "the server closed the connection")
-        var error = PostgresError(code: .connectionClosed, message: message)
+        var error = PostgresError(.connectionClosed, message: message)
         if let serverError = active?.protocolState?.pendingError, serverError.sqlState != nil {
             error.sqlState = serverError.sqlState
             error.message = serverError.message
@@ -312,12 +312,13 @@ extension ConnectionCore {
         var completions = Completions()
         lock.lock()
         connectionBroke(
-            PostgresError(code: .connectionClosed, message: "the connection was closed"),
+            PostgresError(.connectionClosed, message: "the connection was closed"),
             reason: .requested,
             completions: &completions
         )
         if let cancelHandle { PQfreeCancel(cancelHandle) }
         cancelHandle = nil
+        let opened = connection != nil  // set only once a connect succeeded
         if let connection { PQfinish(connection) }
         connection = nil
         threadFinished = true
@@ -326,7 +327,8 @@ extension ConnectionCore {
         lock.unlock()
         completions.resumeAll()
         for closer in closers { closer.resume() }
-        logger.debug("postgres connection closed")
+        // A connection that never opened was never announced; its failure is thrown to whoever connected.
+        if opened { logger.debug("postgres connection closed") }
     }
 }
 

@@ -403,7 +403,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     ) {
         if write(step, of: command, on: connection) { return }
         let error = PostgresError(
-            code: PQstatus(connection) == CONNECTION_BAD ? .connectionClosed : .server,
+            PQstatus(connection) == CONNECTION_BAD ? .connectionClosed : .server,
             message: PostgresError.connectionMessage(connection, fallback: "could not send the command")
         )
         if PQpipelineStatus(connection) != PQ_PIPELINE_OFF {
@@ -542,7 +542,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     }
 
     func closedConnectionError() -> PostgresError {
-        PostgresError(code: .connectionClosed, message: "the connection is closed")
+        PostgresError(.connectionClosed, message: "the connection is closed")
     }
 
     // MARK: Broken connections.
@@ -560,12 +560,12 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         guard closedError == nil else { return }
         var error = error
         if error.code != .connectionClosed {
-            error = PostgresError(code: .connectionClosed, message: error.message, underlying: error)
+            error = PostgresError(.connectionClosed, message: error.message, underlying: error)
         }
         closedError = error
         isConnected = false
         if reason == .lost {
-            logger.debug("postgres connection lost", metadata: ["postgres.error": "\(error.message)"])
+            logger.debug("postgres connection lost", metadata: ["postgres.error": "\(error)"])
         }
         let action = machine.connectionClosed(reason)
         if let active = action.active { fail(active, with: error, completions: &completions) }

@@ -60,8 +60,9 @@ extension PostgresConnection {
                     PQfreemem(errorMessage)
                 }
                 throw PostgresError(
-                    code: .invalidConfiguration,
-                    message: "connectionString: " + Configuration.redactParseError(message, in: connectionString)
+                    .invalidConfiguration,
+                    message: "connectionString: " + Configuration.redactParseError(message, in: connectionString),
+                    field: "connectionString"
                 )
             }
             defer { PQconninfoFree(options) }
@@ -99,7 +100,11 @@ extension PostgresConnection {
             if let host { try set("host", to: host) }
             if let port {
                 guard (1...65535).contains(port) else {
-                    throw PostgresError(code: .invalidConfiguration, message: "port: \(port) is not in 1...65535")
+                    throw PostgresError(
+                        .invalidConfiguration,
+                        message: "port: \(port) is not in 1...65535",
+                        field: "port"
+                    )
                 }
                 try set("port", to: String(port))
             }
@@ -137,12 +142,17 @@ extension PostgresConnection {
         public mutating func set(_ keyword: String, to value: String) throws {
             guard Configuration.knownKeywords.contains(keyword) else {
                 throw PostgresError(
-                    code: .invalidConfiguration,
-                    message: "\(keyword): not a libpq connection keyword"
+                    .invalidConfiguration,
+                    message: "\(keyword): not a libpq connection keyword",
+                    field: keyword
                 )
             }
             guard !value.utf8.contains(0) else {
-                throw PostgresError(code: .invalidConfiguration, message: "\(keyword): the value contains a NUL byte")
+                throw PostgresError(
+                    .invalidConfiguration,
+                    message: "\(keyword): the value contains a NUL byte",
+                    field: keyword
+                )
             }
             if keyword == "port" { try Self.checkPort(value) }
             if keyword == "connect_timeout" { try applyConnectTimeout(value) }
@@ -158,14 +168,16 @@ extension PostgresConnection {
         public func validate() throws {
             guard connectTimeout > .zero else {
                 throw PostgresError(
-                    code: .invalidConfiguration,
-                    message: "connectTimeout: must be greater than zero (got \(connectTimeout))"
+                    .invalidConfiguration,
+                    message: "connectTimeout: must be greater than zero (got \(connectTimeout))",
+                    field: "connectTimeout"
                 )
             }
             guard statementCacheCapacity >= 0 else {
                 throw PostgresError(
-                    code: .invalidConfiguration,
-                    message: "statementCacheCapacity: must not be negative (got \(statementCacheCapacity))"
+                    .invalidConfiguration,
+                    message: "statementCacheCapacity: must not be negative (got \(statementCacheCapacity))",
+                    field: "statementCacheCapacity"
                 )
             }
             if let port = self["port"] { try Self.checkPort(port) }
@@ -181,9 +193,10 @@ extension PostgresConnection {
                     (1...65535).contains(port)
                 else {
                     throw PostgresError(
-                        code: .invalidConfiguration,
+                        .invalidConfiguration,
                         // The value is not echoed: a misplaced password can end up in the port's place.
-                        message: "port: the value (\(entry.count) characters) is not a number in 1...65535"
+                        message: "port: the value (\(entry.count) characters) is not a number in 1...65535",
+                        field: "port"
                     )
                 }
             }
@@ -194,8 +207,9 @@ extension PostgresConnection {
             let text = value.trimmingCharacters(in: .whitespaces)
             guard let seconds = Int(text) else {
                 throw PostgresError(
-                    code: .invalidConfiguration,
-                    message: "connect_timeout: the value (\(text.count) characters) is not a whole number of seconds"
+                    .invalidConfiguration,
+                    message: "connect_timeout: the value (\(text.count) characters) is not a whole number of seconds",
+                    field: "connect_timeout"
                 )
             }
             if seconds > 0 { connectTimeout = .seconds(seconds) }

@@ -71,7 +71,7 @@ public final class PostgresConnection: Sendable {
         try Task.checkCancellation()
         let core = ConnectionCore(configuration: configuration, logger: logger)
         guard core.wakeupDescriptor >= 0 else {
-            throw PostgresError(code: .connectionFailed, message: "could not create an eventfd (errno \(errno))")
+            throw PostgresError(.connectionFailed, message: "could not create an eventfd (errno \(errno))")
         }
         do {
             try await core.startThread()

@@ -37,7 +37,7 @@ extension PostgresError {
         let message = lines.joined(separator: " ").trimmingNewlines()
         let permanent = sqlState.map { Self.permanentConnectSQLStates.contains($0) } ?? false
         var error = PostgresError(
-            code: permanent ? .connectionRejected : .connectionFailed,
+            permanent ? .connectionRejected : .connectionFailed,
             message: message.isEmpty ? "connection failed" : message
         )
         error.sqlState = sqlState

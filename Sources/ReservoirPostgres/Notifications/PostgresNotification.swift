@@ -37,7 +37,7 @@ extension PostgresConnection {
     /// - Throws: ``PostgresError`` (`.invalidArgument`) for an empty channel name, or when `LISTEN` fails.
     public func listen(_ channel: String) async throws -> PostgresNotificationSequence {
         guard !channel.isEmpty, !channel.utf8.contains(0) else {
-            throw PostgresError(code: .invalidArgument, message: "channel: must be non-empty and without NUL bytes")
+            throw PostgresError(.invalidArgument, message: "channel: must be non-empty and without NUL bytes")
         }
         let (stream, continuation) = AsyncStream<PostgresNotification>.makeStream()
         let id = core.makeScopeID()

@@ -47,7 +47,7 @@ extension PostgresConnection {
         case .cancelled:
             if isClosed {
                 throw PostgresError(
-                    code: .connectionClosed,
+                    .connectionClosed,
                     message: "the validation round trip did not end within the grace period; the connection was closed")
             }
             throw CancellationError()

@@ -4,8 +4,8 @@ extension PostgresPool {
     /// Settings of a ``PostgresPool``: the generic pool's, the connections', and the PostgreSQL-specific ones.
     ///
     /// A struct of `var`s with documented defaults. The pool validates it when it is created and throws
-    /// ``PostgresError`` (`.invalidConfiguration`) or ``ResourcePoolError`` (`.invalidConfiguration`) naming the
-    /// first field that is wrong.
+    /// ``PostgresError`` (`.invalidConfiguration`) whose ``PostgresError/field`` names the first field that is wrong
+    /// (`"statementTimeout"`, `"pool.maximumSize"`, `"connection"` …).
     ///
     /// ```swift
     /// var configuration = PostgresPool.Configuration(
@@ -20,7 +20,7 @@ extension PostgresPool {
         /// The generic pool's settings: name, sizes, acquire timeout, lifetimes, backoff, circuit breaker, leak
         /// threshold, drain timeout.
         ///
-        /// Its ``ResourcePoolConfiguration/validation`` says when a lease first proves its connection with a round
+        /// Its `ResourcePoolConfiguration.validation` says when a lease first proves its connection with a round
         /// trip (`SELECT 1`): `.ifIdle(atLeast:)` (default 1 second) when the connection has been idle that long,
         /// `.always` on every lease, `.never` only after connection errors. Every lease also checks, without a
         /// round trip, that the connection is open and that the server sent nothing unprompted (a termination), and
@@ -136,7 +136,11 @@ extension PostgresPool.Configuration {
     /// - Throws: ``PostgresError`` (`.invalidConfiguration`) naming the field.
     func connectionConfiguration() throws -> PostgresConnection.Configuration {
         func invalid(_ field: String, _ problem: String) -> PostgresError {
-            PostgresError(code: .invalidConfiguration, message: "PostgresPool.Configuration.\(field) \(problem)")
+            PostgresError(
+                .invalidConfiguration,
+                message: "PostgresPool.Configuration.\(field) \(problem)",
+                field: field
+            )
         }
         if applicationName.utf8.contains(0) { throw invalid("applicationName", "must not contain a NUL byte") }
         if applicationName.utf8.count > 63 {
@@ -155,6 +159,7 @@ extension PostgresPool.Configuration {
             try connection.validate()
         } catch var error as PostgresError {
             error.message = "PostgresPool.Configuration.connection." + error.message
+            error.field = "connection" + (error.field.map { "." + $0 } ?? "")
             throw error
         }
         var configuration = connection

@@ -52,8 +52,9 @@ extension PostgresPool.Configuration {
         guard let pgbouncer else { return }
         func invalid(_ field: String, _ problem: String) -> PostgresError {
             PostgresError(
-                code: .invalidConfiguration,
-                message: "PostgresPool.Configuration.\(field) \(problem) (pgbouncer: \(pgbouncer))"
+                .invalidConfiguration,
+                message: "PostgresPool.Configuration.\(field) \(problem) (pgbouncer: \(pgbouncer))",
+                field: field
             )
         }
         if statementTimeout != nil {

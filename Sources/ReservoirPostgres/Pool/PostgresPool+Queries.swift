@@ -17,7 +17,7 @@ extension PostgresPool {
     ///   - isolation: the caller's isolation, inherited so that `body` runs where the caller does.
     ///   - body: the work to do with the connection.
     /// - Returns: what `body` returns.
-    /// - Throws: ``ResourcePoolError`` while acquiring (`.timeout`, `.circuitBreakerOpen` with the connect error
+    /// - Throws: `ResourcePoolError` while acquiring (`.timeout`, `.circuitBreakerOpen` with the connect error
     ///   underneath, `.tooManyWaiters`, `.shutDown`); ``PostgresError`` from statements (`.statementTimeout` when
     ///   `statement_timeout` stopped one); `CancellationError`; or what `body` throws.
     public func withConnection<Result>(
@@ -109,7 +109,7 @@ extension PostgresPool {
         if let statementTimeout {
             guard statementTimeout > .zero else {
                 throw PostgresError(
-                    code: .invalidArgument,
+                    .invalidArgument,
                     message: "statementTimeout must be greater than zero (got \(statementTimeout))"
                 )
             }
@@ -241,7 +241,7 @@ extension PostgresPool {
     ///   - line: the acquire site (leave the default).
     ///   - function: the acquire site (leave the default).
     /// - Returns: the lease.
-    /// - Throws: ``ResourcePoolError`` or `CancellationError`.
+    /// - Throws: `ResourcePoolError` or `CancellationError`.
     public func lease(
         timeout: Duration? = nil,
         fileID: StaticString = #fileID,
@@ -264,7 +264,7 @@ extension PostgresPool {
             "SELECT set_config('statement_timeout', \(restored), false)",
         ])
         guard results.count == 3 else {
-            throw PostgresError(code: .connectionClosed, message: "the pipeline ended early")
+            throw PostgresError(.connectionClosed, message: "the pipeline ended early")
         }
         if case .failure = results[2] {
             // The connection may keep the short timeout: it must not serve anyone else.

@@ -4,7 +4,7 @@ import Tracing
 import Reservoir
 import ServiceLifecycle
 
-/// A pool of PostgreSQL connections: ``ResourcePool`` specialised with PostgreSQL-aware hooks, with the query API
+/// A pool of PostgreSQL connections: `ResourcePool` specialised with PostgreSQL-aware hooks, with the query API
 /// on the pool itself.
 ///
 /// ```swift
@@ -31,9 +31,9 @@ import ServiceLifecycle
 ///   if it is idle again, otherwise it is closed and replaced.
 /// - **Fatal errors.** A connection that was lost or terminated by the server (SQLSTATE `57P01`, `57P02`, `57P03`)
 ///   is closed and replaced, and every idle connection is validated before its next lease.
-/// - **Timeouts, each with its own error.** Waiting for a connection: ``ResourcePoolError/Code/timeout``. Opening a
+/// - **Timeouts, each with its own error.** Waiting for a connection: `ResourcePoolError` (`.timeout`). Opening a
 ///   connection: ``PostgresError/Code/connectTimeout`` (as the pool's creation error, and as the underlying error of
-///   ``ResourcePoolError/Code/circuitBreakerOpen``). Running a statement: ``PostgresError/Code/statementTimeout``.
+///   `ResourcePoolError` (`.circuitBreakerOpen`)). Running a statement: ``PostgresError/Code/statementTimeout``.
 ///
 /// The pool is a swift-service-lifecycle `Service`: ``run()`` must be running for connections to be opened.
 public final class PostgresPool: Service, Sendable {
@@ -61,14 +61,20 @@ public final class PostgresPool: Service, Sendable {
     ///   - configuration: the pool's, the connections' and the PostgreSQL-specific settings; validated here.
     ///   - logger: where the pool and its connections log; it is never bootstrapped by the library.
     ///   - metricsFactory: where metrics are created (once, here); `nil` uses `MetricsSystem.factory`.
-    /// - Throws: ``PostgresError`` (`.invalidConfiguration`) for a bad PostgreSQL setting, or
-    ///   ``ResourcePoolError`` (`.invalidConfiguration`) for a bad pool setting; both name the field.
+    /// - Throws: ``PostgresError`` (`.invalidConfiguration`) for any bad setting, with ``PostgresError/field``
+    ///   naming it: `"statementTimeout"`, `"connection.port"`, or for the generic pool's settings `"pool.maximumSize"`
+    ///   (then ``PostgresError/underlying`` is the pool's `ResourcePoolError`).
     public init(
         configuration: Configuration,
         logger: Logger = Logger(label: "reservoir.postgres.pool"),
         metricsFactory: (any MetricsFactory)? = nil
-    ) throws {
-        let connectionConfiguration = try configuration.connectionConfiguration()
+    ) throws(PostgresError) {
+        let connectionConfiguration: PostgresConnection.Configuration
+        do {
+            connectionConfiguration = try configuration.connectionConfiguration()
+        } catch {
+            throw Self.configurationError(error)
+        }
         var logger = logger
         logger[metadataKey: "pool.name"] = .string(configuration.pool.name)
         let instruments = PostgresPoolInstruments(
@@ -95,17 +101,21 @@ public final class PostgresPool: Service, Sendable {
             instruments: instruments,
             logger: logger
         )
-        self.resourcePool = try ResourcePool(
-            configuration: poolConfiguration,
-            factory: factory,
-            hooks: ResourcePoolHooks(
-                beforeLease: { connection, context in try await hooks.validate(connection, context: context) },
-                afterRelease: { connection, context in await hooks.released(connection, context: context) },
-                keepAlive: { connection in try await connection.unsafeExecuteScript("SELECT 1") }
-            ),
-            logger: logger,
-            metricsFactory: metricsFactory
-        )
+        do {
+            self.resourcePool = try ResourcePool(
+                configuration: poolConfiguration,
+                factory: factory,
+                hooks: ResourcePoolHooks(
+                    beforeLease: { connection, context in try await hooks.validate(connection, context: context) },
+                    afterRelease: { connection, context in await hooks.released(connection, context: context) },
+                    keepAlive: { connection in try await connection.unsafeExecuteScript("SELECT 1") }
+                ),
+                logger: logger,
+                metricsFactory: metricsFactory
+            )
+        } catch {
+            throw Self.configurationError(error)
+        }
         self.configuration = configuration
         self.instruments = instruments
         self.logger = logger
@@ -113,16 +123,38 @@ public final class PostgresPool: Service, Sendable {
         self.acquireTracer = tracer is NoOpTracer ? nil : tracer
     }
 
+    /// The initialiser's one error type: a ``PostgresError`` as it is; the generic pool's `ResourcePoolError`
+    /// (a bad `pool` setting) as ``PostgresError/Code/invalidConfiguration`` with its field under `pool.`.
+    static func configurationError(_ error: any Error) -> PostgresError {
+        switch error {
+        case let error as PostgresError:
+            return error
+        case let error as ResourcePoolError:
+            var message = error.message
+            if message.hasPrefix("ResourcePoolConfiguration.") {
+                message = "PostgresPool.Configuration.pool." + message.dropFirst("ResourcePoolConfiguration.".count)
+            }
+            return PostgresError(
+                .invalidConfiguration,
+                message: message,
+                field: error.field.map { "pool." + $0 },
+                underlying: error
+            )
+        default:
+            return PostgresError(.invalidConfiguration, message: "\(error)", underlying: error)
+        }
+    }
+
     /// Runs the pool: opens connections, runs timers, closes connections. Returns after a graceful shutdown (or
     /// when its task is cancelled, which forces one).
     ///
-    /// - Throws: ``ResourcePoolError`` (`.alreadyRunning`) when called a second time.
+    /// - Throws: `ResourcePoolError` (`.alreadyRunning`) when called a second time.
     public func run() async throws {
         try await resourcePool.run()
     }
 
-    /// Starts a graceful shutdown: new requests fail with ``ResourcePoolError/Code/shutDown``, statements in
-    /// flight may finish within ``ResourcePoolConfiguration/drainTimeout``, then every connection is closed and
+    /// Starts a graceful shutdown: new requests fail with `ResourcePoolError` (`.shutDown`), statements in
+    /// flight may finish within `ResourcePoolConfiguration.drainTimeout`, then every connection is closed and
     /// ``run()`` returns. Returns at once.
     public func triggerGracefulShutdown() {
         resourcePool.triggerGracefulShutdown()

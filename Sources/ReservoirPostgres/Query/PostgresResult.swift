@@ -53,7 +53,7 @@ extension PostgresError {
         } else {
             code = .server
         }
-        var error = PostgresError(code: code, message: message ?? "unknown error")
+        var error = PostgresError(code, message: message ?? "unknown error")
         error.sqlState = sqlState.map(SQLState.init(rawValue:))
         error.severity = severity
         error.detail = field(CLIBPQ_DIAG_MESSAGE_DETAIL)

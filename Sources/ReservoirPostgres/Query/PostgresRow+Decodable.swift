@@ -51,8 +51,9 @@ extension PostgresRow {
             throw error
         } catch {
             throw PostgresError(
-                code: .decodingFailed,
-                message: "the row does not decode as \(Value.self): \(error)",
+                .decodingFailed,
+                message: "the row does not decode as \(Value.self): "
+                    + PostgresError.describingWithoutValues(error),
                 underlying: error
             )
         }
@@ -70,13 +71,13 @@ private struct RowDecoder: Decoder {
     }
 
     func unkeyedContainer() throws -> any UnkeyedDecodingContainer {
-        throw PostgresError(code: .decodingFailed, message: "a row decodes into a keyed type, not an array")
+        throw PostgresError(.decodingFailed, message: "a row decodes into a keyed type, not an array")
     }
 
     func singleValueContainer() throws -> any SingleValueDecodingContainer {
         guard row.columnCount == 1 else {
             throw PostgresError(
-                code: .decodingFailed,
+                .decodingFailed,
                 message: "a single value decodes only from a row with one column, this one has \(row.columnCount)"
             )
         }
@@ -94,7 +95,7 @@ private struct RowContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
         let name = keyStrategy.transform(key.stringValue)
         guard let index = row.columnIndex(named: name) else {
             var error = PostgresError(
-                code: .decodingFailed,
+                .decodingFailed,
                 message: "the result has no column \"\(name)\" for property \(key.stringValue) "
                     + "(columns: \(row.allColumnNames.joined(separator: ", ")))"
             )
@@ -119,11 +120,11 @@ private struct RowContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
         keyedBy type: NestedKey.Type,
         forKey key: Key
     ) throws -> KeyedDecodingContainer<NestedKey> {
-        throw PostgresError(code: .decodingFailed, message: "nested containers need a json or jsonb column")
+        throw PostgresError(.decodingFailed, message: "nested containers need a json or jsonb column")
     }
 
     func nestedUnkeyedContainer(forKey key: Key) throws -> any UnkeyedDecodingContainer {
-        throw PostgresError(code: .decodingFailed, message: "nested containers need a json or jsonb column")
+        throw PostgresError(.decodingFailed, message: "nested containers need a json or jsonb column")
     }
 
     func superDecoder() throws -> any Decoder { RowDecoder(row: row, keyStrategy: keyStrategy) }
@@ -156,7 +157,8 @@ private struct CellDecoder: Decoder, SingleValueDecodingContainer {
             do {
                 return try JSONDecoder().decode(T.self, from: Data(bytes))
             } catch {
-                throw row.decodingError(.invalidValue("JSON does not decode: \(error)"), type: T.self, column: column)
+                let reason = "JSON does not decode: \(PostgresError.describingWithoutValues(error))"
+                throw row.decodingError(.invalidValue(reason), type: T.self, column: column)
             }
         }
         // Types such as RawRepresentable enums decode themselves from a single value.

@@ -53,7 +53,7 @@ public struct PostgresRows: RandomAccessCollection, Sendable {
 /// One row of a result.
 ///
 /// Decode columns by index (``decode(_:column:)-(_,Int)``) or by name (``decode(_:column:)-(_,String)``), all
-/// columns into a tuple (``decode(_:)``), or the row into a `Decodable` type (``decode(as:)``). A column of the
+/// columns into a tuple (``decode(_:)``), or the row into a `Decodable` type (``decode(as:keyStrategy:)``). A column of the
 /// wrong type throws a ``PostgresError`` with code `.decodingFailed` that names the column, the Swift type and the
 /// PostgreSQL type.
 public struct PostgresRow: Sendable {
@@ -135,7 +135,7 @@ public struct PostgresRow: Sendable {
     public func decode<Value: PostgresDecodable>(_ type: Value.Type = Value.self, column: String) throws -> Value {
         guard let index = columnIndex(named: column) else {
             var error = PostgresError(
-                code: .decodingFailed,
+                .decodingFailed,
                 message: "the result has no column named \"\(column)\" (columns: \(allColumnNames.joined(separator: ", ")))"
             )
             error.columnName = column
@@ -158,7 +158,7 @@ public struct PostgresRow: Sendable {
         for _ in repeat (each Value).self { count += 1 }
         guard count == columnCount else {
             throw PostgresError(
-                code: .decodingFailed,
+                .decodingFailed,
                 message: "decoding a tuple of \(count) values from a row with \(columnCount) columns"
             )
         }
@@ -205,7 +205,7 @@ public struct PostgresRow: Sendable {
         case .invalidValue(let reason):
             message = "column \"\(name)\" (index \(column)) of type \(postgresType) does not decode as \(type): \(reason)"
         }
-        var error = PostgresError(code: .decodingFailed, message: message, underlying: failure)
+        var error = PostgresError(.decodingFailed, message: message, underlying: failure)
         error.columnName = name
         error.dataTypeName = postgresType
         return error

@@ -34,8 +34,9 @@ extension PostgresConnection {
     /// - Parameters:
     ///   - isolationLevel: The isolation level; `nil` uses the server's default. Ignored for nested savepoints.
     ///   - readOnly: Starts a `READ ONLY` transaction. Ignored for nested savepoints.
-    ///   - isolation: The caller's isolation, inherited so that `body` runs where the caller does (top-level code
-    ///     and `@MainActor` functions can pass closures that capture their state).
+    ///   - actor: The caller's isolation (the `isolation:` argument, `#isolation` by default), inherited so that
+    ///     `body` runs where the caller does (top-level code and `@MainActor` functions can pass closures that
+    ///     capture their state).
     ///   - body: The work to do; receives a handle for issuing statements.
     /// - Returns: What `body` returns.
     /// - Throws: What `body` throws (after rolling back); ``PostgresError`` when `BEGIN` or `COMMIT` fails (a
@@ -104,7 +105,7 @@ extension PostgresConnection {
             // COMMIT in a failed transaction does not fail: the server rolls back and answers "ROLLBACK". That
             // happens when the body caught a statement's error and returned normally; report it, never hide it.
             var error = PostgresError(
-                code: .server,
+                .server,
                 message: "the transaction was rolled back instead of committed because a statement in it failed"
             )
             error.sqlState = .inFailedSQLTransaction
@@ -115,7 +116,7 @@ extension PostgresConnection {
         case .failure(let error) where error.code == .connectionClosed:
             // Scenario: the connection broke with COMMIT in flight. The server may have committed before the break.
             var unknown = PostgresError(
-                code: .commitOutcomeUnknown,
+                .commitOutcomeUnknown,
                 message: "the connection closed while COMMIT was in flight; the transaction may or may not have been "
                     + "committed",
                 underlying: error
@@ -129,7 +130,7 @@ extension PostgresConnection {
         case .cancelled:
             // Not reachable for a command that is not cancellable; treated as an unknown outcome to be safe.
             throw PostgresError(
-                code: .commitOutcomeUnknown,
+                .commitOutcomeUnknown,
                 message: "COMMIT ended without an answer; the transaction may or may not have been committed"
             )
         }
@@ -179,7 +180,7 @@ extension PostgresConnection {
         let deadline = ContinuousClock.now.advanced(by: core.configuration.cancellationGracePeriod)
         let outcome = await core.run(.script(sql), scope: scope, cancellable: false, deadline: deadline)
         if case .failure(let error) = outcome {
-            logger.debug("postgres rollback failed", metadata: ["postgres.error": "\(error.message)"])
+            logger.debug("postgres rollback failed", metadata: ["postgres.error": "\(error)"])
         }
     }
 }
@@ -187,7 +188,7 @@ extension PostgresConnection {
 /// The handle a transaction body uses to issue statements; they run inside the transaction.
 ///
 /// Statements issued through the connection itself from the body run inside the transaction too; the handle
-/// makes the intent visible and offers ``withSavepoint(_:)``.
+/// makes the intent visible and offers ``withSavepoint(isolation:_:)``.
 public struct PostgresTransaction: Sendable {
     /// The connection the transaction runs on.
     public let connection: PostgresConnection
@@ -227,7 +228,10 @@ public struct PostgresTransaction: Sendable {
     /// Runs `body` in a savepoint: released on success, rolled back to when `body` throws or the task is
     /// cancelled, leaving the enclosing transaction usable.
     ///
-    /// - Parameter body: The work to do inside the savepoint.
+    /// - Parameters:
+    ///   - actor: The caller's isolation (the `isolation:` argument, `#isolation` by default), inherited so that
+    ///     `body` runs where the caller does.
+    ///   - body: The work to do inside the savepoint.
     /// - Returns: What `body` returns.
     /// - Throws: What `body` throws, after rolling back to the savepoint.
     @discardableResult

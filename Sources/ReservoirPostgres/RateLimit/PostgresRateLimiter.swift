@@ -74,8 +74,9 @@ public final class PostgresRateLimiter: Sendable {
         func validate() throws(PostgresError) {
             func invalid(_ field: String, _ problem: String) -> PostgresError {
                 PostgresError(
-                    code: .invalidConfiguration,
-                    message: "PostgresRateLimiter.Configuration.\(field) \(problem)"
+                    .invalidConfiguration,
+                    message: "PostgresRateLimiter.Configuration.\(field) \(problem)",
+                    field: field
                 )
             }
             guard !key.isEmpty, !key.utf8.contains(0) else {
@@ -180,7 +181,7 @@ public final class PostgresRateLimiter: Sendable {
             }
         case .rejected(let retryAfter):
             throw PostgresError(
-                code: .rateLimited,
+                .rateLimited,
                 message: "the permits would be ready in \(retryAfter), after the deadline; nothing was taken"
             )
         }
@@ -253,7 +254,7 @@ public final class PostgresRateLimiter: Sendable {
     private func check(_ permits: Int) throws(PostgresError) {
         guard (1...configuration.burst).contains(permits) else {
             throw PostgresError(
-                code: .invalidArgument,
+                .invalidArgument,
                 message: "asked for \(permits) permits; the limit grants 1 to its burst, \(configuration.burst), at once"
             )
         }
@@ -309,7 +310,7 @@ public final class PostgresRateLimiter: Sendable {
             rows = try await pool.query(query)
         }
         guard let row = rows.first else {
-            throw PostgresError(code: .unsupported, message: "the rate limit statement returned no row")
+            throw PostgresError(.unsupported, message: "the rate limit statement returned no row")
         }
         let (tat, checkedAt, granted) = try row.decode((Double, Double, Int).self)
         return PostgresRateLimitReply(theoreticalArrivalTime: tat, checkedAt: checkedAt, granted: granted)

@@ -166,7 +166,7 @@ extension Decimal: PostgresEncodable, PostgresDecodable {
                 return
             }
             guard let value = Decimal(string: text, locale: Locale(identifier: "en_US_POSIX")) else {
-                throw .invalidValue("numeric \(text) does not fit in Decimal")
+                throw .invalidValue("the numeric value does not fit in Decimal")
             }
             self = value
         case .int2, .int4, .int8:

@@ -1,7 +1,7 @@
 /// A PostgreSQL data type, identified by its OID.
 ///
 /// Built-in types have stable OIDs and named constants. Enums, composites, domains and extension types get OIDs
-/// that differ per database; they appear as `PostgresDataType(rawValue:)` with a ``name`` of the form `oid 16421`.
+/// that differ per database; they appear as `PostgresDataType(rawValue:)` with a ``name-swift.property`` of the form `oid 16421`.
 public struct PostgresDataType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     /// The type's OID.
     public let rawValue: UInt32

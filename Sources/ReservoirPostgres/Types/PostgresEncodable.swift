@@ -57,7 +57,7 @@ public struct PostgresEncodingBuffer: Sendable {
     ///
     /// - Parameter message: What went wrong, without the value itself.
     public mutating func fail(_ message: String) {
-        if failure == nil { failure = PostgresError(code: .encodingFailed, message: message) }
+        if failure == nil { failure = PostgresError(.encodingFailed, message: message) }
     }
 }
 

@@ -26,7 +26,10 @@ public struct PostgresJSON<Value: Codable & Sendable>: Sendable, PostgresEncodab
             buffer.writeInteger(UInt8(1))
             buffer.writeBytes(data)
         } catch {
-            buffer.fail("a PostgresJSON<\(Value.self)> parameter could not be encoded: \(error)")
+            buffer.fail(
+                "a PostgresJSON<\(Value.self)> parameter could not be encoded: "
+                    + PostgresError.describingWithoutValues(error)
+            )
         }
     }
 
@@ -42,7 +45,9 @@ public struct PostgresJSON<Value: Codable & Sendable>: Sendable, PostgresEncodab
         do {
             value = try JSONDecoder().decode(Value.self, from: Data(bytes))
         } catch {
-            throw .invalidValue("JSON does not decode as \(Value.self): \(error)")
+            throw .invalidValue(
+                "JSON does not decode as \(Value.self): \(PostgresError.describingWithoutValues(error))"
+            )
         }
     }
 }

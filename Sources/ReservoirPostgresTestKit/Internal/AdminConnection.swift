@@ -64,14 +64,14 @@ final class AdminConnection: @unchecked Sendable {
         #endif
         let descriptor = socket(AF_UNIX, socketType, 0)
         guard descriptor >= 0 else {
-            throw PostgresTestServerError(.sqlFailed, "Could not create a Unix socket: \(System.errorText()).")
+            throw PostgresTestServerError(.sqlFailed, message: "Could not create a Unix socket: \(System.errorText()).")
         }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let pathBytes = Array(path.utf8)
         guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
             closeDescriptor(descriptor)
-            throw PostgresTestServerError(.sqlFailed, "The socket path \(path) is too long for a Unix socket.")
+            throw PostgresTestServerError(.sqlFailed, message: "The socket path \(path) is too long for a Unix socket.")
         }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             for (index, byte) in pathBytes.enumerated() { raw[index] = byte }
@@ -87,7 +87,7 @@ final class AdminConnection: @unchecked Sendable {
             closeDescriptor(descriptor)
             throw PostgresTestServerError(
                 .sqlFailed,
-                "Could not connect to the server's Unix socket \(path): \(reason). Is the server running?"
+                message: "Could not connect to the server's Unix socket \(path): \(reason). Is the server running?"
             )
         }
         self.descriptor = descriptor
@@ -152,7 +152,8 @@ final class AdminConnection: @unchecked Sendable {
                 guard code == 0 else {
                     throw PostgresTestServerError(
                         .sqlFailed,
-                        "The server asks for a password (authentication request \(code)) on its Unix socket; test "
+                        message:
+                            "The server asks for a password (authentication request \(code)) on its Unix socket; test "
                             + "databases need `trust` or `peer` there, as PostgresTestServer sets up."
                     )
                 }
@@ -171,7 +172,7 @@ final class AdminConnection: @unchecked Sendable {
             if let startupError {
                 throw PostgresTestServerError(
                     .sqlFailed,
-                    "The server refused the housekeeping connection: \(startupError)."
+                    message: "The server refused the housekeeping connection: \(startupError)."
                 )
             }
         }
@@ -179,7 +180,7 @@ final class AdminConnection: @unchecked Sendable {
 
     private func simpleQuery(_ sql: String) throws -> [[String?]] {
         guard descriptor >= 0 else {
-            throw PostgresTestServerError(.sqlFailed, "The housekeeping connection is closed.")
+            throw PostgresTestServerError(.sqlFailed, message: "The housekeeping connection is closed.")
         }
         var message: [UInt8] = [UInt8(ascii: "Q")]
         let text = Array(sql.utf8) + [0]
@@ -202,7 +203,8 @@ final class AdminConnection: @unchecked Sendable {
                 return rows
             case UInt8(ascii: "G"), UInt8(ascii: "H"), UInt8(ascii: "W"):
                 isReusable = false
-                throw PostgresTestServerError(.sqlFailed, "COPY is not supported on the housekeeping connection.")
+                throw PostgresTestServerError(
+                    .sqlFailed, message: "COPY is not supported on the housekeeping connection.")
             default:
                 break  // CommandComplete, EmptyQueryResponse, notices, parameter changes, notifications
             }
@@ -220,7 +222,7 @@ final class AdminConnection: @unchecked Sendable {
                 isReusable = false
                 throw PostgresTestServerError(
                     .sqlFailed,
-                    "The housekeeping connection broke while sending: \(System.errorText())."
+                    message: "The housekeeping connection broke while sending: \(System.errorText())."
                 )
             }
             offset += written
@@ -233,7 +235,8 @@ final class AdminConnection: @unchecked Sendable {
         let length = Int(Self.int32(buffer, at: 1))
         guard length >= 4 else {
             isReusable = false
-            throw PostgresTestServerError(.sqlFailed, "The server sent a malformed message (length \(length)).")
+            throw PostgresTestServerError(
+                .sqlFailed, message: "The server sent a malformed message (length \(length)).")
         }
         try fill(1 + length)
         let payload = Array(buffer[5..<(1 + length)])
@@ -250,7 +253,7 @@ final class AdminConnection: @unchecked Sendable {
                 isReusable = false
                 throw PostgresTestServerError(
                     .sqlFailed,
-                    received == 0
+                    message: received == 0
                         ? "The server closed the housekeeping connection."
                         : "The housekeeping connection broke: \(System.errorText())."
                 )

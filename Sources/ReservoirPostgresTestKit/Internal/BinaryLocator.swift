@@ -62,7 +62,7 @@ enum BinaryLocator {
         }
         throw PostgresTestServerError(
             .binariesNotFound,
-            "The PostgreSQL server programs (initdb, postgres) were not found in "
+            message: "The PostgreSQL server programs (initdb, postgres) were not found in "
                 + (folders.isEmpty ? "an empty search path" : folders.joined(separator: ":"))
                 + ". Install the `postgresql` package (Debian/Ubuntu: `apt-get install postgresql`), "
                 + "or put its bin folder on PATH."

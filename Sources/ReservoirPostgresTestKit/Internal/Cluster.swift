@@ -84,9 +84,10 @@ struct Cluster: Sendable {
         guard let user = System.user(named: configuration.serverUser), user.uid != 0 else {
             throw PostgresTestServerError(
                 .serverUserNotFound,
-                "This process runs as root, and PostgreSQL refuses to; the server's user `\(configuration.serverUser)` "
-                    + "does not exist (or is root). Install the `postgresql` package, which creates `postgres`, or set "
-                    + "`serverUser` to an unprivileged user."
+                message:
+                    "This process runs as root, and PostgreSQL refuses to; the server's user "
+                    + "`\(configuration.serverUser)` does not exist (or is root). Install the `postgresql` package, "
+                    + "which creates `postgres`, or set `serverUser` to an unprivileged user."
             )
         }
         let systemFolders = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"] + searchPath
@@ -98,8 +99,10 @@ struct Cluster: Sendable {
         }
         throw PostgresTestServerError(
             .serverUserNotFound,
-            "This process runs as root and neither `setpriv` nor `runuser` (util-linux) was found to run the server "
-                + "as `\(configuration.serverUser)`. Install util-linux or run the tests as an unprivileged user."
+            message:
+                "This process runs as root and neither `setpriv` nor `runuser` (util-linux) was found to run the "
+                + "server as `\(configuration.serverUser)`. Install util-linux or run the tests as an unprivileged "
+                + "user."
         )
     }
 
@@ -133,7 +136,7 @@ struct Cluster: Sendable {
     private func installTLSFiles(_ tls: PostgresTestServer.TLS) throws {
         for (source, name) in [(tls.certificateFile, "server.crt"), (tls.keyFile, "server.key")] {
             guard let contents = FileManager.default.contents(atPath: source) else {
-                throw PostgresTestServerError(.fileSystem, "Could not read the TLS file \(source).")
+                throw PostgresTestServerError(.fileSystem, message: "Could not read the TLS file \(source).")
             }
             try writeServerFile(dataDirectory + "/" + name, contents: contents, mode: 0o600)
         }
@@ -151,14 +154,14 @@ struct Cluster: Sendable {
         let path = passwordFile
         let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
-            throw PostgresTestServerError(.fileSystem, "Could not write \(path): \(System.errorText()).")
+            throw PostgresTestServerError(.fileSystem, message: "Could not write \(path): \(System.errorText()).")
         }
         let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
         defer { try? handle.close() }
         do {
             try handle.write(contentsOf: Data((lines.joined(separator: "\n") + "\n").utf8))
         } catch {
-            throw PostgresTestServerError(.fileSystem, "Could not write \(path).", underlying: error)
+            throw PostgresTestServerError(.fileSystem, message: "Could not write \(path).", underlying: error)
         }
     }
 
@@ -192,7 +195,7 @@ struct Cluster: Sendable {
     /// Copies a stopped cluster with `cp -a`, as the server's user, so ownership and modes stay right.
     private func copyCluster(from source: String) async throws {
         guard let copy = BinaryLocator.firstExecutable(named: "cp", in: ["/bin", "/usr/bin"]) else {
-            throw PostgresTestServerError(.initializationFailed, "`cp` was not found in /bin or /usr/bin.")
+            throw PostgresTestServerError(.initializationFailed, message: "`cp` was not found in /bin or /usr/bin.")
         }
         try await Self.runLogged(
             launcher.command(copy, ["-a", source, dataDirectory]),
@@ -242,8 +245,10 @@ struct Cluster: Sendable {
             guard parent.utf8.count <= maximumParentLength else {
                 throw PostgresTestServerError(
                     .invalidConfiguration,
-                    "Configuration field `temporaryDirectory` is longer than \(maximumParentLength) bytes; the Unix "
-                        + "socket's path would not fit."
+                    message:
+                        "Configuration field `temporaryDirectory` is longer than \(maximumParentLength) bytes; the "
+                        + "Unix socket's path would not fit.",
+                    field: "temporaryDirectory"
                 )
             }
         } else if !System.isRoot, let chosen = ProcessInfo.processInfo.environment["TMPDIR"], !chosen.isEmpty,
@@ -281,7 +286,7 @@ struct Cluster: Sendable {
     /// Writes a file the server's user must own.
     private func writeServerFile(_ path: String, contents: Data, mode: mode_t) throws {
         guard FileManager.default.createFile(atPath: path, contents: contents) else {
-            throw PostgresTestServerError(.fileSystem, "Could not write \(path).")
+            throw PostgresTestServerError(.fileSystem, message: "Could not write \(path).")
         }
         try System.changeMode(path, mode)
         if let owner = launcher.owner {
@@ -327,7 +332,8 @@ struct Cluster: Sendable {
             )
         } catch {
             throw StartFailure(
-                error: PostgresTestServerError(.startFailed, "Could not run \(binaries.postgres).", underlying: error),
+                error: PostgresTestServerError(
+                    .startFailed, message: "Could not run \(binaries.postgres).", underlying: error),
                 portInUse: false
             )
         }
@@ -344,7 +350,7 @@ struct Cluster: Sendable {
                 throw StartFailure(
                     error: PostgresTestServerError(
                         .startFailed,
-                        "The PostgreSQL server exited during start-up (\(termination)) on port \(port).",
+                        message: "The PostgreSQL server exited during start-up (\(termination)) on port \(port).",
                         logTail: Self.lastLines(of: logText, count: 30)
                     ),
                     portInUse: portInUse
@@ -361,7 +367,8 @@ struct Cluster: Sendable {
                 throw StartFailure(
                     error: PostgresTestServerError(
                         .startTimedOut,
-                        "The PostgreSQL server did not accept connections within \(configuration.startupTimeout).",
+                        message:
+                            "The PostgreSQL server did not accept connections within \(configuration.startupTimeout).",
                         logTail: Self.lastLines(of: Self.text(ofFile: logFile, from: logOffset), count: 30)
                     ),
                     portInUse: false
@@ -401,7 +408,7 @@ struct Cluster: Sendable {
             throw StartFailure(
                 error: PostgresTestServerError(
                     .invalidState,
-                    "A postmaster (pid \(pid)) already runs in \(dataDirectory)."
+                    message: "A postmaster (pid \(pid)) already runs in \(dataDirectory)."
                 ),
                 portInUse: false
             )
@@ -460,13 +467,13 @@ struct Cluster: Sendable {
                 standardError: log
             )
         } catch {
-            throw PostgresTestServerError(.initializationFailed, cannotRun, underlying: error)
+            throw PostgresTestServerError(.initializationFailed, message: cannotRun, underlying: error)
         }
         let termination = await child.waitForExit()
         guard termination.succeeded else {
             throw PostgresTestServerError(
                 .initializationFailed,
-                failed(termination),
+                message: failed(termination),
                 logTail: tail(ofFile: logPath, lines: 30)
             )
         }

@@ -32,7 +32,7 @@ enum System {
         guard made != nil else {
             throw PostgresTestServerError(
                 .fileSystem,
-                "Could not create a temporary folder from \(template): \(errorText())."
+                message: "Could not create a temporary folder from \(template): \(errorText())."
             )
         }
         let path = String(decoding: bytes.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -48,13 +48,15 @@ enum System {
 
     static func changeOwner(_ path: String, uid: uid_t, gid: gid_t) throws {
         guard chown(path, uid, gid) == 0 else {
-            throw PostgresTestServerError(.fileSystem, "Could not hand \(path) to the server's user: \(errorText()).")
+            throw PostgresTestServerError(
+                .fileSystem, message: "Could not hand \(path) to the server's user: \(errorText()).")
         }
     }
 
     static func changeMode(_ path: String, _ mode: mode_t) throws {
         guard chmod(path, mode) == 0 else {
-            throw PostgresTestServerError(.fileSystem, "Could not set the permissions of \(path): \(errorText()).")
+            throw PostgresTestServerError(
+                .fileSystem, message: "Could not set the permissions of \(path): \(errorText()).")
         }
     }
 
@@ -62,7 +64,7 @@ enum System {
     static func openForAppending(_ path: String) throws -> FileHandle {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
-            throw PostgresTestServerError(.fileSystem, "Could not open \(path): \(errorText()).")
+            throw PostgresTestServerError(.fileSystem, message: "Could not open \(path): \(errorText()).")
         }
         return FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
     }
@@ -72,7 +74,7 @@ enum System {
     static func makePipe() throws -> (read: FileHandle, write: FileHandle) {
         var descriptors: [Int32] = [0, 0]
         guard pipe(&descriptors) == 0 else {
-            throw PostgresTestServerError(.fileSystem, "Could not create a pipe: \(errorText()).")
+            throw PostgresTestServerError(.fileSystem, message: "Could not create a pipe: \(errorText()).")
         }
         // Set at once; Foundation's Process closes other descriptors in its children too, this covers any other
         // spawner in the process.
@@ -122,7 +124,8 @@ enum System {
         #endif
         let descriptor = socket(AF_INET, socketType, 0)
         guard descriptor >= 0 else {
-            throw PostgresTestServerError(.fileSystem, "Could not create a socket to find a free port: \(errorText()).")
+            throw PostgresTestServerError(
+                .fileSystem, message: "Could not create a socket to find a free port: \(errorText()).")
         }
         defer { close(descriptor) }
         var address = sockaddr_in()
@@ -135,7 +138,8 @@ enum System {
             }
         }
         guard bound == 0 else {
-            throw PostgresTestServerError(.fileSystem, "Could not bind 127.0.0.1 to find a free port: \(errorText()).")
+            throw PostgresTestServerError(
+                .fileSystem, message: "Could not bind 127.0.0.1 to find a free port: \(errorText()).")
         }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let named = withUnsafeMutablePointer(to: &address) { pointer in
@@ -144,7 +148,7 @@ enum System {
             }
         }
         guard named == 0 else {
-            throw PostgresTestServerError(.fileSystem, "Could not read the free port: \(errorText()).")
+            throw PostgresTestServerError(.fileSystem, message: "Could not read the free port: \(errorText()).")
         }
         return Int(UInt16(bigEndian: address.sin_port))
     }

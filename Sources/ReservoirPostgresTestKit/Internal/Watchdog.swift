@@ -56,7 +56,7 @@ final class Watchdog: Sendable {
         } catch {
             throw PostgresTestServerError(
                 .fileSystem,
-                "Could not start the clean-up watchdog (/bin/sh).",
+                message: "Could not start the clean-up watchdog (/bin/sh).",
                 underlying: error
             )
         }

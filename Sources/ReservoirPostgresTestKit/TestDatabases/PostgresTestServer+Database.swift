@@ -55,7 +55,7 @@ extension PostgresTestServer {
             guard templateName != nil else {
                 throw PostgresTestServerError(
                     .invalidState,
-                    "A migration must not drop the template database \(name) it was given."
+                    message: "A migration must not drop the template database \(name) it was given."
                 )
             }
             try await server.testDatabases.drop(name)

@@ -112,7 +112,7 @@ extension PostgresTestServer {
                         guard let contents = FileManager.default.contents(atPath: file) else {
                             throw PostgresTestServerError(
                                 .invalidConfiguration,
-                                "The migration file \(file) could not be read."
+                                message: "The migration file \(file) could not be read."
                             )
                         }
                         hash.updateField(String(decoding: contents, as: UTF8.self))
@@ -134,7 +134,7 @@ extension PostgresTestServer {
             else {
                 throw PostgresTestServerError(
                     .invalidConfiguration,
-                    "The migrations folder \(absolute) does not exist or is not a folder."
+                    message: "The migrations folder \(absolute) does not exist or is not a folder."
                 )
             }
             let names: [String]
@@ -143,7 +143,7 @@ extension PostgresTestServer {
             } catch {
                 throw PostgresTestServerError(
                     .invalidConfiguration,
-                    "The migrations folder \(absolute) could not be listed.",
+                    message: "The migrations folder \(absolute) could not be listed.",
                     underlying: error
                 )
             }
@@ -154,7 +154,7 @@ extension PostgresTestServer {
             guard !files.isEmpty else {
                 throw PostgresTestServerError(
                     .invalidConfiguration,
-                    "The migrations folder \(absolute) holds no .sql file."
+                    message: "The migrations folder \(absolute) holds no .sql file."
                 )
             }
             return files

@@ -164,7 +164,7 @@ package final class TestDatabases: Sendable {
         do {
             _ = try await admin.query(sql)
         } catch let error as AdminConnection.ServerError {
-            throw PostgresTestServerError(.sqlFailed, message(error))
+            throw PostgresTestServerError(.sqlFailed, message: message(error))
         }
     }
 
@@ -220,7 +220,8 @@ package final class TestDatabases: Sendable {
             return name
         } catch let error as AdminConnection.ServerError {
             await lockHolder.close()
-            throw PostgresTestServerError(.sqlFailed, "Could not build the template database \(name): \(error).")
+            throw PostgresTestServerError(
+                .sqlFailed, message: "Could not build the template database \(name): \(error).")
         } catch {
             await lockHolder.close()
             throw error
@@ -289,7 +290,7 @@ package final class TestDatabases: Sendable {
             } catch {
                 throw PostgresTestServerError(
                     .migrationFailed,
-                    "The migration closure of step \(number) (version \(version)) threw.",
+                    message: "The migration closure of step \(number) (version \(version)) threw.",
                     underlying: error
                 )
             }
@@ -309,7 +310,8 @@ package final class TestDatabases: Sendable {
         guard output.succeeded else {
             throw PostgresTestServerError(
                 .migrationFailed,
-                "The migration \(what) failed (psql exit status \(output.exitStatus)); the template was not made.",
+                message:
+                    "The migration \(what) failed (psql exit status \(output.exitStatus)); the template was not made.",
                 logTail: Cluster.lastLines(of: output.standardError, count: 20)
             )
         }
@@ -374,7 +376,8 @@ package final class TestDatabases: Sendable {
         else {
             throw PostgresTestServerError(
                 .invalidConfiguration,
-                "DatabaseOptions field `namePrefix` must be 1 to 30 lowercase ASCII letters, digits or underscores."
+                message:
+                    "DatabaseOptions field `namePrefix` must be 1 to 30 lowercase ASCII letters, digits or underscores."
             )
         }
     }

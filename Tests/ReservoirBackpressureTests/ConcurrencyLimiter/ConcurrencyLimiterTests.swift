@@ -18,7 +18,7 @@ struct ConcurrencyLimiterTests {
             }
         }
         #expect(await eventually { limiter.statistics.waiting == 2 })
-        await #expect(throws: BackpressureError(.queueFull, "")) { _ = try await limiter.acquire() }
+        await #expect(throws: BackpressureError(.queueFull, message: "")) { _ = try await limiter.acquire() }
         first.release()
         for waiter in waiters { try await waiter.value }
         #expect(order.values.sorted() == [0, 1])
@@ -105,7 +105,7 @@ struct ConcurrencyLimiterTests {
         #expect(limiter.statistics.meanHoldTime == .milliseconds(100))
 
         let held = try await limiter.acquire()
-        await #expect(throws: BackpressureError(.shed, "")) {
+        await #expect(throws: BackpressureError(.shed, message: "")) {
             _ = try await limiter.acquire(deadline: clock.now.advanced(by: .milliseconds(50)))
         }
         #expect(clock.sleeperCount == 0)
@@ -130,7 +130,7 @@ struct ConcurrencyLimiterTests {
         #expect(await eventually { limiter.statistics.waiting == 1 })
         limiter.shutdown()
         #expect(await waiter.value == .limiterShutDown)
-        await #expect(throws: BackpressureError(.limiterShutDown, "")) { _ = try await limiter.acquire() }
+        await #expect(throws: BackpressureError(.limiterShutDown, message: "")) { _ = try await limiter.acquire() }
         held.release()
     }
 

@@ -19,13 +19,15 @@ struct LoadShedderTests {
         let shedder = try LoadShedder()
         shedder.recordServiceTime(.milliseconds(10))
         try shedder.check(queueDepth: 3, concurrency: 1, budget: .milliseconds(40))
-        #expect(throws: BackpressureError(.shed, "")) {
+        #expect(throws: BackpressureError(.shed, message: "")) {
             try shedder.check(queueDepth: 4, concurrency: 1, budget: .milliseconds(40))
         }
     }
 
     @Test("invalid smoothing names the field", arguments: [0.0, -1, 1.5])
     func invalid(smoothing: Double) {
-        #expect(throws: BackpressureError(.invalidConfiguration, "")) { _ = try LoadShedder(smoothing: smoothing) }
+        #expect(throws: BackpressureError(.invalidConfiguration, message: "")) {
+            _ = try LoadShedder(smoothing: smoothing)
+        }
     }
 }

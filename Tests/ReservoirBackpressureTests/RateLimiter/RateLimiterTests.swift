@@ -73,7 +73,7 @@ struct RateLimiterTests {
         let clock = ManualClock()
         let limiter = try RateLimiter(.tokenBucket(rate: 1, burst: 1), clock: clock)
         try await limiter.acquire()
-        await #expect(throws: BackpressureError(.deadlineExceeded, "")) {
+        await #expect(throws: BackpressureError(.deadlineExceeded, message: "")) {
             try await limiter.acquire(timeout: .milliseconds(999))
         }
         #expect(clock.sleeperCount == 0)
@@ -99,16 +99,16 @@ struct RateLimiterTests {
         try limiter.setRate(1)
         #expect(try limiter.reserve().delay(from: clock.now) == .seconds(1))
         #expect(limiter.policy == .tokenBucket(rate: 1, burst: 1))
-        #expect(throws: BackpressureError(.invalidConfiguration, "")) { try limiter.setRate(0) }
+        #expect(throws: BackpressureError(.invalidConfiguration, message: "")) { try limiter.setRate(0) }
     }
 
     @Test("asking for more than the burst and using a shut-down limiter are distinct errors")
     func distinctErrors() async throws {
         let limiter = try RateLimiter(.tokenBucket(rate: 10, burst: 3), clock: ManualClock())
-        #expect(throws: BackpressureError(.permitsExceedCapacity, "")) { try limiter.tryAcquire(permits: 4) }
+        #expect(throws: BackpressureError(.permitsExceedCapacity, message: "")) { try limiter.tryAcquire(permits: 4) }
         limiter.shutdown()
-        #expect(throws: BackpressureError(.limiterShutDown, "")) { try limiter.tryAcquire() }
-        await #expect(throws: BackpressureError(.limiterShutDown, "")) { try await limiter.acquire() }
+        #expect(throws: BackpressureError(.limiterShutDown, message: "")) { try limiter.tryAcquire() }
+        await #expect(throws: BackpressureError(.limiterShutDown, message: "")) { try await limiter.acquire() }
     }
 
     @Test("shutdown fails the callers waiting for their slot at once; a cancelled waiter still gets cancelled")
@@ -119,16 +119,16 @@ struct RateLimiterTests {
         let cancelled = Task { try await limiter.acquire() }
         await clock.waitForSleepers(1)
         cancelled.cancel()
-        await #expect(throws: BackpressureError(.cancelled, "")) { try await cancelled.value }
+        await #expect(throws: BackpressureError(.cancelled, message: "")) { try await cancelled.value }
         let waiters = (0..<2).map { _ in Task { try await limiter.acquire() } }
         await clock.waitForSleepers(2)
         limiter.shutdown()
         // No clock movement: the waiters end because of the shutdown, not because their slots came.
         for waiter in waiters {
-            await #expect(throws: BackpressureError(.limiterShutDown, "")) { try await waiter.value }
+            await #expect(throws: BackpressureError(.limiterShutDown, message: "")) { try await waiter.value }
         }
         #expect(clock.sleeperCount == 0)
-        await #expect(throws: BackpressureError(.limiterShutDown, "")) { try await limiter.acquire() }
+        await #expect(throws: BackpressureError(.limiterShutDown, message: "")) { try await limiter.acquire() }
     }
 
     @Test(

@@ -28,7 +28,7 @@ struct SlidingWindowLimiterTests {
         let waiter = Task { try await limiter.acquire() }
         await clock.waitForSleepers(1)
         limiter.shutdown()
-        await #expect(throws: BackpressureError(.limiterShutDown, "")) { try await waiter.value }
+        await #expect(throws: BackpressureError(.limiterShutDown, message: "")) { try await waiter.value }
         #expect(clock.sleeperCount == 0)
     }
 
@@ -37,7 +37,7 @@ struct SlidingWindowLimiterTests {
         let clock = ManualClock()
         let limiter = try SlidingWindowLimiter(limit: 1, window: .seconds(1), segments: 4, clock: clock)
         try await limiter.acquire()
-        await #expect(throws: BackpressureError(.deadlineExceeded, "")) {
+        await #expect(throws: BackpressureError(.deadlineExceeded, message: "")) {
             try await limiter.acquire(deadline: clock.now.advanced(by: .milliseconds(500)))
         }
         let waiter = Task { try await limiter.acquire() }

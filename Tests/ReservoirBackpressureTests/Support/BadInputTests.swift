@@ -14,10 +14,14 @@ struct BadInputTests {
         let error = try #require(throws: BackpressureError.self) { try limiter.tryAcquire(permits: permits) }
         #expect(error.code == .invalidArgument)
         #expect(error.field == "permits")
-        #expect(throws: BackpressureError(.invalidArgument, "")) { try limiter.tryAcquire(permits: permits, at: clock.now) }
-        #expect(throws: BackpressureError(.invalidArgument, "")) { try limiter.reserve(permits: permits) }
-        await #expect(throws: BackpressureError(.invalidArgument, "")) { try await limiter.acquire(permits: permits) }
-        await #expect(throws: BackpressureError(.invalidArgument, "")) {
+        #expect(throws: BackpressureError(.invalidArgument, message: "")) {
+            try limiter.tryAcquire(permits: permits, at: clock.now)
+        }
+        #expect(throws: BackpressureError(.invalidArgument, message: "")) { try limiter.reserve(permits: permits) }
+        await #expect(throws: BackpressureError(.invalidArgument, message: "")) {
+            try await limiter.acquire(permits: permits)
+        }
+        await #expect(throws: BackpressureError(.invalidArgument, message: "")) {
             try await limiter.acquire(permits: permits, timeout: .seconds(1))
         }
         // The burst of 2 is still there, and no more.
@@ -28,17 +32,31 @@ struct BadInputTests {
     @Test("a sliding window refuses zero or negative permits", arguments: [0, -3])
     func slidingWindow(permits: Int) async throws {
         let limiter = try SlidingWindowLimiter(limit: 2, window: .seconds(1), clock: ManualClock())
-        #expect(throws: BackpressureError(.invalidArgument, "")) { try limiter.tryAcquire(permits: permits) }
-        await #expect(throws: BackpressureError(.invalidArgument, "")) { try await limiter.acquire(permits: permits) }
+        #expect(throws: BackpressureError(.invalidArgument, message: "")) { try limiter.tryAcquire(permits: permits) }
+        await #expect(throws: BackpressureError(.invalidArgument, message: "")) {
+            try await limiter.acquire(permits: permits)
+        }
         #expect(try limiter.tryAcquire(permits: 2))
         #expect(try !limiter.tryAcquire(permits: 1))
     }
 
     @Test("errors have a localized description that says what went wrong")
     func localizedDescriptions() throws {
-        let error: any Error = BackpressureError(.queueFull, "All slots are taken.")
+        let error: any Error = BackpressureError(.queueFull, message: "All slots are taken.")
         #expect(error.localizedDescription.contains("All slots are taken."))
-        let sendError: any Error = BoundedChannel<Int>.SendError(element: 1, error: BackpressureError(.channelFull, "full"))
+        let sendError: any Error = BoundedChannel<Int>.SendError(
+            element: 1, error: BackpressureError(.channelFull, message: "full"))
         #expect(sendError.localizedDescription.contains("full"))
+    }
+
+    @Test("an error's text names the code, the message and the field, not the source file that threw it")
+    func descriptionHasNoSourcePath() {
+        let error = BackpressureError.invalid("capacity", "The capacity must be at least 1 (got 0).")
+        #expect(
+            error.description
+                == "BackpressureError.invalidConfiguration: The capacity must be at least 1 (got 0). (field: capacity)"
+        )
+        #expect(error.file.hasSuffix("BadInputTests.swift"))
+        #expect(error.line > 0)
     }
 }

@@ -10,7 +10,7 @@ struct CommandStateMachineTests {
     static func key(_ sql: String) -> StatementCache.Key { StatementCache.Key(sql: sql, types: [23]) }
 
     static func serverError(_ state: SQLState, _ message: String = "failed") -> PostgresError {
-        var error = PostgresError(code: .server, message: message)
+        var error = PostgresError(.server, message: message)
         error.sqlState = state
         return error
     }

@@ -44,12 +44,33 @@ struct PostgresPoolConfigurationTests {
         }
         let error = #expect(throws: PostgresError.self) { try PostgresPool(configuration: configuration) }
         #expect(error?.code == .invalidConfiguration)
+        #expect(error?.field == field)
         #expect(error?.message.contains("PostgresPool.Configuration.\(field)") == true)
+    }
+
+    @Test("an invalid generic pool setting is a PostgresError too, naming the field under pool.")
+    func invalidPoolSettingIsAPostgresError() throws {
+        var configuration = try configuration()
+        configuration.pool.maximumSize = 0
+        let error = #expect(throws: PostgresError.self) { try PostgresPool(configuration: configuration) }
+        #expect(error?.code == .invalidConfiguration)
+        #expect(error?.field == "pool.maximumSize")
+        #expect(error?.message.hasPrefix("PostgresPool.Configuration.pool.maximumSize must be at least 1") == true)
+        #expect((error?.underlying as? ResourcePoolError)?.field == "maximumSize")
+    }
+
+    @Test("an invalid connection setting names its field under connection.")
+    func invalidConnectionSettingNamesConnection() throws {
+        var configuration = try configuration()
+        configuration.connection.connectTimeout = .zero
+        let error = #expect(throws: PostgresError.self) { try PostgresPool(configuration: configuration) }
+        #expect(error?.code == .invalidConfiguration)
+        #expect(error?.field == "connection.connectTimeout")
     }
 
     @Test("a 57014 becomes a statementTimeout error by its SQLSTATE, whatever the message's language")
     func statementTimeoutIsTranslated() {
-        var error = PostgresError(code: .server, message: "Abbruch der Anweisung wegen Zeitüberschreitung")
+        var error = PostgresError(.server, message: "Abbruch der Anweisung wegen Zeitüberschreitung")
         error.sqlState = .queryCanceled
         let translated = error.asStatementTimeout()
         #expect(translated?.code == .statementTimeout)
@@ -59,7 +80,7 @@ struct PostgresPoolConfigurationTests {
 
     @Test("other server errors are not statement timeouts")
     func otherErrorsAreNotTimeouts() {
-        var error = PostgresError(code: .server, message: "canceling statement due to statement timeout")
+        var error = PostgresError(.server, message: "canceling statement due to statement timeout")
         error.sqlState = .serializationFailure
         #expect(error.asStatementTimeout() == nil)
     }
@@ -77,11 +98,11 @@ struct PostgresPoolConfigurationTests {
     @Test("connection loss and server shutdown codes are fatal; other server errors are not")
     func fatalErrors() {
         func server(_ state: SQLState) -> PostgresError {
-            var error = PostgresError(code: .server, message: "x")
+            var error = PostgresError(.server, message: "x")
             error.sqlState = state
             return error
         }
-        #expect(PostgresPool.isFatal(PostgresError(code: .connectionClosed, message: "lost")))
+        #expect(PostgresPool.isFatal(PostgresError(.connectionClosed, message: "lost")))
         #expect(PostgresPool.isFatal(server(.adminShutdown)))
         #expect(PostgresPool.isFatal(server(.crashShutdown)))
         #expect(PostgresPool.isFatal(server(.cannotConnectNow)))
