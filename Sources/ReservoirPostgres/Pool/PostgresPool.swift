@@ -20,7 +20,7 @@ import ServiceLifecycle
 /// What it adds to the generic pool:
 /// - **Validation.** Every lease checks, without a round trip, that the connection is open and that the server sent
 ///   nothing unprompted (a backend terminated while idle); if it did, a round trip decides. A connection idle for as long as
-///   the pool's ``ResourcePoolConfiguration/validation`` policy says is also checked with `SELECT 1`, and after any connection error every
+///   the pool's `ResourcePoolConfiguration.validation` policy says is also checked with `SELECT 1`, and after any connection error every
 ///   idle connection is, before its next lease. Failing connections are replaced without the caller noticing.
 /// - **Dirty returns.** A connection that comes back inside a transaction (or a failed one) is rolled back before
 ///   anyone else can lease it, or closed if that fails; it is counted in ``Statistics/dirtyReturns`` and
