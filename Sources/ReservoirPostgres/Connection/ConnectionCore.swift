@@ -204,7 +204,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         if wakeupDescriptor >= 0 { Glibc.close(wakeupDescriptor) }
     }
 
-    // MARK: The connection thread as a task executor.
+    // MARK: The reactor thread as a task executor.
 
     /// Runs jobs of tasks that prefer this executor on the thread that reads the connection's answers (its
     /// reactor's), between socket events.
@@ -483,7 +483,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         case 0:
             needsWrite = false
         case 1:
-            // The rest goes out from the connection thread as the socket drains.
+            // The rest goes out from the reactor thread as the socket drains.
             needsWrite = true
             wakeThread()
         default:

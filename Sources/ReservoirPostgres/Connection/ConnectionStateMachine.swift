@@ -58,7 +58,7 @@ struct ConnectionStateMachine<Command> {
         var deadline: ContinuousClock.Instant?
         /// The task was cancelled while the command ran.
         var cancelRequested = false
-        /// The server-side cancel request still has to be sent (by the connection's thread).
+        /// The server-side cancel request still has to be sent (by the connection's reactor thread).
         var cancelRequestPending = false
         var expiryOutcome: ExpiryOutcome
     }
@@ -67,7 +67,7 @@ struct ConnectionStateMachine<Command> {
     ///
     /// `.connecting` → `.open` → `.closed`; `.connecting` → `.closed` when the connect fails.
     enum State: Equatable {
-        /// The connection thread is connecting; commands queue up.
+        /// The reactor thread is connecting; commands queue up.
         case connecting
         /// Commands run.
         case open
@@ -111,11 +111,11 @@ struct ConnectionStateMachine<Command> {
     enum CancelAction {
         /// Indicates that the command was waiting and has been removed: resume it with `.cancelled`.
         case cancelWaiting(Command)
-        /// Indicates that the running command must be cancelled on the server: wake the connection's thread, which
+        /// Indicates that the running command must be cancelled on the server: wake the connection's reactor thread, which
         /// sends the cancel request and waits with the new deadline.
         case sendCancelRequest
         /// Indicates that the running command is not cancelled on the server but must end by a deadline: wake the
-        /// connection's thread so that its wait honours the new deadline.
+        /// connection's reactor thread so that its wait honours the new deadline.
         case armDeadline
         /// Indicates that there is nothing to cancel (the command has ended, or was cancelled already).
         case none
@@ -229,7 +229,7 @@ struct ConnectionStateMachine<Command> {
         return action
     }
 
-    /// The connection's thread takes the pending server-side cancel request, once.
+    /// The connection's reactor thread takes the pending server-side cancel request, once.
     ///
     /// - Returns: `true` when a cancel request must be sent now.
     mutating func takeCancelRequest() -> Bool {
@@ -242,10 +242,10 @@ struct ConnectionStateMachine<Command> {
     /// Whether the running command's task asked for a cancellation (its SQLSTATE 57014 is then ours, not a timeout).
     var activeCancelRequested: Bool { active?.cancelRequested ?? false }
 
-    /// The earliest deadline the connection's thread must wake up for, or `nil` to wait without one.
+    /// The earliest deadline the connection's reactor thread must wake up for, or `nil` to wait without one.
     var nextDeadline: ContinuousClock.Instant? { active?.deadline }
 
-    /// The connection's thread woke up at `now`.
+    /// The connection's reactor thread woke up at `now`.
     mutating func deadlinePassed(now: ContinuousClock.Instant) -> DeadlineAction {
         guard case .open = state, let entry = active, let deadline = entry.deadline, deadline <= now else {
             return .none

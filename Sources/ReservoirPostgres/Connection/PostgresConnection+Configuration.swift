@@ -28,7 +28,7 @@ extension PostgresConnection {
 
         /// How long a cancelled statement may take to stop after the server-side cancel request. Default: 5 seconds.
         ///
-        /// The connection's own thread enforces it: when a cancelled statement has not ended by then (a frozen backend,
+        /// The connection's reactor thread enforces it: when a cancelled statement has not ended by then (a frozen backend,
         /// a network that stopped answering), the connection is closed, the statement's caller gets its
         /// `CancellationError` at once, and the connection is never used again. The same bound applies to a `COMMIT`
         /// whose task is cancelled (it is awaited, not cancelled; see ``PostgresConnection/withTransaction(isolationLevel:readOnly:isolation:_:)``)

@@ -27,7 +27,7 @@ import Logging
 /// tasks wait until they end, while commands from inside a transaction body (and its child tasks) run in it.
 ///
 /// **Cancellation.** Cancelling the task of a running command sends a cancel request to the server (from the
-/// connection's thread), waits until the server has stopped the command and the connection is idle again, then
+/// connection's reactor thread), waits until the server has stopped the command and the connection is idle again, then
 /// throws `CancellationError`. The connection stays usable.
 ///
 /// **Closing.** Call ``close()``; a connection that is released without closing closes itself in the background.
@@ -55,7 +55,7 @@ public final class PostgresConnection: Sendable {
 
     /// Opens a connection.
     ///
-    /// DNS lookups, TLS and authentication run on the connection's own thread, bounded by
+    /// DNS lookups, TLS and authentication run on a thread of the connection's own, bounded by
     /// ``Configuration/connectTimeout``.
     ///
     /// - Parameters:
@@ -99,18 +99,18 @@ public final class PostgresConnection: Sendable {
         await core.close()
     }
 
-    // MARK: Running on the connection's thread.
+    // MARK: Running on the connection's reactor thread.
 
-    /// The connection's own thread as a task executor, for `withTaskExecutorPreference`.
+    /// The connection's reactor thread as a task executor, for `withTaskExecutorPreference`.
     ///
     /// See ``withPinnedExecution(_:)``.
     public var taskExecutor: any TaskExecutor { core }
 
-    /// Runs `body` on the connection's own thread, so that each round trip costs no thread hop.
+    /// Runs `body` on the connection's reactor thread, so that each round trip costs no thread hop.
     ///
     /// By default a calling task runs on Swift's cooperative pool: it sends its statement, suspends, and the
-    /// connection's thread resumes it when the answer is in, which wakes a pool thread (a few microseconds).
-    /// Inside `body`, the task's non-isolated code runs on the connection's thread instead (a task executor
+    /// connection's reactor thread resumes it when the answer is in, which wakes a pool thread (a few microseconds).
+    /// Inside `body`, the task's non-isolated code runs on the connection's reactor thread instead (a task executor
     /// preference): the thread that reads the answer continues the task at once. Use it for loops of many short
     /// statements. Code in `body` must not block for long: it would delay this connection, and only this one.
     /// Actor-isolated code called from `body` still runs on its actor.
@@ -251,7 +251,7 @@ public final class PostgresConnection: Sendable {
 
     /// Cheaply checks that the connection still looks usable, without a round trip or a system call.
     ///
-    /// The connection's own thread watches the socket while the connection is idle: a terminated backend's message
+    /// The connection's reactor thread watches the socket while the connection is idle: a terminated backend's message
     /// or a closed socket is processed there as it arrives. A connection that passes may still fail on its next
     /// statement (the network can break at any time); one that fails is certainly unusable.
     ///

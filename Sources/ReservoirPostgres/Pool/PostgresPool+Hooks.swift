@@ -13,7 +13,7 @@ struct PostgresPoolHooks: Sendable {
 
     /// Runs before every lease, in the acquiring task. Returns `false` to have the connection replaced.
     ///
-    /// The check without a round trip is one locked read of what the connection's thread keeps (open, and nothing
+    /// The check without a round trip is one locked read of what the connection's reactor thread keeps (open, and nothing
     /// unprompted from the server while idle); the round trip runs after idle time, after a connection error, or
     /// when the server sent something unprompted.
     func validate(_ connection: PostgresConnection, context: ResourceValidationContext) async throws -> Bool {

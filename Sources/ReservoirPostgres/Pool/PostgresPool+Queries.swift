@@ -185,7 +185,7 @@ extension PostgresPool {
         try await withConnection(
             timeout: timeout, fileID: fileID, line: line, function: function, isolation: isolation
         ) { connection in
-            // The transaction's nonisolated code runs on the connection's own thread: each of its round trips then
+            // The transaction's nonisolated code runs on the connection's reactor thread: each of its round trips then
             // costs one thread wake-up instead of two (the thread that reads an answer continues the task). Measured
             // with pgbench's TPC-B-like transaction at 8 and 64 clients: +39 % transactions/s and -19 % client CPU
             // on an idle machine, +4 to +9 % under load (docs/postgres.md, Performance). The connection belongs to

@@ -123,7 +123,7 @@ final class StreamHandle: Sendable {
     }
 }
 
-/// The buffer between the connection thread and a stream's consumer. Protected by the connection's lock.
+/// The buffer between the reactor thread and a stream's consumer. Protected by the connection's lock.
 final class StreamState: @unchecked Sendable {
     let highWatermark: Int
     var buffer = Deque<PostgresResultStorage>()
