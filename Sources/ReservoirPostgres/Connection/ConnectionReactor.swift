@@ -64,7 +64,9 @@ final class ConnectionReactor: @unchecked Sendable {
         epoll_ctl(epoll, EPOLL_CTL_ADD, wakeup, &event)
         let thread = Thread { [self] in run(index: index) }
         thread.name = "reservoir-pg-io"
-        thread.stackSize = 512 * 1024
+        // A full-size stack: pinned tasks' synchronous code runs on it (there are few reactors, and only the pages
+        // touched are used).
+        thread.stackSize = 8 * 1024 * 1024
         thread.start()
     }
 
