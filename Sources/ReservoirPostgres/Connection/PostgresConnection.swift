@@ -140,14 +140,16 @@ public final class PostgresConnection: Sendable {
         try await run(.query(query, cacheable: true))
     }
 
-    /// Runs a statement for its effect; the same as ``query(_:)`` with the result ignored by default.
+    /// Runs a statement for its effect (`INSERT`, `UPDATE`, `DELETE`, DDL) and returns how many rows it changed;
+    /// use ``query(_:)`` for rows.
     ///
     /// - Parameter statement: The statement, built with string interpolation.
-    /// - Returns: The result, whose ``PostgresRows/affectedRowCount`` tells how many rows changed.
+    /// - Returns: The number of rows the statement inserted, updated, deleted (or selected, moved, fetched, copied);
+    ///   0 for statements that report no count, such as DDL.
     /// - Throws: As ``query(_:)``.
     @discardableResult
-    public func execute(_ statement: PostgresQuery) async throws -> PostgresRows {
-        try await run(.query(statement, cacheable: true))
+    public func execute(_ statement: PostgresQuery) async throws -> Int {
+        try await run(.query(statement, cacheable: true)).affectedRowCount ?? 0
     }
 
     /// Runs raw SQL text with no parameters. The name says it: never pass text built from untrusted input.

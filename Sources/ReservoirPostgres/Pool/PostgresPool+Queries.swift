@@ -122,8 +122,8 @@ extension PostgresPool {
         }
     }
 
-    /// Runs a statement for its effect; ``query(_:statementTimeout:timeout:fileID:line:function:)`` with the rows
-    /// ignored by default.
+    /// Runs a statement for its effect (`INSERT`, `UPDATE`, `DELETE`, DDL) on a pooled connection and returns how
+    /// many rows it changed; use ``query(_:statementTimeout:timeout:fileID:line:function:)`` for rows.
     ///
     /// - Parameters:
     ///   - statement: the statement, built with string interpolation.
@@ -132,7 +132,7 @@ extension PostgresPool {
     ///   - fileID: the acquire site (leave the default).
     ///   - line: the acquire site (leave the default).
     ///   - function: the acquire site (leave the default).
-    /// - Returns: the result, whose `affectedRowCount` tells how many rows changed.
+    /// - Returns: the number of rows the statement changed; 0 for statements that report no count, such as DDL.
     /// - Throws: as ``withConnection(timeout:fileID:line:function:isolation:_:)``.
     @discardableResult
     public func execute(
@@ -142,7 +142,7 @@ extension PostgresPool {
         fileID: StaticString = #fileID,
         line: UInt = #line,
         function: StaticString = #function
-    ) async throws -> PostgresRows {
+    ) async throws -> Int {
         try await query(
             statement,
             statementTimeout: statementTimeout,
@@ -150,7 +150,7 @@ extension PostgresPool {
             fileID: fileID,
             line: line,
             function: function
-        )
+        ).affectedRowCount ?? 0
     }
 
     /// Runs `body` in a transaction on a pooled connection: commits when it returns, rolls back when it throws or

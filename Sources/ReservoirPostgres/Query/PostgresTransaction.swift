@@ -205,13 +205,14 @@ public struct PostgresTransaction: Sendable {
         try await connection.query(query)
     }
 
-    /// Runs a statement inside the transaction for its effect.
+    /// Runs a statement inside the transaction for its effect and returns how many rows it changed; see
+    /// ``PostgresConnection/execute(_:)``.
     ///
     /// - Parameter statement: The statement.
-    /// - Returns: Its result.
+    /// - Returns: The number of rows it changed; 0 for statements that report no count.
     /// - Throws: As ``PostgresConnection/query(_:)``.
     @discardableResult
-    public func execute(_ statement: PostgresQuery) async throws -> PostgresRows {
+    public func execute(_ statement: PostgresQuery) async throws -> Int {
         try await connection.execute(statement)
     }
 
