@@ -3,7 +3,7 @@ enum ContenderKind: CaseIterable, Sendable {
     case floor
     case lockFloor
     case postgresNIO
-    #if canImport(ResourcePool)
+    #if canImport(Reservoir)
     case reservoir
     case reservoirAllFeatures
     case reservoirAllFeaturesLease
@@ -15,7 +15,7 @@ enum ContenderKind: CaseIterable, Sendable {
         case .floor: "floor"
         case .lockFloor: "floor_lock"
         case .postgresNIO: "postgres_nio"
-        #if canImport(ResourcePool)
+        #if canImport(Reservoir)
         case .reservoir: "reservoir"
         case .reservoirAllFeatures: "reservoir_all"
         case .reservoirAllFeaturesLease: "reservoir_all_lease"
@@ -29,7 +29,7 @@ enum ContenderKind: CaseIterable, Sendable {
         case .floor: "floor (plain actor)"
         case .lockFloor: "floor (plain Mutex)"
         case .postgresNIO: "postgres-nio 1.33.2"
-        #if canImport(ResourcePool)
+        #if canImport(Reservoir)
         case .reservoir: "reservoir (defaults)"
         case .reservoirAllFeatures: "reservoir (all features)"
         case .reservoirAllFeaturesLease: "reservoir (all, lease())"
@@ -43,14 +43,14 @@ struct Contenders: Sendable {
     let floor: FloorPool
     let lockFloor: LockFloorPool
     let postgresNIO: PostgresNIOBenchPool
-    #if canImport(ResourcePool)
+    #if canImport(Reservoir)
     let reservoir: ReservoirBenchPool
     let reservoirAllFeatures: ReservoirBenchPool
     let reservoirAllFeaturesLease: ReservoirLeaseBenchPool
     #endif
 
     static func start(resources: Int) throws -> Contenders {
-        #if canImport(ResourcePool)
+        #if canImport(Reservoir)
         return Contenders(
             floor: FloorPool(resources: (0..<resources).map { BenchResource(id: $0) }),
             lockFloor: LockFloorPool(resources: (0..<resources).map { BenchResource(id: $0) }),
@@ -82,7 +82,7 @@ struct Contenders: Sendable {
             try await bench_pool.runRound(self.lockFloor, scenario, cycles: cycles, waits: waits)
         case .postgresNIO:
             try await bench_pool.runRound(self.postgresNIO, scenario, cycles: cycles, waits: waits)
-        #if canImport(ResourcePool)
+        #if canImport(Reservoir)
         case .reservoir:
             try await bench_pool.runRound(self.reservoir, scenario, cycles: cycles, waits: waits)
         case .reservoirAllFeatures:
@@ -107,7 +107,7 @@ struct Contenders: Sendable {
             try await bench_pool.measureAllocations(self.lockFloor, scenario, cycles: cycles, waits: waits)
         case .postgresNIO:
             try await bench_pool.measureAllocations(self.postgresNIO, scenario, cycles: cycles, waits: waits)
-        #if canImport(ResourcePool)
+        #if canImport(Reservoir)
         case .reservoir:
             try await bench_pool.measureAllocations(self.reservoir, scenario, cycles: cycles, waits: waits)
         case .reservoirAllFeatures:
@@ -127,7 +127,7 @@ struct Contenders: Sendable {
         await self.floor.shutdown()
         await self.lockFloor.shutdown()
         await self.postgresNIO.shutdown()
-        #if canImport(ResourcePool)
+        #if canImport(Reservoir)
         await self.reservoir.shutdown()
         await self.reservoirAllFeatures.shutdown()
         await self.reservoirAllFeaturesLease.shutdown()

@@ -241,7 +241,7 @@ for scenario in scenarios {
 
 keepAlive(checksum)
 
-#if canImport(ResourcePool)
+#if canImport(Reservoir)
 let ours = ContenderKind.reservoirAllFeatures
 print("")
 print("Metrics recorded by the all-features pools through BenchMetricsFactory (events summed over every pool):")
@@ -271,7 +271,7 @@ for scenario in scenarios {
             print("\(prefix).allocations_per_cycle=\(fixed(allocations, 2))")
         }
     }
-    #if canImport(ResourcePool)
+    #if canImport(Reservoir)
     if let mine = summaries[ours] {
         if let floor = summaries[.floor] {
             print("pool.\(scenario.name).ratio_vs_floor=\(fixed(mine.medianThroughput / floor.medianThroughput, 2))")
@@ -296,7 +296,7 @@ for scenario in scenarios {
     }
     #endif
 }
-#if canImport(ResourcePool)
+#if canImport(Reservoir)
 for scenario in scenarios {
     let summaries = results[scenario.name]!
     if let mine = summaries[ours], let theirs = summaries[.postgresNIO] {
