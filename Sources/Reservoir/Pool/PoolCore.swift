@@ -3,10 +3,10 @@ import DequeModule
 
 /// The pool's mutable state: the state machine plus the shell's per-slot tables, waiters, statistics and run phase.
 ///
-/// The pool keeps exactly one `PoolCore` behind a `Mutex`. Acquire and release lock it, ask the state machine, carry
-/// out its actions and unlock, in the calling task: no actor hop on either path. What must not happen under the
-/// lock (resuming a waiter's continuation) is collected in ``PendingResumes`` and done after unlocking. Background
-/// work (creations, closes, hooks, timers) is only queued under the lock; `run()` executes it.
+/// The pool keeps exactly one `PoolCore` behind a `Mutex`. Acquire and release lock it, ask the state machine,
+/// translate its actions into state changes and a ``PoolEffects`` value, and unlock, in the calling task: no actor
+/// hop on either path. Every side effect (resuming a waiter, recording a metric, writing a log record, queueing
+/// background work for `run()`) is in the effects value and happens after unlocking.
 @usableFromInline
 struct PoolCore<Resource: Sendable>: Sendable {
     @usableFromInline var machine: PoolStateMachine
@@ -16,7 +16,6 @@ struct PoolCore<Resource: Sendable>: Sendable {
     @usableFromInline var sites: [AcquireSite]
     @usableFromInline var window: StatisticsWindow
     @usableFromInline var totals = ResourcePoolStatistics.Totals()
-    @usableFromInline var recorded = RecordedCounts()
     /// The hand-off box of each queued waiter.
     @usableFromInline var waiterBoxes: [PoolStateMachine.WaiterID: WaiterBox] = [:]
     /// Background work produced after `run()` ended; the task that caused it runs it.
@@ -48,11 +47,11 @@ struct PoolCore<Resource: Sendable>: Sendable {
         }
     }
 
-    /// The leak reports by site, most reports first.
-    var leaksBySite: [ResourcePoolStatistics.LeakSite] {
-        self.leakSites.values.sorted {
-            ($0.dropped + $0.heldTooLong, $1.site) > ($1.dropped + $1.heldTooLong, $0.site)
-        }
+    /// Takes the background work left for the caller's task because `run()` has ended.
+    @usableFromInline
+    mutating func takeOrphanJobs() -> [@Sendable () async -> Void] {
+        defer { self.orphanJobs = [] }
+        return self.orphanJobs
     }
 
     @usableFromInline
@@ -88,29 +87,47 @@ struct PoolCore<Resource: Sendable>: Sendable {
         case reject(PoolStateMachine.RejectionReason)
     }
 
-    /// The fast part of an acquire: ask the state machine, and on an immediate lease record the site, the counts and
-    /// a zero wait.
+    /// The fast part of an acquire: ask the state machine, and on an immediate lease start it with a zero wait.
     @inlinable
     mutating func leaseRequested(
         now: Duration,
         deadline: Duration?,
         site: AcquireSite,
         retry: Bool,
-        metrics: PoolMetrics
+        effects: inout PoolEffects
     ) -> AcquireOutcome {
         switch self.machine.leaseRequested(now: now, deadline: deadline, retry: retry) {
         case .leased(let grant):
-            self.sites[grant.slot] = site
-            self.totals.acquisitions &+= 1
-            self.window.recordImmediateAcquire(now: now)
-            metrics.waitTime.recordNanoseconds(0)
-            self.recordCounts(metrics)
+            self.leaseStarted(slot: grant.slot, site: site, waitedNanoseconds: 0, now: now, effects: &effects)
             return .leased(self.entries[grant.slot].unsafelyUnwrapped, grant)
         case .wait(let id):
             return .wait(id)
         case .reject(let reason):
             return .reject(reason)
         }
+    }
+
+    /// A lease started, at once or after a wait: the one place that records its site, counts it and records its
+    /// wait.
+    @inlinable
+    mutating func leaseStarted(
+        slot: Int,
+        site: AcquireSite,
+        waitedNanoseconds: UInt64,
+        now: Duration,
+        effects: inout PoolEffects
+    ) {
+        self.sites[slot] = site
+        self.totals.acquisitions &+= 1
+        self.window.recordGrantedWait(nanoseconds: waitedNanoseconds, now: now)
+        effects.recordWait(nanoseconds: waitedNanoseconds)
+    }
+
+    /// A wait ended without a lease (timed out, cancelled, failed): the one place that records such a wait.
+    mutating func waitEnded(waited: Duration, now: Duration, effects: inout PoolEffects) {
+        let nanoseconds = waited.clampedNanoseconds
+        self.window.recordWait(nanoseconds: nanoseconds, now: now)
+        effects.recordWait(nanoseconds: nanoseconds)
     }
 
     /// The fast part of a release.
@@ -120,28 +137,28 @@ struct PoolCore<Resource: Sendable>: Sendable {
         now: Duration,
         discardReason: PoolStateMachine.EvictionReason?,
         validateIdle: Bool,
-        metrics: PoolMetrics
+        metrics: PoolMetrics,
+        effects: inout PoolEffects
     ) {
         if validateIdle { self.machine.idleValidationRequested() }
         let heldFor = self.machine.leaseReleased(slot: slot, now: now, discardReason: discardReason)
         let nanoseconds = heldFor.clampedNanoseconds
         self.window.recordHold(nanoseconds: nanoseconds, now: now)
-        metrics.useTime.recordNanoseconds(Int64(clamping: nanoseconds))
+        effects.holdNanoseconds = nanoseconds
         if self.sizeEstimator != nil {
-            self.feedSizeEstimator(heldFor: heldFor, now: now, metrics: metrics)
+            self.feedSizeEstimator(heldFor: heldFor, now: now, metrics: metrics, effects: &effects)
         }
-        self.recordCounts(metrics)
     }
 
     /// Self-sizing: hands the release to the estimator and applies a new effective maximum to the state machine.
     @usableFromInline
-    mutating func feedSizeEstimator(heldFor: Duration, now: Duration, metrics: PoolMetrics) {
+    mutating func feedSizeEstimator(heldFor: Duration, now: Duration, metrics: PoolMetrics, effects: inout PoolEffects) {
         let waiting = self.machine.waiters.count
         guard let limit = self.sizeEstimator?.leaseReleased(heldFor: heldFor, waiting: waiting, now: now) else {
             return
         }
         self.machine.effectiveMaximumChanged(to: limit, now: now)
-        metrics.effectiveMaximum.record(limit)
+        if metrics.effectiveMaximum.publish(limit) { effects.changedGauges.insert(.effectiveMaximum) }
     }
 
     /// Whether the state machine left actions to carry out.
@@ -150,35 +167,12 @@ struct PoolCore<Resource: Sendable>: Sendable {
         !self.machine.actions.isEmpty
     }
 
-    /// Brings the count gauges up to date, recording only values that changed.
+    /// Publishes the count gauges whose value changed; they are recorded after unlocking.
     @inlinable
-    mutating func recordCounts(_ metrics: PoolMetrics) {
-        let idle = self.machine.idle.count
-        let used = self.machine.counts.leased
-        if idle != self.recorded.idle {
-            self.recorded.idle = idle
-            metrics.idleCount.record(idle)
-        }
-        if used != self.recorded.used {
-            self.recorded.used = used
-            metrics.usedCount.record(used)
-        }
-        let pending = self.machine.waiters.count
-        let creating = self.machine.counts.creating
-        if pending != self.recorded.pending || creating != self.recorded.creating {
-            self.recordSlowCounts(metrics, pending: pending, creating: creating)
-        }
-    }
-
-    @usableFromInline
-    mutating func recordSlowCounts(_ metrics: PoolMetrics, pending: Int, creating: Int) {
-        if pending != self.recorded.pending {
-            self.recorded.pending = pending
-            metrics.pendingRequests.record(pending)
-        }
-        if creating != self.recorded.creating {
-            self.recorded.creating = creating
-            metrics.creating.record(creating)
-        }
+    func publishCounts(_ metrics: PoolMetrics, effects: inout PoolEffects) {
+        if metrics.idleCount.publish(self.machine.idle.count) { effects.changedGauges.insert(.idle) }
+        if metrics.usedCount.publish(self.machine.counts.leased) { effects.changedGauges.insert(.used) }
+        if metrics.pendingRequests.publish(self.machine.waiters.count) { effects.changedGauges.insert(.pending) }
+        if metrics.creating.publish(self.machine.counts.creating) { effects.changedGauges.insert(.creating) }
     }
 }

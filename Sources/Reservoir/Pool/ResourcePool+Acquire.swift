@@ -35,20 +35,21 @@ extension ResourcePool {
             effectiveDeadline = now + timeout
         }
         let deadline = effectiveDeadline
-        let (outcome, resumes) = self.state.withLock { core -> (LockedAcquire<Resource>, PendingResumes) in
-            switch core.leaseRequested(now: now, deadline: deadline, site: site, retry: retry, metrics: self.metrics) {
+        var effects = PoolEffects()
+        let outcome = self.state.withLock { core -> LockedAcquire<Resource> in
+            let outcome: LockedAcquire<Resource>
+            switch core.leaseRequested(now: now, deadline: deadline, site: site, retry: retry, effects: &effects) {
             case .leased(let entry, let grant):
-                let resumes = core.hasPendingActions ? self._afterEvent(&core, now: now) : PendingResumes()
-                return (.leased(entry, grant), resumes)
+                outcome = .leased(entry, grant)
             case .wait(let id):
-                let box = self._enqueue(&core, id: id, site: site, now: now)
-                return (.wait(box), self._afterEvent(&core, now: now))
+                outcome = .wait(self._enqueue(&core, id: id, site: site, now: now))
             case .reject(let reason):
-                let error = self._rejected(&core, reason)
-                return (.reject(error), self._afterEvent(&core, now: now))
+                outcome = .reject(self._rejected(&core, reason, effects: &effects))
             }
+            self._afterEvent(&core, now: now, effects: &effects)
+            return outcome
         }
-        resumes.resumeAll()
+        self._apply(effects)
         switch outcome {
         case .leased(let entry, let grant):
             return AcquiredResource(entry: entry, grant: grant, deadline: effectiveDeadline)
@@ -71,18 +72,20 @@ extension ResourcePool {
         validateIdle: Bool
     ) -> [@Sendable () async -> Void]? {
         let now = self._now()
-        let (resumes, orphans) = self.state.withLock { core -> (PendingResumes, [@Sendable () async -> Void]?) in
+        var effects = PoolEffects()
+        let orphans = self.state.withLock { core -> [@Sendable () async -> Void]? in
             core.leaseReleased(
                 slot: slot,
                 now: now,
                 discardReason: discardReason,
                 validateIdle: validateIdle,
-                metrics: self.metrics
+                metrics: self.metrics,
+                effects: &effects
             )
-            guard core.hasPendingActions else { return (PendingResumes(), nil) }
-            return self._afterEventTakingOrphans(&core, now: now)
+            self._afterEvent(&core, now: now, effects: &effects)
+            return core.orphanJobs.isEmpty ? nil : core.takeOrphanJobs()
         }
-        resumes.resumeAll()
+        self._apply(effects)
         return orphans
     }
 
@@ -114,16 +117,14 @@ extension ResourcePool {
         }
     }
 
-    /// Carries out the state machine's pending actions and brings the count gauges up to date. Call it with the
-    /// lock held, and resume what it returns after unlocking.
+    /// Turns the state machine's pending actions into state changes and effects, and publishes the count gauges.
+    /// Call it with the lock held, and apply `effects` (``_apply(_:)``) after unlocking.
     ///
     /// - Parameter now: the time of the event, if the caller has it (saves a clock read).
     @inlinable
-    nonisolated func _afterEvent(_ core: inout PoolCore<Resource>, now: Duration? = nil) -> PendingResumes {
-        var resumes = PendingResumes()
-        if core.hasPendingActions { self._performActions(&core, now: now, resumes: &resumes) }
-        core.recordCounts(self.metrics)
-        return resumes
+    nonisolated func _afterEvent(_ core: inout PoolCore<Resource>, now: Duration? = nil, effects: inout PoolEffects) {
+        if core.hasPendingActions { self._performActions(&core, now: now, effects: &effects) }
+        core.publishCounts(self.metrics, effects: &effects)
     }
 }
 
@@ -138,18 +139,6 @@ enum LockedAcquire<Resource: Sendable>: Sendable {
 // MARK: - The slow paths
 
 extension ResourcePool {
-    @usableFromInline
-    nonisolated func _afterEventTakingOrphans(
-        _ core: inout PoolCore<Resource>,
-        now: Duration
-    ) -> (PendingResumes, [@Sendable () async -> Void]?) {
-        let resumes = self._afterEvent(&core, now: now)
-        guard !core.orphanJobs.isEmpty else { return (resumes, nil) }
-        let jobs = core.orphanJobs
-        core.orphanJobs = []
-        return (resumes, jobs)
-    }
-
     /// Queues a waiter's hand-off box, in the same locked section as the state machine's decision that it waits, so
     /// that a release on another thread always finds it.
     @usableFromInline
@@ -189,20 +178,19 @@ extension ResourcePool {
             return (entry, grant)
         } catch let error as CancellationError {
             let now = self._now()
-            let waited = now - box.enqueuedAt
-            let resumes = self.state.withLock { core in
+            var effects = PoolEffects()
+            self.state.withLock { core in
                 core.waiterBoxes[box.id] = nil
                 // Scenario: the state machine may already have picked this waiter, and the hand-off failed because
                 // the cancellation came first; then it is no longer queued and its resource went back into service
                 // (`handoffFailed`). Either way the caller was cancelled while waiting, and is counted once, here.
                 _ = core.machine.waiterCancelled(box.id)
                 core.totals.cancellations += 1
-                core.window.recordWait(waited, now: now)
-                return self._afterEvent(&core, now: now)
+                core.waitEnded(waited: now - box.enqueuedAt, now: now, effects: &effects)
+                effects.increment(self.metrics.cancellations)
+                self._afterEvent(&core, now: now, effects: &effects)
             }
-            resumes.resumeAll()
-            self.metrics.cancellations.increment()
-            self.metrics.waitTime.recordNanoseconds(Int64(clamping: waited.clampedNanoseconds))
+            self._apply(effects)
             throw error
         }
     }
@@ -298,10 +286,11 @@ extension ResourcePool {
     @usableFromInline
     nonisolated func _rejected(
         _ core: inout PoolCore<Resource>,
-        _ reason: PoolStateMachine.RejectionReason
+        _ reason: PoolStateMachine.RejectionReason,
+        effects: inout PoolEffects
     ) -> ResourcePoolError {
         core.totals.rejections += 1
-        self.metrics.rejections[reason]?.increment()
+        effects.increment(self.metrics.rejections[reason])
         switch reason {
         case .tooManyWaiters:
             return ResourcePoolError(
@@ -312,11 +301,13 @@ extension ResourcePool {
         case .circuitBreakerOpen:
             return self._circuitBreakerError(core)
         case .shuttingDown:
-            return ResourcePoolError(
-                .shutDown,
-                message: "the pool '\(self.configuration.name)' is shutting down or shut down"
-            )
+            return self._shutDownError()
         }
+    }
+
+    /// The error of an acquire that a shutting-down pool turns away or fails.
+    nonisolated func _shutDownError() -> ResourcePoolError {
+        ResourcePoolError(.shutDown, message: "the pool '\(self.configuration.name)' is shutting down or shut down")
     }
 
     nonisolated func _circuitBreakerError(_ core: borrowing PoolCore<Resource>) -> ResourcePoolError {
@@ -411,7 +402,6 @@ extension ResourcePool {
 
     /// A lease was dropped without release: count, log, close and replace.
     nonisolated func _leaseDropped(_ entry: PooledResource<Resource>, site: AcquireSite) async {
-        self.metrics.leaksDropped.increment()
         if let orphans = self._recordLeak(entry, site: site) {
             for job in orphans { await job() }
         }
@@ -419,23 +409,18 @@ extension ResourcePool {
 
     nonisolated func _recordLeak(_ entry: PooledResource<Resource>, site: AcquireSite) -> [@Sendable () async -> Void]? {
         let now = self._now()
-        let (heldFor, resumes, orphans) = self.state.withLock { core in
+        var effects = PoolEffects()
+        let orphans = self.state.withLock { core -> [@Sendable () async -> Void]? in
             let heldFor = core.machine.leaseLeaked(slot: entry.slot, now: now)
             core.totals.leaksDropped += 1
             core.recordLeak(site: site, dropped: true)
-            core.window.recordHold(heldFor, now: now)
-            let (resumes, orphans) = self._afterEventTakingOrphans(&core, now: now)
-            return (heldFor, resumes, orphans)
+            core.window.recordHold(nanoseconds: heldFor.clampedNanoseconds, now: now)
+            effects.increment(self.metrics.leaksDropped)
+            effects.log(.leaseDropped(resourceID: entry.id, site: site, heldFor: heldFor))
+            self._afterEvent(&core, now: now, effects: &effects)
+            return core.orphanJobs.isEmpty ? nil : core.takeOrphanJobs()
         }
-        resumes.resumeAll()
-        self.logger.warning(
-            "a lease was dropped without release (leak): its resource is closed and replaced",
-            metadata: [
-                LogKey.resourceID: "\(entry.id)",
-                LogKey.leaseSite: "\(site)",
-                LogKey.leaseHoldMilliseconds: "\(heldFor.clampedNanoseconds / 1_000_000)",
-            ]
-        )
+        self._apply(effects)
         return orphans
     }
 }

@@ -176,12 +176,7 @@ public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service w
     /// Replaces every resource (for example after a failover): idle ones are closed now, leased ones when they come
     /// back, ones being created or checked when they finish. Replacements are created as needed.
     public func invalidateAll() {
-        let now = self._now()
-        let resumes = self.state.withLock { core in
-            core.machine.invalidateAllRequested(now: now)
-            return self._afterEvent(&core, now: now)
-        }
-        resumes.resumeAll()
+        self._handle { core, now, _ in core.machine.invalidateAllRequested(now: now) }
         self.logger.info("invalidated every resource")
     }
 

@@ -146,7 +146,9 @@ struct PendingResumes: Sendable {
 /// A lock-protected queue rather than an `AsyncStream` because two synchronous handlers feed it too (Task
 /// cancellation of `run()` and graceful shutdown), and because its consumer must keep going after `run()` is
 /// cancelled: the forced shutdown still has resources to close.
+@usableFromInline
 final class JobQueue: Sendable {
+    @usableFromInline
     enum Item: Sendable {
         case job(@Sendable () async -> Void)
         case drainRequested

@@ -1,0 +1,185 @@
+import CoreMetrics
+import Dispatch
+import Logging
+@testable import Reservoir
+import ReservoirTestKit
+import Testing
+
+/// The pool's side effects (log records, metric values) run after its lock is released, so that code they call may
+/// use the pool: these tests fail (a read of the statistics stays blocked) when a record is handled under the lock.
+@Suite("ResourcePool: side effects run after the lock")
+struct PoolEffectsTests {
+    @Test("a log handler that reads the pool's statistics while handling a record is never blocked", .timeLimit(.minutes(1)))
+    func logHandlerReadsStatistics() async throws {
+        let probe = StatisticsProbe()
+        let harness = try ProbedPool(probe: probe, metricsFactory: RecordingMetricsFactory())
+        try await harness.pool.waitForStatistics { $0.idle == 1 }
+        let lease = try await harness.pool.lease()
+        // A discarded resource is closed: "closing resource" is logged while the release is being handled.
+        await lease.release(discarding: true)
+        try await harness.shutdown()
+        let results = probe.results
+        #expect(results.blocked == [])
+        #expect(results.completed.contains("closing resource"))
+        #expect(results.completed.contains("shutdown completed"))
+    }
+
+    @Test("a metrics backend that reads the pool's statistics while recording a value is never blocked", .timeLimit(.minutes(1)))
+    func metricsBackendReadsStatistics() async throws {
+        let probe = StatisticsProbe()
+        let harness = try ProbedPool(probe: probe, metricsFactory: ProbingMetricsFactory(probe: probe))
+        try await harness.pool.waitForStatistics { $0.idle == 1 }
+        let lease = try await harness.pool.lease()
+        await lease.release(discarding: true)
+        try await harness.shutdown()
+        let results = probe.results
+        #expect(results.blocked == [])
+        // Values recorded by an acquire, a release and a close: each was handled while the pool could be read.
+        #expect(results.completed.contains("db.client.connection.wait_time"))
+        #expect(results.completed.contains("db.client.connection.use_time"))
+        #expect(results.completed.contains("db.client.connection.count"))
+        #expect(results.completed.contains("reservoir.pool.evictions"))
+    }
+}
+
+/// A pool of one resource on a manual clock whose logger and metrics report to a ``StatisticsProbe``.
+private struct ProbedPool {
+    let pool: ResourcePool<MockResource, ManualClock>
+    let runTask: Task<Void, any Error>
+
+    init(probe: StatisticsProbe, metricsFactory: any MetricsFactory) throws {
+        var configuration = ResourcePoolConfiguration(name: "probed")
+        configuration.minimumSize = 1
+        configuration.maximumSize = 1
+        configuration.idleTimeout = nil
+        configuration.maximumLifetime = nil
+        configuration.acquireTimeout = nil
+        let pool = try ResourcePool(
+            configuration: configuration,
+            factory: MockResourceFactory().factory,
+            clock: ManualClock(),
+            logger: Logger(label: "probed") { _ in ProbingLogHandler(probe: probe) },
+            metricsFactory: metricsFactory
+        )
+        probe.attach(pool)
+        self.pool = pool
+        self.runTask = Task { try await pool.run() }
+    }
+
+    func shutdown() async throws {
+        self.pool.triggerGracefulShutdown()
+        try await self.runTask.value
+    }
+}
+
+/// Reads a pool's statistics on another thread and waits for the read to finish, as code called from a log handler
+/// or a metrics backend might (a handler that forwards to a thread which takes the pool's figures). Had the pool
+/// called the handler with its lock held, the read could not finish until the handler returned: the probe gives up
+/// after five seconds and reports the record as blocked.
+private final class StatisticsProbe: Sendable {
+    struct Results: Sendable {
+        /// The records during which the statistics could be read.
+        var completed: Set<String> = []
+        /// The records during which the read did not finish.
+        var blocked: [String] = []
+    }
+
+    private let pool = LockedBox<ResourcePool<MockResource, ManualClock>?>(nil)
+    private let recorded = LockedBox(Results())
+
+    var results: Results { self.recorded.value }
+
+    func attach(_ pool: ResourcePool<MockResource, ManualClock>) {
+        self.pool.mutate { $0 = pool }
+    }
+
+    /// Reads the statistics on a Dispatch thread (not the cooperative pool) and waits for it.
+    func readStatistics(handling record: String) {
+        guard let pool = self.pool.value else { return }
+        // One blocked read is enough to fail, and each costs the full wait.
+        guard self.recorded.value.blocked.isEmpty else { return }
+        let finished = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            _ = pool.stats()
+            finished.signal()
+        }
+        if finished.wait(timeout: .now() + .seconds(5)) == .success {
+            self.recorded.mutate { _ = $0.completed.insert(record) }
+        } else {
+            self.recorded.mutate { $0.blocked.append(record) }
+        }
+    }
+}
+
+/// A log handler that reads the pool's statistics for every record.
+private struct ProbingLogHandler: LogHandler {
+    let probe: StatisticsProbe
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { self.metadata[key] }
+        set { self.metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        self.probe.readStatistics(handling: "\(event.message)")
+    }
+}
+
+/// A metrics backend that reads the pool's statistics for every value recorded, under the metric's label.
+private final class ProbingMetricsFactory: MetricsFactory, Sendable {
+    let probe: StatisticsProbe
+
+    init(probe: StatisticsProbe) {
+        self.probe = probe
+    }
+
+    private final class Handler: CounterHandler, FloatingPointCounterHandler, RecorderHandler, TimerHandler,
+        MeterHandler, Sendable
+    {
+        let label: String
+        let probe: StatisticsProbe
+
+        init(label: String, probe: StatisticsProbe) {
+            self.label = label
+            self.probe = probe
+        }
+
+        func increment(by amount: Int64) { self.probe.readStatistics(handling: self.label) }
+        func increment(by amount: Double) { self.probe.readStatistics(handling: self.label) }
+        func decrement(by amount: Double) { self.probe.readStatistics(handling: self.label) }
+        func record(_ value: Int64) { self.probe.readStatistics(handling: self.label) }
+        func record(_ value: Double) { self.probe.readStatistics(handling: self.label) }
+        func set(_ value: Int64) { self.probe.readStatistics(handling: self.label) }
+        func set(_ value: Double) { self.probe.readStatistics(handling: self.label) }
+        func recordNanoseconds(_ duration: Int64) { self.probe.readStatistics(handling: self.label) }
+        func reset() {}
+    }
+
+    func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
+        Handler(label: label, probe: self.probe)
+    }
+
+    func makeFloatingPointCounter(label: String, dimensions: [(String, String)]) -> any FloatingPointCounterHandler {
+        Handler(label: label, probe: self.probe)
+    }
+
+    func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
+        Handler(label: label, probe: self.probe)
+    }
+
+    func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
+        Handler(label: label, probe: self.probe)
+    }
+
+    func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
+        Handler(label: label, probe: self.probe)
+    }
+
+    func destroyCounter(_ handler: any CounterHandler) {}
+    func destroyFloatingPointCounter(_ handler: any FloatingPointCounterHandler) {}
+    func destroyMeter(_ handler: any MeterHandler) {}
+    func destroyRecorder(_ handler: any RecorderHandler) {}
+    func destroyTimer(_ handler: any TimerHandler) {}
+}
