@@ -3,10 +3,13 @@ enum ContenderKind: CaseIterable, Sendable {
     case floor
     case lockFloor
     case postgresNIO
-    #if canImport(ResourcePool)
+    #if canImport(Reservoir)
     case reservoir
     case reservoirAllFeatures
     case reservoirAllFeaturesLease
+    /// The all-features pool of `reservoirAllFeatures` while another task reads its statistics every millisecond;
+    /// it runs only in scenarios with `readsStatistics`, where it is compared with `reservoirAllFeatures`.
+    case reservoirAllFeaturesStatistics
     #endif
 
     /// The name used in the `name=value` lines.
@@ -15,10 +18,11 @@ enum ContenderKind: CaseIterable, Sendable {
         case .floor: "floor"
         case .lockFloor: "floor_lock"
         case .postgresNIO: "postgres_nio"
-        #if canImport(ResourcePool)
+        #if canImport(Reservoir)
         case .reservoir: "reservoir"
         case .reservoirAllFeatures: "reservoir_all"
         case .reservoirAllFeaturesLease: "reservoir_all_lease"
+        case .reservoirAllFeaturesStatistics: "reservoir_all_stats"
         #endif
         }
     }
@@ -29,12 +33,27 @@ enum ContenderKind: CaseIterable, Sendable {
         case .floor: "floor (plain actor)"
         case .lockFloor: "floor (plain Mutex)"
         case .postgresNIO: "postgres-nio 1.33.2"
-        #if canImport(ResourcePool)
+        #if canImport(Reservoir)
         case .reservoir: "reservoir (defaults)"
         case .reservoirAllFeatures: "reservoir (all features)"
         case .reservoirAllFeaturesLease: "reservoir (all, lease())"
+        case .reservoirAllFeaturesStatistics: "reservoir (all, stats/ms)"
         #endif
         }
+    }
+
+    /// Whether this pool runs in `scenario`: a scenario that reads statistics compares our all-features pool with
+    /// and without the reader; the others compare every pool but that one.
+    func runs(in scenario: Scenario) -> Bool {
+        #if canImport(Reservoir)
+        switch self {
+        case .reservoirAllFeatures: return true
+        case .reservoirAllFeaturesStatistics: return scenario.readsStatistics
+        case .floor, .lockFloor, .postgresNIO, .reservoir, .reservoirAllFeaturesLease: return !scenario.readsStatistics
+        }
+        #else
+        return !scenario.readsStatistics
+        #endif
     }
 }
 
@@ -43,14 +62,14 @@ struct Contenders: Sendable {
     let floor: FloorPool
     let lockFloor: LockFloorPool
     let postgresNIO: PostgresNIOBenchPool
-    #if canImport(ResourcePool)
+    #if canImport(Reservoir)
     let reservoir: ReservoirBenchPool
     let reservoirAllFeatures: ReservoirBenchPool
     let reservoirAllFeaturesLease: ReservoirLeaseBenchPool
     #endif
 
     static func start(resources: Int) throws -> Contenders {
-        #if canImport(ResourcePool)
+        #if canImport(Reservoir)
         return Contenders(
             floor: FloorPool(resources: (0..<resources).map { BenchResource(id: $0) }),
             lockFloor: LockFloorPool(resources: (0..<resources).map { BenchResource(id: $0) }),
@@ -82,13 +101,17 @@ struct Contenders: Sendable {
             try await bench_pool.runRound(self.lockFloor, scenario, cycles: cycles, waits: waits)
         case .postgresNIO:
             try await bench_pool.runRound(self.postgresNIO, scenario, cycles: cycles, waits: waits)
-        #if canImport(ResourcePool)
+        #if canImport(Reservoir)
         case .reservoir:
             try await bench_pool.runRound(self.reservoir, scenario, cycles: cycles, waits: waits)
         case .reservoirAllFeatures:
             try await bench_pool.runRound(self.reservoirAllFeatures, scenario, cycles: cycles, waits: waits)
         case .reservoirAllFeaturesLease:
             try await bench_pool.runRound(self.reservoirAllFeaturesLease, scenario, cycles: cycles, waits: waits)
+        case .reservoirAllFeaturesStatistics:
+            try await self.whileReadingStatistics {
+                try await bench_pool.runRound(self.reservoirAllFeatures, scenario, cycles: cycles, waits: waits)
+            }
         #endif
         }
     }
@@ -107,7 +130,7 @@ struct Contenders: Sendable {
             try await bench_pool.measureAllocations(self.lockFloor, scenario, cycles: cycles, waits: waits)
         case .postgresNIO:
             try await bench_pool.measureAllocations(self.postgresNIO, scenario, cycles: cycles, waits: waits)
-        #if canImport(ResourcePool)
+        #if canImport(Reservoir)
         case .reservoir:
             try await bench_pool.measureAllocations(self.reservoir, scenario, cycles: cycles, waits: waits)
         case .reservoirAllFeatures:
@@ -119,15 +142,47 @@ struct Contenders: Sendable {
                 cycles: cycles,
                 waits: waits
             )
+        case .reservoirAllFeaturesStatistics:
+            try await self.whileReadingStatistics {
+                try await bench_pool.measureAllocations(self.reservoirAllFeatures, scenario, cycles: cycles, waits: waits)
+            }
         #endif
         }
     }
+
+    #if canImport(Reservoir)
+    /// Runs `body` while another task reads the all-features pool's statistics every millisecond, and counts the
+    /// reads in `statisticsReads`.
+    func whileReadingStatistics<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        let pool = self.reservoirAllFeatures.pool
+        let reader = Task {
+            var reads = 0
+            while !Task.isCancelled {
+                keepAlive(pool.stats())
+                reads += 1
+                try? await Task.sleep(for: .milliseconds(1))
+            }
+            return reads
+        }
+        let value: T
+        do {
+            value = try await body()
+        } catch {
+            reader.cancel()
+            statisticsReads.add(await reader.value)
+            throw error
+        }
+        reader.cancel()
+        statisticsReads.add(await reader.value)
+        return value
+    }
+    #endif
 
     func shutdown() async {
         await self.floor.shutdown()
         await self.lockFloor.shutdown()
         await self.postgresNIO.shutdown()
-        #if canImport(ResourcePool)
+        #if canImport(Reservoir)
         await self.reservoir.shutdown()
         await self.reservoirAllFeatures.shutdown()
         await self.reservoirAllFeaturesLease.shutdown()

@@ -1,4 +1,4 @@
-#if canImport(ResourcePool)
+#if canImport(Reservoir)
 import Logging
 import Reservoir
 

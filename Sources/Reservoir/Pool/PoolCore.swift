@@ -17,7 +17,7 @@ struct PoolCore<Resource: Sendable>: Sendable {
     @usableFromInline var window: StatisticsWindow
     @usableFromInline var totals = ResourcePoolStatistics.Totals()
     /// The hand-off box of each queued waiter.
-    @usableFromInline var waiterBoxes: [PoolStateMachine.WaiterID: WaiterBox] = [:]
+    @usableFromInline var waiterBoxes: [PoolStateMachine.WaiterID: WaiterBox<Resource>] = [:]
     /// Background work produced after `run()` ended; the task that caused it runs it.
     @usableFromInline var orphanJobs: [@Sendable () async -> Void] = []
     @usableFromInline var runPhase: RunPhase = .notStarted
@@ -94,7 +94,7 @@ struct PoolCore<Resource: Sendable>: Sendable {
         deadline: Duration?,
         site: AcquireSite,
         retry: Bool,
-        effects: inout PoolEffects
+        effects: inout PoolEffects<Resource>
     ) -> AcquireOutcome {
         switch self.machine.leaseRequested(now: now, deadline: deadline, retry: retry) {
         case .leased(let grant):
@@ -115,7 +115,7 @@ struct PoolCore<Resource: Sendable>: Sendable {
         site: AcquireSite,
         waitedNanoseconds: UInt64,
         now: Duration,
-        effects: inout PoolEffects
+        effects: inout PoolEffects<Resource>
     ) {
         self.sites[slot] = site
         self.totals.acquisitions &+= 1
@@ -124,7 +124,7 @@ struct PoolCore<Resource: Sendable>: Sendable {
     }
 
     /// A wait ended without a lease (timed out, cancelled, failed): the one place that records such a wait.
-    mutating func waitEnded(waited: Duration, now: Duration, effects: inout PoolEffects) {
+    mutating func waitEnded(waited: Duration, now: Duration, effects: inout PoolEffects<Resource>) {
         let nanoseconds = waited.clampedNanoseconds
         self.window.recordWait(nanoseconds: nanoseconds, now: now)
         effects.recordWait(nanoseconds: nanoseconds)
@@ -138,7 +138,7 @@ struct PoolCore<Resource: Sendable>: Sendable {
         discardReason: PoolStateMachine.EvictionReason?,
         validateIdle: Bool,
         metrics: PoolMetrics,
-        effects: inout PoolEffects
+        effects: inout PoolEffects<Resource>
     ) {
         if validateIdle { self.machine.idleValidationRequested() }
         let heldFor = self.machine.leaseReleased(slot: slot, now: now, discardReason: discardReason)
@@ -152,7 +152,7 @@ struct PoolCore<Resource: Sendable>: Sendable {
 
     /// Self-sizing: hands the release to the estimator and applies a new effective maximum to the state machine.
     @usableFromInline
-    mutating func feedSizeEstimator(heldFor: Duration, now: Duration, metrics: PoolMetrics, effects: inout PoolEffects) {
+    mutating func feedSizeEstimator(heldFor: Duration, now: Duration, metrics: PoolMetrics, effects: inout PoolEffects<Resource>) {
         let waiting = self.machine.waiters.count
         guard let limit = self.sizeEstimator?.leaseReleased(heldFor: heldFor, waiting: waiting, now: now) else {
             return
@@ -169,7 +169,7 @@ struct PoolCore<Resource: Sendable>: Sendable {
 
     /// Publishes the count gauges whose value changed; they are recorded after unlocking.
     @inlinable
-    func publishCounts(_ metrics: PoolMetrics, effects: inout PoolEffects) {
+    func publishCounts(_ metrics: PoolMetrics, effects: inout PoolEffects<Resource>) {
         if metrics.idleCount.publish(self.machine.idle.count) { effects.changedGauges.insert(.idle) }
         if metrics.usedCount.publish(self.machine.counts.leased) { effects.changedGauges.insert(.used) }
         if metrics.pendingRequests.publish(self.machine.waiters.count) { effects.changedGauges.insert(.pending) }

@@ -14,9 +14,9 @@ import Synchronization
 /// changed, at most one resume) and allocates nothing; everything rarer goes to ``others``, in order, which
 /// allocates only when something is there.
 @usableFromInline
-struct PoolEffects: Sendable {
+struct PoolEffects<Resource: Sendable>: Sendable {
     /// The waiters served, resumed last (after the metrics and logs that their lease caused).
-    @usableFromInline var resumes = PendingResumes()
+    @usableFromInline var resumes = PendingResumes<Resource>()
     /// The first wait to record in `db.client.connection.wait_time` (zero for a lease served at once); further ones
     /// are in ``others``.
     @usableFromInline var waitNanoseconds: UInt64?
@@ -190,7 +190,7 @@ final class PublishedGauge: Sendable {
 extension ResourcePool {
     /// Carries out what a locked section collected. Call it after unlocking, in the task that held the lock.
     @inlinable
-    nonisolated func _apply(_ effects: consuming PoolEffects) {
+    nonisolated func _apply(_ effects: consuming PoolEffects<Resource>) {
         if !effects.others.isEmpty { self._applyOthers(effects.others) }
         if let nanoseconds = effects.waitNanoseconds {
             self.metrics.waitTime.recordNanoseconds(Int64(clamping: nanoseconds))

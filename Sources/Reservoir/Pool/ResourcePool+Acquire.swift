@@ -3,8 +3,8 @@ import DequeModule
 import Logging
 import Synchronization
 
-/// What `_acquire` hands back: the resource, what the state machine said about it, and the deadline to reuse if the
-/// resource fails validation and the caller must try again.
+/// What `_acquire` hands back, and what a served waiter is resumed with: the resource, what the state machine said
+/// about it, and the deadline to reuse if the resource fails validation and the caller must try again.
 @usableFromInline
 struct AcquiredResource<Resource: Sendable>: Sendable {
     @usableFromInline let entry: PooledResource<Resource>
@@ -35,14 +35,14 @@ extension ResourcePool {
             effectiveDeadline = now + timeout
         }
         let deadline = effectiveDeadline
-        var effects = PoolEffects()
+        var effects = PoolEffects<Resource>()
         let outcome = self.state.withLock { core -> LockedAcquire<Resource> in
             let outcome: LockedAcquire<Resource>
             switch core.leaseRequested(now: now, deadline: deadline, site: site, retry: retry, effects: &effects) {
             case .leased(let entry, let grant):
                 outcome = .leased(entry, grant)
             case .wait(let id):
-                outcome = .wait(self._enqueue(&core, id: id, site: site, now: now))
+                outcome = .wait(self._enqueue(&core, id: id, site: site, now: now, deadline: deadline))
             case .reject(let reason):
                 outcome = .reject(self._rejected(&core, reason, effects: &effects))
             }
@@ -54,8 +54,7 @@ extension ResourcePool {
         case .leased(let entry, let grant):
             return AcquiredResource(entry: entry, grant: grant, deadline: effectiveDeadline)
         case .wait(let box):
-            let (entry, grant) = try await self._wait(box, deadline: deadline)
-            return AcquiredResource(entry: entry, grant: grant, deadline: effectiveDeadline)
+            return try await self._wait(box)
         case .reject(let error):
             throw error
         }
@@ -72,7 +71,7 @@ extension ResourcePool {
         validateIdle: Bool
     ) -> [@Sendable () async -> Void]? {
         let now = self._now()
-        var effects = PoolEffects()
+        var effects = PoolEffects<Resource>()
         let orphans = self.state.withLock { core -> [@Sendable () async -> Void]? in
             core.leaseReleased(
                 slot: slot,
@@ -122,7 +121,7 @@ extension ResourcePool {
     ///
     /// - Parameter now: the time of the event, if the caller has it (saves a clock read).
     @inlinable
-    nonisolated func _afterEvent(_ core: inout PoolCore<Resource>, now: Duration? = nil, effects: inout PoolEffects) {
+    nonisolated func _afterEvent(_ core: inout PoolCore<Resource>, now: Duration? = nil, effects: inout PoolEffects<Resource>) {
         if core.hasPendingActions { self._performActions(&core, now: now, effects: &effects) }
         core.publishCounts(self.metrics, effects: &effects)
     }
@@ -132,7 +131,7 @@ extension ResourcePool {
 @usableFromInline
 enum LockedAcquire<Resource: Sendable>: Sendable {
     case leased(PooledResource<Resource>, PoolStateMachine.Grant)
-    case wait(WaiterBox)
+    case wait(WaiterBox<Resource>)
     case reject(ResourcePoolError)
 }
 
@@ -146,39 +145,37 @@ extension ResourcePool {
         _ core: inout PoolCore<Resource>,
         id: PoolStateMachine.WaiterID,
         site: AcquireSite,
-        now: Duration
-    ) -> WaiterBox {
+        now: Duration,
+        deadline: Duration?
+    ) -> WaiterBox<Resource> {
         let beforeRun: Bool
         switch core.runPhase {
         case .notStarted: beforeRun = true
         case .running, .finished: beforeRun = false
         }
-        let box = WaiterBox(id: id, site: site, enqueuedAt: now, enqueuedBeforeRun: beforeRun)
+        let box = WaiterBox<Resource>(
+            id: id,
+            site: site,
+            enqueuedAt: now,
+            deadline: deadline,
+            enqueuedBeforeRun: beforeRun
+        )
         core.waiterBoxes[id] = box
         return box
     }
 
-    /// Waits until the pool resumes or fails this waiter, or the task is cancelled.
-    ///
-    /// - Parameter deadline: the waiter's deadline, which bounds the wait even when `run()` has not started.
+    /// Waits until the pool resumes this waiter with its resource or fails it, or the task is cancelled. The box's
+    /// deadline bounds the wait even when `run()` has not started.
     @usableFromInline
-    nonisolated func _wait(
-        _ box: WaiterBox,
-        deadline: Duration?
-    ) async throws -> (PooledResource<Resource>, PoolStateMachine.Grant) {
+    nonisolated func _wait(_ box: WaiterBox<Resource>) async throws -> AcquiredResource<Resource> {
         do {
-            let grant =
-                if box.enqueuedBeforeRun {
-                    try await self._awaitGrantBeforeRun(box, deadline: deadline)
-                } else {
-                    try await self._awaitGrant(box)
-                }
-            // The entry was stored before the grant was made, and stays until this lease ends.
-            let entry = self.state.withLock { $0.entries[grant.slot].unsafelyUnwrapped }
-            return (entry, grant)
+            if box.enqueuedBeforeRun {
+                return try await self._awaitGrantBeforeRun(box)
+            }
+            return try await self._awaitGrant(box)
         } catch let error as CancellationError {
             let now = self._now()
-            var effects = PoolEffects()
+            var effects = PoolEffects<Resource>()
             self.state.withLock { core in
                 core.waiterBoxes[box.id] = nil
                 // Scenario: the state machine may already have picked this waiter, and the hand-off failed because
@@ -195,7 +192,7 @@ extension ResourcePool {
         }
     }
 
-    nonisolated func _awaitGrant(_ box: WaiterBox) async throws -> PoolStateMachine.Grant {
+    nonisolated func _awaitGrant(_ box: WaiterBox<Resource>) async throws -> AcquiredResource<Resource> {
         try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { continuation in
                 box.install(continuation)
@@ -219,9 +216,8 @@ extension ResourcePool {
     /// `_watchWaiterBeforeRun`) ends the wait at the deadline and warns if `run()` is still missing after
     /// ``runStartGracePeriod``. It is cancelled as soon as the wait ends, or when `run()` starts, which then times
     /// the deadline itself. Only waits that begin before `run()` pay for it.
-    nonisolated func _awaitGrantBeforeRun(_ box: WaiterBox, deadline: Duration?) async throws -> PoolStateMachine.Grant
-    {
-        let watch = Task { await self._watchWaiterBeforeRun(deadline: deadline) }
+    nonisolated func _awaitGrantBeforeRun(_ box: WaiterBox<Resource>) async throws -> AcquiredResource<Resource> {
+        let watch = Task { await self._watchWaiterBeforeRun(deadline: box.deadline) }
         let watched = self.state.withLock { core -> Bool in
             guard case .notStarted = core.runPhase else { return false }
             core.preRunWatches[box.id] = watch
@@ -287,7 +283,7 @@ extension ResourcePool {
     nonisolated func _rejected(
         _ core: inout PoolCore<Resource>,
         _ reason: PoolStateMachine.RejectionReason,
-        effects: inout PoolEffects
+        effects: inout PoolEffects<Resource>
     ) -> ResourcePoolError {
         core.totals.rejections += 1
         effects.increment(self.metrics.rejections[reason])
@@ -409,7 +405,7 @@ extension ResourcePool {
 
     nonisolated func _recordLeak(_ entry: PooledResource<Resource>, site: AcquireSite) -> [@Sendable () async -> Void]? {
         let now = self._now()
-        var effects = PoolEffects()
+        var effects = PoolEffects<Resource>()
         let orphans = self.state.withLock { core -> [@Sendable () async -> Void]? in
             let heldFor = core.machine.leaseLeaked(slot: entry.slot, now: now)
             core.totals.leaksDropped += 1

@@ -10,7 +10,7 @@ extension ResourcePool {
     ///
     /// - Parameter now: the time of the event that produced the actions, if the caller has it (saves a clock read).
     @usableFromInline
-    nonisolated func _performActions(_ core: inout PoolCore<Resource>, now: Duration?, effects: inout PoolEffects) {
+    nonisolated func _performActions(_ core: inout PoolCore<Resource>, now: Duration?, effects: inout PoolEffects<Resource>) {
         var now = now
         while let action = core.machine.popAction() {
             self._perform(action, core: &core, now: &now, effects: &effects)
@@ -21,7 +21,7 @@ extension ResourcePool {
         _ action: PoolStateMachine.Action,
         core: inout PoolCore<Resource>,
         now cachedNow: inout Duration?,
-        effects: inout PoolEffects
+        effects: inout PoolEffects<Resource>
     ) {
         func currentTime() -> Duration {
             if let cachedNow { return cachedNow }
@@ -38,7 +38,12 @@ extension ResourcePool {
             // The box's own lock is the one lock taken inside the pool's: it runs no user code and is contended
             // only by the waiter's cancellation handler, and the claim must be decided in the same locked section
             // as the hand-off (a failed claim puts the resource back at once).
-            if let resume = box.claim(.success(grant)) {
+            let acquired = AcquiredResource(
+                entry: core.entries[grant.slot].unsafelyUnwrapped,
+                grant: grant,
+                deadline: box.deadline
+            )
+            if let resume = box.claim(.success(acquired)) {
                 let waited = (now - box.enqueuedAt).clampedNanoseconds
                 core.leaseStarted(slot: grant.slot, site: box.site, waitedNanoseconds: waited, now: now, effects: &effects)
                 effects.resumes.append(resume)
@@ -188,7 +193,7 @@ extension ResourcePool {
     /// only be a timer, which `run()` would have cancelled anyway.
     nonisolated func _submit(
         _ core: inout PoolCore<Resource>,
-        effects: inout PoolEffects,
+        effects: inout PoolEffects<Resource>,
         _ job: @escaping @Sendable () async -> Void
     ) {
         switch core.runPhase {
@@ -203,7 +208,7 @@ extension ResourcePool {
         _ core: inout PoolCore<Resource>,
         slot: Int,
         now: Duration,
-        effects: inout PoolEffects
+        effects: inout PoolEffects<Resource>
     ) {
         let id = core.nextResourceID
         core.nextResourceID += 1
@@ -245,7 +250,7 @@ extension ResourcePool {
         _ core: inout PoolCore<Resource>,
         slot: Int,
         reason: PoolStateMachine.EvictionReason,
-        effects: inout PoolEffects
+        effects: inout PoolEffects<Resource>
     ) {
         guard let entry = core.entries[slot] else {
             preconditionFailure("close of slot \(slot) without a resource")
@@ -285,9 +290,9 @@ extension ResourcePool {
 
     /// Applies an event to the state under the lock, turns its actions into effects, and applies them after
     /// unlocking (resuming the waiters it served).
-    nonisolated func _handle(_ event: (inout PoolCore<Resource>, Duration, inout PoolEffects) -> Void) {
+    nonisolated func _handle(_ event: (inout PoolCore<Resource>, Duration, inout PoolEffects<Resource>) -> Void) {
         let now = self._now()
-        var effects = PoolEffects()
+        var effects = PoolEffects<Resource>()
         self.state.withLock { core in
             event(&core, now, &effects)
             self._afterEvent(&core, now: now, effects: &effects)

@@ -5,6 +5,9 @@ import Synchronization
 
 /// The hand-off point between a waiting caller and the pool.
 ///
+/// It carries everything the waiter needs once served (the resource, the grant and the deadline to reuse if the
+/// resource fails validation), so that the woken task does not take the pool's lock again.
+///
 /// A Task's cancellation handler runs synchronously, on any thread, so each waiter gets this small lock-protected
 /// box that the handler can resolve without touching the pool's state. Exactly one of two parties resolves it: the
 /// pool (grant or failure, claimed under the pool's lock and resumed after it), or the cancellation handler. The
@@ -16,13 +19,13 @@ import Synchronization
 /// 3. Cancel before the continuation was installed (the task was already cancelled): the box remembers, and
 ///    `install` resumes at once with `CancellationError`.
 @usableFromInline
-final class WaiterBox: Sendable {
-    @usableFromInline typealias Continuation = UnsafeContinuation<PoolStateMachine.Grant, any Error>
+final class WaiterBox<Resource: Sendable>: Sendable {
+    @usableFromInline typealias Continuation = UnsafeContinuation<AcquiredResource<Resource>, any Error>
 
     private enum State {
         case pending
         case waiting(Continuation)
-        case resolvedEarly(Result<PoolStateMachine.Grant, any Error>)
+        case resolvedEarly(Result<AcquiredResource<Resource>, any Error>)
         case cancelledEarly
         case finished
     }
@@ -30,22 +33,31 @@ final class WaiterBox: Sendable {
     let id: PoolStateMachine.WaiterID
     let site: AcquireSite
     let enqueuedAt: Duration
+    /// The waiter's deadline (a duration since the pool's epoch), handed back with its resource.
+    let deadline: Duration?
     /// Whether the waiter queued while `run()` had not started: then no timer of `run()` bounds its wait, and the
     /// waiting task keeps its own (see `ResourcePool._watchWaiterBeforeRun`).
     let enqueuedBeforeRun: Bool
     /// Protected by its own lock; every transition happens inside it, every resume outside it.
     private let state = Mutex<State>(.pending)
 
-    init(id: PoolStateMachine.WaiterID, site: AcquireSite, enqueuedAt: Duration, enqueuedBeforeRun: Bool) {
+    init(
+        id: PoolStateMachine.WaiterID,
+        site: AcquireSite,
+        enqueuedAt: Duration,
+        deadline: Duration?,
+        enqueuedBeforeRun: Bool
+    ) {
         self.id = id
         self.site = site
         self.enqueuedAt = enqueuedAt
+        self.deadline = deadline
         self.enqueuedBeforeRun = enqueuedBeforeRun
     }
 
     /// Called by the waiting task, synchronously after enqueueing.
     func install(_ continuation: Continuation) {
-        let early: Result<PoolStateMachine.Grant, any Error>? = self.state.withLock { state in
+        let early: Result<AcquiredResource<Resource>, any Error>? = self.state.withLock { state in
             switch state {
             case .pending:
                 state = .waiting(continuation)
@@ -68,7 +80,7 @@ final class WaiterBox: Sendable {
     /// - Returns: `nil` when the waiter was cancelled first (nothing to resume); otherwise the resume to perform once
     ///   the pool's lock is released (empty when the continuation is not installed yet: `install` resumes it).
     @usableFromInline
-    func claim(_ result: Result<PoolStateMachine.Grant, any Error>) -> PendingResume? {
+    func claim(_ result: Result<AcquiredResource<Resource>, any Error>) -> PendingResume<Resource>? {
         self.state.withLock { state in
             switch state {
             case .pending:
@@ -103,9 +115,9 @@ final class WaiterBox: Sendable {
 
 /// A waiter's continuation and what to resume it with, collected under the pool's lock and resumed after it.
 @usableFromInline
-struct PendingResume: Sendable {
-    @usableFromInline let continuation: WaiterBox.Continuation?
-    @usableFromInline let result: Result<PoolStateMachine.Grant, any Error>
+struct PendingResume<Resource: Sendable>: Sendable {
+    @usableFromInline let continuation: WaiterBox<Resource>.Continuation?
+    @usableFromInline let result: Result<AcquiredResource<Resource>, any Error>
 
     @inlinable
     func resume() {
@@ -116,15 +128,15 @@ struct PendingResume: Sendable {
 /// The resumes one locked section collected: almost always none or one, so the first is stored inline and only
 /// further ones allocate.
 @usableFromInline
-struct PendingResumes: Sendable {
-    @usableFromInline var first: PendingResume?
-    @usableFromInline var more: [PendingResume] = []
+struct PendingResumes<Resource: Sendable>: Sendable {
+    @usableFromInline var first: PendingResume<Resource>?
+    @usableFromInline var more: [PendingResume<Resource>] = []
 
     @inlinable
     init() {}
 
     @inlinable
-    mutating func append(_ resume: PendingResume) {
+    mutating func append(_ resume: PendingResume<Resource>) {
         if self.first == nil {
             self.first = resume
         } else {

@@ -91,14 +91,6 @@ struct PoolStateMachine: Sendable {
         while let action = self.popAction() { result.append(action) }
         return result
     }
-
-    /// Whether the pool still accepts lease requests.
-    var isAcceptingLeases: Bool {
-        switch self.lifecycle {
-        case .running: return true
-        case .draining, .stopping, .stopped: return false
-        }
-    }
 }
 
 // MARK: - Nested types
