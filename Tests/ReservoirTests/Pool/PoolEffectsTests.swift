@@ -40,6 +40,87 @@ struct PoolEffectsTests {
         #expect(results.completed.contains("db.client.connection.count"))
         #expect(results.completed.contains("reservoir.pool.evictions"))
     }
+
+    @Test("a gauge recorded after the lock ends on the latest value even when an older value reaches the backend last")
+    func publishedGaugeEndsOnLatestValue() {
+        let backend = InterleavingGaugeFactory()
+        let published = PublishedGauge(Gauge(label: "g", dimensions: [], factory: backend), initialValue: 0)
+        // Thread A changes the value to 3 under the lock and records after it; while its record is on the way to
+        // the backend, thread B changes the value to 2 and records it in full. A's 3 arrives after B's 2.
+        #expect(published.publish(3))
+        backend.duringFirstRecordOf(3) {
+            #expect(published.publish(2))
+            published.recordLatest()
+        }
+        published.recordLatest()
+        #expect(backend.values == [0, 2, 3, 2])
+        // Publishing the same value again changes nothing and needs no record.
+        #expect(!published.publish(2))
+    }
+}
+
+/// A metrics backend with one gauge that runs a closure inside the first record of a given value, to interleave two
+/// recorders deterministically.
+private final class InterleavingGaugeFactory: MetricsFactory, Sendable {
+    private struct State: Sendable {
+        var values: [Int64] = []
+        var trigger: (value: Int64, action: @Sendable () -> Void)?
+    }
+
+    private let state = LockedBox(State())
+
+    var values: [Int64] { self.state.value.values }
+
+    func duringFirstRecordOf(_ value: Int64, _ action: @escaping @Sendable () -> Void) {
+        self.state.mutate { $0.trigger = (value, action) }
+    }
+
+    private final class Handler: RecorderHandler, Sendable {
+        let factory: InterleavingGaugeFactory
+
+        init(factory: InterleavingGaugeFactory) {
+            self.factory = factory
+        }
+
+        func record(_ value: Int64) { self.factory.recorded(value) }
+        func record(_ value: Double) { self.factory.recorded(Int64(value)) }
+    }
+
+    private func recorded(_ value: Int64) {
+        let action = self.state.mutate { state -> (@Sendable () -> Void)? in
+            guard let trigger = state.trigger, trigger.value == value else { return nil }
+            state.trigger = nil
+            return trigger.action
+        }
+        action?()
+        self.state.mutate { $0.values.append(value) }
+    }
+
+    func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
+        NOOPMetricsHandler.instance
+    }
+
+    func makeFloatingPointCounter(label: String, dimensions: [(String, String)]) -> any FloatingPointCounterHandler {
+        NOOPMetricsHandler.instance
+    }
+
+    func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
+        NOOPMetricsHandler.instance
+    }
+
+    func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
+        Handler(factory: self)
+    }
+
+    func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
+        NOOPMetricsHandler.instance
+    }
+
+    func destroyCounter(_ handler: any CounterHandler) {}
+    func destroyFloatingPointCounter(_ handler: any FloatingPointCounterHandler) {}
+    func destroyMeter(_ handler: any MeterHandler) {}
+    func destroyRecorder(_ handler: any RecorderHandler) {}
+    func destroyTimer(_ handler: any TimerHandler) {}
 }
 
 /// A pool of one resource on a manual clock whose logger and metrics report to a ``StatisticsProbe``.
