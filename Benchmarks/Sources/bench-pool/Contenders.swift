@@ -1,3 +1,7 @@
+#if canImport(Reservoir)
+import Reservoir
+#endif
+
 /// The pools compared in every scenario, in the order of the first round (later rounds rotate it).
 enum ContenderKind: CaseIterable, Sendable {
     case floor

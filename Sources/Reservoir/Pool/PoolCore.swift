@@ -22,6 +22,9 @@ struct PoolCore<Resource: Sendable>: Sendable {
     @usableFromInline var orphanJobs: [@Sendable () async -> Void] = []
     @usableFromInline var runPhase: RunPhase = .notStarted
     var lastCreationError: (any Error)?
+    /// `lastCreationError` described, when it was stored: describing an error may run user code, which never runs
+    /// under the lock, so error messages built under it use this text.
+    var lastCreationErrorDescription: String?
     /// When each creation in flight started, by slot: a timeout error tells a creation that hangs from a small pool.
     var creationStartedAt: [Int: Duration] = [:]
     var nextResourceID = 1

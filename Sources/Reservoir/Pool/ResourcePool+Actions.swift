@@ -169,7 +169,7 @@ extension ResourcePool {
             var message = prefix + ": a new resource is being created and has not finished after "
                 + "\(now - oldestStart) (\(core.creationStartedAt.count) creation(s) in progress, none answered "
                 + "yet); check that the resource's backend answers"
-            if let lastError = core.lastCreationError {
+            if let lastError = core.lastCreationErrorDescription {
                 message += "; the last failed creation: \(lastError)"
             }
             return ResourcePoolError(
@@ -319,8 +319,10 @@ extension ResourcePool {
         self.metrics.creationFailures.increment()
         let backoffJitter = self.jitter.next()
         let permanent = (error as? any PermanentCreationFailure)?.isPermanent ?? false
+        let errorDescription = String(describing: error)
         self._handle { core, now, effects in
             core.lastCreationError = error
+            core.lastCreationErrorDescription = errorDescription
             core.totals.creationFailures += 1
             core.creationStartedAt[slot] = nil
             core.machine.creationFailed(slot: slot, now: now, backoffJitter: backoffJitter, permanent: permanent)
