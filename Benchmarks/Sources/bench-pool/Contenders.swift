@@ -148,7 +148,12 @@ struct Contenders: Sendable {
             )
         case .reservoirAllFeaturesStatistics:
             try await self.whileReadingStatistics {
-                try await bench_pool.measureAllocations(self.reservoirAllFeatures, scenario, cycles: cycles, waits: waits)
+                try await bench_pool.measureAllocations(
+                    self.reservoirAllFeatures,
+                    scenario,
+                    cycles: cycles,
+                    waits: waits
+                )
             }
         #endif
         }

@@ -31,6 +31,9 @@ struct PoolCore<Resource: Sendable>: Sendable {
     @usableFromInline var warnedNotRunning = false
     /// Self-sizing's estimator; `nil` when the option is off (then releases skip it with one check).
     @usableFromInline var sizeEstimator: PoolSizeEstimator?
+    /// Whether `sizeEstimator` is set: releases test this flag, which (unlike comparing the optional with `nil`)
+    /// copies nothing.
+    @usableFromInline let isSelfSizing: Bool
     /// The watch tasks of waiters that queued before `run()` started, which `run()` cancels when it starts (see
     /// `ResourcePool._awaitGrantBeforeRun`).
     var preRunWatches: [PoolStateMachine.WaiterID: Task<Void, Never>] = [:]
@@ -75,7 +78,10 @@ struct PoolCore<Resource: Sendable>: Sendable {
                 maximumSize: size
             )
             self.sizeEstimator = estimator
+            self.isSelfSizing = true
             self.machine.effectiveMaximum = estimator.limit
+        } else {
+            self.isSelfSizing = false
         }
         self.entries = Array(repeating: nil, count: size)
         self.sites = Array(repeating: AcquireSite(fileID: "", line: 0, function: ""), count: size)
@@ -148,14 +154,19 @@ struct PoolCore<Resource: Sendable>: Sendable {
         let nanoseconds = heldFor.clampedNanoseconds
         self.window.recordHold(nanoseconds: nanoseconds, now: now)
         effects.holdNanoseconds = nanoseconds
-        if self.sizeEstimator != nil {
+        if self.isSelfSizing {
             self.feedSizeEstimator(heldFor: heldFor, now: now, metrics: metrics, effects: &effects)
         }
     }
 
     /// Self-sizing: hands the release to the estimator and applies a new effective maximum to the state machine.
     @usableFromInline
-    mutating func feedSizeEstimator(heldFor: Duration, now: Duration, metrics: PoolMetrics, effects: inout PoolEffects<Resource>) {
+    mutating func feedSizeEstimator(
+        heldFor: Duration,
+        now: Duration,
+        metrics: PoolMetrics,
+        effects: inout PoolEffects<Resource>
+    ) {
         let waiting = self.machine.waiters.count
         guard let limit = self.sizeEstimator?.leaseReleased(heldFor: heldFor, waiting: waiting, now: now) else {
             return

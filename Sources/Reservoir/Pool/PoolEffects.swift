@@ -190,7 +190,7 @@ final class PublishedGauge: Sendable {
 extension ResourcePool {
     /// Carries out what a locked section collected. Call it after unlocking, in the task that held the lock.
     @inlinable
-    nonisolated func _apply(_ effects: consuming PoolEffects<Resource>) {
+    nonisolated func _apply(_ effects: borrowing PoolEffects<Resource>) {
         if !effects.others.isEmpty { self._applyOthers(effects.others) }
         if let nanoseconds = effects.waitNanoseconds {
             self.metrics.waitTime.recordNanoseconds(Int64(clamping: nanoseconds))

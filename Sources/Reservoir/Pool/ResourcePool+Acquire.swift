@@ -35,8 +35,10 @@ extension ResourcePool {
             effectiveDeadline = now + timeout
         }
         let deadline = effectiveDeadline
-        var effects = PoolEffects<Resource>()
-        let outcome = self.state.withLock { core -> LockedAcquire<Resource> in
+        // The effects value is created inside the closure and returned from it (moved, never captured), so that
+        // the specialised code neither boxes nor copies it.
+        let (outcome, effects) = self.state.withLock { core -> (LockedAcquire<Resource>, PoolEffects<Resource>) in
+            var effects = PoolEffects<Resource>()
             let outcome: LockedAcquire<Resource>
             switch core.leaseRequested(now: now, deadline: deadline, site: site, retry: retry, effects: &effects) {
             case .leased(let entry, let grant):
@@ -47,7 +49,7 @@ extension ResourcePool {
                 outcome = .reject(self._rejected(&core, reason, effects: &effects))
             }
             self._afterEvent(&core, now: now, effects: &effects)
-            return outcome
+            return (outcome, effects)
         }
         self._apply(effects)
         switch outcome {
@@ -71,8 +73,8 @@ extension ResourcePool {
         validateIdle: Bool
     ) -> [@Sendable () async -> Void]? {
         let now = self._now()
-        var effects = PoolEffects<Resource>()
-        let orphans = self.state.withLock { core -> [@Sendable () async -> Void]? in
+        let (orphans, effects) = self.state.withLock { core -> ([@Sendable () async -> Void]?, PoolEffects<Resource>) in
+            var effects = PoolEffects<Resource>()
             core.leaseReleased(
                 slot: slot,
                 now: now,
@@ -82,7 +84,7 @@ extension ResourcePool {
                 effects: &effects
             )
             self._afterEvent(&core, now: now, effects: &effects)
-            return core.orphanJobs.isEmpty ? nil : core.takeOrphanJobs()
+            return (core.orphanJobs.isEmpty ? nil : core.takeOrphanJobs(), effects)
         }
         self._apply(effects)
         return orphans
@@ -121,7 +123,11 @@ extension ResourcePool {
     ///
     /// - Parameter now: the time of the event, if the caller has it (saves a clock read).
     @inlinable
-    nonisolated func _afterEvent(_ core: inout PoolCore<Resource>, now: Duration? = nil, effects: inout PoolEffects<Resource>) {
+    nonisolated func _afterEvent(
+        _ core: inout PoolCore<Resource>,
+        now: Duration? = nil,
+        effects: inout PoolEffects<Resource>
+    ) {
         if core.hasPendingActions { self._performActions(&core, now: now, effects: &effects) }
         core.publishCounts(self.metrics, effects: &effects)
     }

@@ -10,7 +10,11 @@ extension ResourcePool {
     ///
     /// - Parameter now: the time of the event that produced the actions, if the caller has it (saves a clock read).
     @usableFromInline
-    nonisolated func _performActions(_ core: inout PoolCore<Resource>, now: Duration?, effects: inout PoolEffects<Resource>) {
+    nonisolated func _performActions(
+        _ core: inout PoolCore<Resource>,
+        now: Duration?,
+        effects: inout PoolEffects<Resource>
+    ) {
         var now = now
         while let action = core.machine.popAction() {
             self._perform(action, core: &core, now: &now, effects: &effects)
@@ -45,7 +49,13 @@ extension ResourcePool {
             )
             if let resume = box.claim(.success(acquired)) {
                 let waited = (now - box.enqueuedAt).clampedNanoseconds
-                core.leaseStarted(slot: grant.slot, site: box.site, waitedNanoseconds: waited, now: now, effects: &effects)
+                core.leaseStarted(
+                    slot: grant.slot,
+                    site: box.site,
+                    waitedNanoseconds: waited,
+                    now: now,
+                    effects: &effects
+                )
                 effects.resumes.append(resume)
             } else {
                 // Scenario: the waiter's task was cancelled after the state machine picked it but before this

@@ -182,7 +182,7 @@ struct StatisticsFigures: Sendable {
         self.waiting = core.machine.waiters.count
         self.oldestWaiterEnqueuedAt = core.machine.waiters.oldest?.enqueuedAt
         self.effectiveMaximum = core.machine.effectiveMaximum
-        self.selfSizing = core.sizeEstimator != nil
+        self.selfSizing = core.isSelfSizing
         self.circuitBreakerOpen = core.machine.creation.circuitBreakerOpen
         self.consecutiveCreationFailures = core.machine.creation.consecutiveFailures
         self.totals = core.totals

@@ -9,7 +9,10 @@ import Testing
 /// use the pool: these tests fail (a read of the statistics stays blocked) when a record is handled under the lock.
 @Suite("ResourcePool: side effects run after the lock")
 struct PoolEffectsTests {
-    @Test("a log handler that reads the pool's statistics while handling a record is never blocked", .timeLimit(.minutes(1)))
+    @Test(
+        "a log handler that reads the pool's statistics while handling a record is never blocked",
+        .timeLimit(.minutes(1))
+    )
     func logHandlerReadsStatistics() async throws {
         let probe = StatisticsProbe()
         let harness = try ProbedPool(probe: probe, metricsFactory: RecordingMetricsFactory())
@@ -24,7 +27,10 @@ struct PoolEffectsTests {
         #expect(results.completed.contains("shutdown completed"))
     }
 
-    @Test("a metrics backend that reads the pool's statistics while recording a value is never blocked", .timeLimit(.minutes(1)))
+    @Test(
+        "a metrics backend that reads the pool's statistics while recording a value is never blocked",
+        .timeLimit(.minutes(1))
+    )
     func metricsBackendReadsStatistics() async throws {
         let probe = StatisticsProbe()
         let harness = try ProbedPool(probe: probe, metricsFactory: ProbingMetricsFactory(probe: probe))
