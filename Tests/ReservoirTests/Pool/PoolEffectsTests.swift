@@ -15,14 +15,10 @@ struct PoolEffectsTests {
     )
     func logHandlerReadsStatistics() async throws {
         let probe = StatisticsProbe()
-        let harness = try ProbedPool(probe: probe, metricsFactory: RecordingMetricsFactory())
-        try await harness.pool.waitForStatistics { $0.idle == 1 }
-        let lease = try await harness.pool.lease()
-        // A discarded resource is closed: "closing resource" is logged while the release is being handled.
-        await lease.release(discarding: true)
-        try await harness.shutdown()
-        let results = probe.results
+        let logs = LogRecorder { probe.readStatistics(handling: $0) }
+        let results = try await probe.leaseDiscardAndShutDown(logger: logs.logger, metrics: RecordingMetricsFactory())
         #expect(results.blocked == [])
+        // A discarded resource is closed: "closing resource" is logged while the release is being handled.
         #expect(results.completed.contains("closing resource"))
         #expect(results.completed.contains("shutdown completed"))
     }
@@ -33,12 +29,10 @@ struct PoolEffectsTests {
     )
     func metricsBackendReadsStatistics() async throws {
         let probe = StatisticsProbe()
-        let harness = try ProbedPool(probe: probe, metricsFactory: ProbingMetricsFactory(probe: probe))
-        try await harness.pool.waitForStatistics { $0.idle == 1 }
-        let lease = try await harness.pool.lease()
-        await lease.release(discarding: true)
-        try await harness.shutdown()
-        let results = probe.results
+        let results = try await probe.leaseDiscardAndShutDown(
+            logger: Logger(label: "quiet") { _ in SwiftLogNoOpLogHandler() },
+            metrics: ProbingMetricsFactory(probe: probe)
+        )
         #expect(results.blocked == [])
         // Values recorded by an acquire, a release and a close: each was handled while the pool could be read.
         #expect(results.completed.contains("db.client.connection.wait_time"))
@@ -129,36 +123,6 @@ private final class InterleavingGaugeFactory: MetricsFactory, Sendable {
     func destroyTimer(_ handler: any TimerHandler) {}
 }
 
-/// A pool of one resource on a manual clock whose logger and metrics report to a ``StatisticsProbe``.
-private struct ProbedPool {
-    let pool: ResourcePool<MockResource, ManualClock>
-    let runTask: Task<Void, any Error>
-
-    init(probe: StatisticsProbe, metricsFactory: any MetricsFactory) throws {
-        var configuration = ResourcePoolConfiguration(name: "probed")
-        configuration.minimumSize = 1
-        configuration.maximumSize = 1
-        configuration.idleTimeout = nil
-        configuration.maximumLifetime = nil
-        configuration.acquireTimeout = nil
-        let pool = try ResourcePool(
-            configuration: configuration,
-            factory: MockResourceFactory().factory,
-            clock: ManualClock(),
-            logger: Logger(label: "probed") { _ in ProbingLogHandler(probe: probe) },
-            metricsFactory: metricsFactory
-        )
-        probe.attach(pool)
-        self.pool = pool
-        self.runTask = Task { try await pool.run() }
-    }
-
-    func shutdown() async throws {
-        self.pool.triggerGracefulShutdown()
-        try await self.runTask.value
-    }
-}
-
 /// Reads a pool's statistics on another thread and waits for the read to finish, as code called from a log handler
 /// or a metrics backend might (a handler that forwards to a thread which takes the pool's figures). Had the pool
 /// called the handler with its lock held, the read could not finish until the handler returned: the probe gives up
@@ -176,8 +140,27 @@ private final class StatisticsProbe: Sendable {
 
     var results: Results { self.recorded.value }
 
-    func attach(_ pool: ResourcePool<MockResource, ManualClock>) {
+    /// Runs a pool of one resource on a manual clock with `logger` and `metrics`, leases its resource, discards it
+    /// (so that it is closed), shuts the pool down, and returns what the probe saw.
+    func leaseDiscardAndShutDown(logger: Logger, metrics: any MetricsFactory) async throws -> Results {
+        var configuration = ResourcePoolConfiguration(name: "probed")
+        configuration.minimumSize = 1
+        configuration.maximumSize = 1
+        let pool = try ResourcePool(
+            configuration: configuration,
+            factory: MockResourceFactory().factory,
+            clock: ManualClock(),
+            logger: logger,
+            metricsFactory: metrics
+        )
         self.pool.mutate { $0 = pool }
+        let run = Task { try await pool.run() }
+        try await pool.waitForStatistics { $0.idle == 1 }
+        let lease = try await pool.lease()
+        await lease.release(discarding: true)
+        pool.triggerGracefulShutdown()
+        try await run.value
+        return self.results
     }
 
     /// Reads the statistics on a Dispatch thread (not the cooperative pool) and waits for it.
@@ -195,22 +178,6 @@ private final class StatisticsProbe: Sendable {
         } else {
             self.recorded.mutate { $0.blocked.append(record) }
         }
-    }
-}
-
-/// A log handler that reads the pool's statistics for every record.
-private struct ProbingLogHandler: LogHandler {
-    let probe: StatisticsProbe
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { self.metadata[key] }
-        set { self.metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        self.probe.readStatistics(handling: "\(event.message)")
     }
 }
 
