@@ -93,7 +93,7 @@ struct PoolCore<Resource: Sendable>: Sendable {
     enum AcquireOutcome {
         case leased(PooledResource<Resource>, PoolStateMachine.Grant)
         case wait(PoolStateMachine.WaiterID)
-        case reject(PoolStateMachine.RejectionReason)
+        case reject(PoolStateMachine.AcquireFailure)
     }
 
     /// The fast part of an acquire: ask the state machine, and on an immediate lease start it with a zero wait.

@@ -46,7 +46,7 @@ extension ResourcePool {
             case .wait(let id):
                 outcome = .wait(self._enqueue(&core, id: id, site: site, now: now, deadline: deadline))
             case .reject(let reason):
-                outcome = .reject(self._rejected(&core, reason, effects: &effects))
+                outcome = .reject(self._rejected(&core, reason, now: now, effects: &effects))
             }
             self._afterEvent(&core, now: now, effects: &effects)
             return (outcome, effects)
@@ -285,15 +285,28 @@ extension ResourcePool {
         }
     }
 
+    /// Counts a request turned away at once, and returns its error.
     @usableFromInline
     nonisolated func _rejected(
         _ core: inout PoolCore<Resource>,
-        _ reason: PoolStateMachine.RejectionReason,
+        _ reason: PoolStateMachine.AcquireFailure,
+        now: Duration,
         effects: inout PoolEffects<Resource>
     ) -> ResourcePoolError {
         core.totals.rejections += 1
         effects.increment(self.metrics.rejections[reason])
-        switch reason {
+        return self._error(for: reason, core, waited: .zero, now: now)
+    }
+
+    /// The error of an acquire that ends without a lease, turned away at once or failed after waiting `waited`: the
+    /// one place each error is worded.
+    nonisolated func _error(
+        for failure: PoolStateMachine.AcquireFailure,
+        _ core: borrowing PoolCore<Resource>,
+        waited: Duration,
+        now: Duration
+    ) -> ResourcePoolError {
+        switch failure {
         case .tooManyWaiters:
             return ResourcePoolError(
                 .tooManyWaiters,
@@ -301,25 +314,21 @@ extension ResourcePool {
                     + "(maximumWaiters); the request was shed, retry later. \(self._figures(core))"
             )
         case .circuitBreakerOpen:
-            return self._circuitBreakerError(core)
+            return ResourcePoolError(
+                .circuitBreakerOpen,
+                message: "the pool '\(self.configuration.name)' cannot create resources "
+                    + "(\(core.machine.creation.consecutiveFailures) consecutive failures) and has none open; "
+                    + "check the underlying error and the resource's availability",
+                underlying: core.lastCreationError
+            )
         case .shuttingDown:
-            return self._shutDownError()
+            return ResourcePoolError(
+                .shutDown,
+                message: "the pool '\(self.configuration.name)' is shutting down or shut down"
+            )
+        case .timedOut:
+            return self._timeoutError(core, waited: waited, now: now)
         }
-    }
-
-    /// The error of an acquire that a shutting-down pool turns away or fails.
-    nonisolated func _shutDownError() -> ResourcePoolError {
-        ResourcePoolError(.shutDown, message: "the pool '\(self.configuration.name)' is shutting down or shut down")
-    }
-
-    nonisolated func _circuitBreakerError(_ core: borrowing PoolCore<Resource>) -> ResourcePoolError {
-        ResourcePoolError(
-            .circuitBreakerOpen,
-            message: "the pool '\(self.configuration.name)' cannot create resources "
-                + "(\(core.machine.creation.consecutiveFailures) consecutive failures) and has none open; "
-                + "check the underlying error and the resource's availability",
-            underlying: core.lastCreationError
-        )
     }
 
     /// The pool's figures, for error messages: they tell a leak (everything leased for long) from an undersized pool.

@@ -69,15 +69,7 @@ extension ResourcePool {
             }
             let now = currentTime()
             let waited = now - box.enqueuedAt
-            let error: ResourcePoolError
-            switch failure {
-            case .timedOut:
-                error = self._timeoutError(core, waited: waited, now: now)
-            case .circuitBreakerOpen:
-                error = self._circuitBreakerError(core)
-            case .shuttingDown:
-                error = self._shutDownError()
-            }
+            let error = self._error(for: failure, core, waited: waited, now: now)
             if let resume = box.claim(.failure(error)) {
                 effects.resumes.append(resume)
                 switch failure {
@@ -86,7 +78,7 @@ extension ResourcePool {
                     core.window.recordTimeout(now: now)
                     effects.increment(self.metrics.timeouts)
                     effects.log(.acquireTimedOut(site: box.site, waited: waited))
-                case .circuitBreakerOpen, .shuttingDown:
+                case .circuitBreakerOpen, .shuttingDown, .tooManyWaiters:
                     break
                 }
                 core.waitEnded(waited: waited, now: now, effects: &effects)

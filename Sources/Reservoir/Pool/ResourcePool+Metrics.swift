@@ -67,7 +67,7 @@ final class PoolMetrics: Sendable {
     let cancellations: Counter
     let circuitBreakerOpen: PublishedGauge
     let evictions: [PoolStateMachine.EvictionReason: Counter]
-    let rejections: [PoolStateMachine.RejectionReason: Counter]
+    let rejections: [PoolStateMachine.AcquireFailure: Counter]
     let hookFailures: [Hook: Counter]
     let maximum: Gauge
     let idleMaximum: Gauge
@@ -112,8 +112,8 @@ final class PoolMetrics: Sendable {
             evictions[reason] = counter(Name.evictions, [(Dimension.reason, reason.rawValue)])
         }
         self.evictions = evictions
-        var rejections: [PoolStateMachine.RejectionReason: Counter] = [:]
-        for reason in PoolStateMachine.RejectionReason.allCases {
+        var rejections: [PoolStateMachine.AcquireFailure: Counter] = [:]
+        for reason in PoolStateMachine.AcquireFailure.rejectionReasons {
             rejections[reason] = counter(Name.rejections, [(Dimension.reason, reason.rawValue)])
         }
         self.rejections = rejections
