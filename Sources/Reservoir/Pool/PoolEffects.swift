@@ -12,7 +12,7 @@ import Synchronization
 ///
 /// An uncontended acquire or release fills in only the inline fields (one wait or hold time, which count gauges
 /// changed, at most one resume) and allocates nothing; everything rarer goes to ``others``, in order, which
-/// allocates only when something is there.
+/// exists only when something is there (`nil` costs no reference counting, unlike an empty array).
 @usableFromInline
 struct PoolEffects<Resource: Sendable>: Sendable {
     /// The waiters served, resumed last (after the metrics and logs that their lease caused).
@@ -24,8 +24,8 @@ struct PoolEffects<Resource: Sendable>: Sendable {
     @usableFromInline var holdNanoseconds: UInt64?
     /// The gauges whose published value changed (see ``PublishedGauge``).
     @usableFromInline var changedGauges = PoolMetrics.Gauges()
-    /// Everything rarer, in the order it happened.
-    @usableFromInline var others: [PoolEffect] = []
+    /// Everything rarer, in the order it happened; `nil` when there is none.
+    @usableFromInline var others: [PoolEffect]? = nil
 
     @inlinable
     init() {}
@@ -33,26 +33,36 @@ struct PoolEffects<Resource: Sendable>: Sendable {
     /// Records a wait that ended, with or without a lease.
     @inlinable
     mutating func recordWait(nanoseconds: UInt64) {
-        if self.waitNanoseconds == nil {
+        if case .none = self.waitNanoseconds {
             self.waitNanoseconds = nanoseconds
         } else {
-            self.others.append(.waitTime(nanoseconds: nanoseconds))
+            self.append(.waitTime(nanoseconds: nanoseconds))
         }
     }
 
     /// Writes a log record after unlocking.
     mutating func log(_ record: PoolLogRecord) {
-        self.others.append(.log(record))
+        self.append(.log(record))
     }
 
     /// Increments a counter after unlocking.
     mutating func increment(_ counter: Counter?) {
-        if let counter { self.others.append(.increment(counter)) }
+        if let counter { self.append(.increment(counter)) }
     }
 
     /// Queues an item for `run()` after unlocking.
     mutating func submit(_ item: JobQueue.Item) {
-        self.others.append(.submit(item))
+        self.append(.submit(item))
+    }
+
+    /// Keeps a rare effect, after those already kept.
+    @usableFromInline
+    mutating func append(_ effect: PoolEffect) {
+        if case .none = self.others {
+            self.others = [effect]
+        } else {
+            self.others!.append(effect)
+        }
     }
 }
 
@@ -191,7 +201,7 @@ extension ResourcePool {
     /// Carries out what a locked section collected. Call it after unlocking, in the task that held the lock.
     @inlinable
     nonisolated func _apply(_ effects: borrowing PoolEffects<Resource>) {
-        if !effects.others.isEmpty { self._applyOthers(effects.others) }
+        if let others = effects.others { self._applyOthers(others) }
         if let nanoseconds = effects.waitNanoseconds {
             self.metrics.waitTime.recordNanoseconds(Int64(clamping: nanoseconds))
         }

@@ -130,17 +130,29 @@ struct PendingResume<Resource: Sendable>: Sendable {
 @usableFromInline
 struct PendingResumes<Resource: Sendable>: Sendable {
     @usableFromInline var first: PendingResume<Resource>?
-    @usableFromInline var more: [PendingResume<Resource>] = []
+    /// `nil` until a second resume comes (an empty array would still cost reference counting).
+    @usableFromInline var more: [PendingResume<Resource>]? = nil
 
     @inlinable
     init() {}
 
     @inlinable
     mutating func append(_ resume: PendingResume<Resource>) {
-        if self.first == nil {
+        // A pattern, not `== nil`, which would copy (and retain) the first resume to compare it.
+        if case .none = self.first {
             self.first = resume
         } else {
-            self.more.append(resume)
+            self.appendMore(resume)
+        }
+    }
+
+    /// Keeps a second or later resume.
+    @usableFromInline
+    mutating func appendMore(_ resume: PendingResume<Resource>) {
+        if case .none = self.more {
+            self.more = [resume]
+        } else {
+            self.more!.append(resume)
         }
     }
 
@@ -149,7 +161,8 @@ struct PendingResumes<Resource: Sendable>: Sendable {
     func resumeAll() {
         guard let first = self.first else { return }
         first.resume()
-        for resume in self.more { resume.resume() }
+        guard let more = self.more else { return }
+        for resume in more { resume.resume() }
     }
 }
 
