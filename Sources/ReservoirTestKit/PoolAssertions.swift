@@ -46,11 +46,11 @@ extension ResourcePool {
         maximumYields: Int = 100_000,
         until condition: @Sendable (ResourcePoolStatistics) -> Bool
     ) async throws -> ResourcePoolStatistics {
-        var last = await self.stats()
+        var last = self.stats()
         for _ in 0..<maximumYields {
             if condition(last) { return last }
             await Task.yield()
-            last = await self.stats()
+            last = self.stats()
         }
         throw ConditionNotReachedError(lastStatistics: last)
     }

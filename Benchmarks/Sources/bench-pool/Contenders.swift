@@ -1,3 +1,7 @@
+#if canImport(Reservoir)
+import Reservoir
+#endif
+
 /// The pools compared in every scenario, in the order of the first round (later rounds rotate it).
 enum ContenderKind: CaseIterable, Sendable {
     case floor
@@ -7,6 +11,9 @@ enum ContenderKind: CaseIterable, Sendable {
     case reservoir
     case reservoirAllFeatures
     case reservoirAllFeaturesLease
+    /// The all-features pool of `reservoirAllFeatures` while another task reads its statistics every millisecond;
+    /// it runs only in scenarios with `readsStatistics`, where it is compared with `reservoirAllFeatures`.
+    case reservoirAllFeaturesStatistics
     #endif
 
     /// The name used in the `name=value` lines.
@@ -19,6 +26,7 @@ enum ContenderKind: CaseIterable, Sendable {
         case .reservoir: "reservoir"
         case .reservoirAllFeatures: "reservoir_all"
         case .reservoirAllFeaturesLease: "reservoir_all_lease"
+        case .reservoirAllFeaturesStatistics: "reservoir_all_stats"
         #endif
         }
     }
@@ -33,8 +41,23 @@ enum ContenderKind: CaseIterable, Sendable {
         case .reservoir: "reservoir (defaults)"
         case .reservoirAllFeatures: "reservoir (all features)"
         case .reservoirAllFeaturesLease: "reservoir (all, lease())"
+        case .reservoirAllFeaturesStatistics: "reservoir (all, stats/ms)"
         #endif
         }
+    }
+
+    /// Whether this pool runs in `scenario`: a scenario that reads statistics compares our all-features pool with
+    /// and without the reader; the others compare every pool but that one.
+    func runs(in scenario: Scenario) -> Bool {
+        #if canImport(Reservoir)
+        switch self {
+        case .reservoirAllFeatures: return true
+        case .reservoirAllFeaturesStatistics: return scenario.readsStatistics
+        case .floor, .lockFloor, .postgresNIO, .reservoir, .reservoirAllFeaturesLease: return !scenario.readsStatistics
+        }
+        #else
+        return !scenario.readsStatistics
+        #endif
     }
 }
 
@@ -89,6 +112,10 @@ struct Contenders: Sendable {
             try await bench_pool.runRound(self.reservoirAllFeatures, scenario, cycles: cycles, waits: waits)
         case .reservoirAllFeaturesLease:
             try await bench_pool.runRound(self.reservoirAllFeaturesLease, scenario, cycles: cycles, waits: waits)
+        case .reservoirAllFeaturesStatistics:
+            try await self.whileReadingStatistics {
+                try await bench_pool.runRound(self.reservoirAllFeatures, scenario, cycles: cycles, waits: waits)
+            }
         #endif
         }
     }
@@ -119,9 +146,46 @@ struct Contenders: Sendable {
                 cycles: cycles,
                 waits: waits
             )
+        case .reservoirAllFeaturesStatistics:
+            try await self.whileReadingStatistics {
+                try await bench_pool.measureAllocations(
+                    self.reservoirAllFeatures,
+                    scenario,
+                    cycles: cycles,
+                    waits: waits
+                )
+            }
         #endif
         }
     }
+
+    #if canImport(Reservoir)
+    /// Runs `body` while another task reads the all-features pool's statistics every millisecond, and counts the
+    /// reads in `statisticsReads`.
+    func whileReadingStatistics<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        let pool = self.reservoirAllFeatures.pool
+        let reader = Task {
+            var reads = 0
+            while !Task.isCancelled {
+                keepAlive(pool.stats())
+                reads += 1
+                try? await Task.sleep(for: .milliseconds(1))
+            }
+            return reads
+        }
+        let value: T
+        do {
+            value = try await body()
+        } catch {
+            reader.cancel()
+            statisticsReads.add(await reader.value)
+            throw error
+        }
+        reader.cancel()
+        statisticsReads.add(await reader.value)
+        return value
+    }
+    #endif
 
     func shutdown() async {
         await self.floor.shutdown()

@@ -33,6 +33,9 @@ struct Scenario: Sendable {
     /// resource back without suspending lets a couple of tasks monopolise it and the throughput means nothing.
     var holdAcrossYield: Bool
     var cyclesPerRound: Int
+    /// Whether another task reads the pool's statistics every millisecond (see
+    /// `ContenderKind.reservoirAllFeaturesStatistics`).
+    var readsStatistics = false
 
     /// In the uncontended case one wait in 16 is timed, to keep the two clock reads out of a cycle that costs only
     /// about a microsecond; under contention every wait is timed (a cycle costs several microseconds there).
@@ -40,8 +43,23 @@ struct Scenario: Sendable {
 
     var summary: String {
         let hold = self.holdAcrossYield ? "each holds its resource across a Task.yield()" : "no hold"
-        return "\(self.tasks) task\(self.tasks == 1 ? "" : "s") over \(self.resources) resources, \(hold)"
+        let reader = self.readsStatistics ? "; with and without a task reading the statistics every ms" : ""
+        return "\(self.tasks) task\(self.tasks == 1 ? "" : "s") over \(self.resources) resources, \(hold)\(reader)"
     }
+}
+
+/// How many statistics reads the reader tasks of the statistics scenarios made, in total.
+let statisticsReads = ReadCounter()
+
+/// A shared count.
+final class ReadCounter: Sendable {
+    private let count = Atomic<Int>(0)
+
+    func add(_ amount: Int) {
+        self.count.add(amount, ordering: .relaxed)
+    }
+
+    var value: Int { self.count.load(ordering: .relaxed) }
 }
 
 /// Hands out cycle numbers; a task stops when its number reaches the round's total, so a round always runs exactly

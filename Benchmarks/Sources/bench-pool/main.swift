@@ -9,7 +9,9 @@ let usage = """
                          in an order that rotates from round to round
       --scale X          multiply the cycles per round by X (default 1)
       --quick            3 rounds at a fifth of the cycles: a smoke run while developing
-      --scenario NAME    run only this scenario (repeatable): uncontended, c64_r8, c1000_r8
+      --scenario NAME    run only this scenario (repeatable): uncontended, c64_r8, c1000_r8, c64_r8_stats
+                         (c64_r8_stats: c64_r8 on reservoir_all with and without a task reading the pool's
+                         statistics every millisecond, interleaved; its ratio line compares the two)
       --only POOL        run only this pool (repeatable; for profilers): \(ContenderKind.allCases.map(\.key)
                              .joined(separator: ", ")); ratio lines need reservoir_all and postgres_nio
       --no-allocations   skip the allocation-counting pass
@@ -141,6 +143,14 @@ let allScenarios = [
     Scenario(name: "uncontended", tasks: 1, resources: 8, holdAcrossYield: false, cyclesPerRound: 100_000),
     Scenario(name: "c64_r8", tasks: 64, resources: 8, holdAcrossYield: true, cyclesPerRound: 50_000),
     Scenario(name: "c1000_r8", tasks: 1000, resources: 8, holdAcrossYield: true, cyclesPerRound: 50_000),
+    Scenario(
+        name: "c64_r8_stats",
+        tasks: 64,
+        resources: 8,
+        holdAcrossYield: true,
+        cyclesPerRound: 50_000,
+        readsStatistics: true
+    ),
 ]
 for name in options.scenarios where !allScenarios.contains(where: { $0.name == name }) {
     fail("unknown scenario '\(name)'")
@@ -169,22 +179,24 @@ var harnessAllocations: [String: Double] = [:]
 var checksum = 0
 
 for scenario in scenarios {
+    let scenarioKinds = kinds.filter { $0.runs(in: scenario) }
+    guard !scenarioKinds.isEmpty else { continue }
     print("")
     print("== \(scenario.name): \(scenario.summary); \(grouped(Double(scenario.cyclesPerRound))) cycles per round")
     let contenders = try Contenders.start(resources: scenario.resources)
     let waits = WaitBuffer(capacity: scenario.cyclesPerRound)
     defer { waits.deallocate() }
 
-    var summaries = Dictionary(uniqueKeysWithValues: kinds.map { ($0, ContenderSummary(kind: $0)) })
+    var summaries = Dictionary(uniqueKeysWithValues: scenarioKinds.map { ($0, ContenderSummary(kind: $0)) })
 
-    for kind in kinds {
+    for kind in scenarioKinds {
         let warmUp = try await contenders.runRound(kind, scenario, cycles: scenario.cyclesPerRound / 4, waits: waits)
         checksum &+= warmUp.checksum
     }
     for round in 0..<options.rounds {
         progress("  \(scenario.name): round \(round + 1) of \(options.rounds)")
-        for position in 0..<kinds.count {
-            let kind = kinds[(position + round) % kinds.count]
+        for position in 0..<scenarioKinds.count {
+            let kind = scenarioKinds[(position + round) % scenarioKinds.count]
             let measurement = try await contenders.runRound(kind, scenario, cycles: scenario.cyclesPerRound, waits: waits)
             checksum &+= measurement.checksum
             summaries[kind]!.rounds.append(measurement)
@@ -194,7 +206,7 @@ for scenario in scenarios {
         let allocationCycles = min(scenario.cyclesPerRound, 20_000)
         let harness = try await measureAllocations(NullPool(), scenario, cycles: allocationCycles, waits: waits)
         harnessAllocations[scenario.name] = harness
-        for kind in kinds {
+        for kind in scenarioKinds {
             let total = try await contenders.measureAllocations(kind, scenario, cycles: allocationCycles, waits: waits)
             summaries[kind]!.allocationsPerCycle = max(0, total - harness)
         }
@@ -209,7 +221,7 @@ for scenario in scenarios {
     }
     header += padded("allocs", 8)
     print(header)
-    for kind in kinds {
+    for kind in scenarioKinds {
         let summary = summaries[kind]!
         var line = padded(kind.title, 26, right: false)
             + padded(grouped(summary.medianThroughput), 11)
@@ -228,9 +240,9 @@ for scenario in scenarios {
         print(line)
     }
     if contended {
-        let implied = summaries[kinds[0]]!.rounds.map { $0.impliedWaitNanoseconds(scenario) }
+        let implied = summaries[scenarioKinds[0]]!.rounds.map { $0.impliedWaitNanoseconds(scenario) }
         print("  p99/FIFO: p99 wait over the wait that strict FIFO implies, (tasks − resources) / throughput")
-        print("  (\(micros(median(implied)))µs for \(kinds[0].title)); FIFO-fair when ≤ 1.5×.")
+        print("  (\(micros(median(implied)))µs for \(scenarioKinds[0].title)); FIFO-fair when ≤ 1.5×.")
         print("  tasks: fewest tasks that got a lease in a round; per task: fewest–most cycles of one task in a round.")
     }
     if let harness = harnessAllocations[scenario.name] {
@@ -254,9 +266,9 @@ for line in benchMetricsFactory.summary() {
 
 print("")
 for scenario in scenarios {
-    let summaries = results[scenario.name]!
+    guard let summaries = results[scenario.name] else { continue }
     for kind in kinds {
-        let summary = summaries[kind]!
+        guard let summary = summaries[kind] else { continue }
         let prefix = "pool.\(scenario.name).\(kind.key)"
         print("\(prefix).cycles_per_second=\(Int(summary.medianThroughput.rounded()))")
         print("\(prefix).spread_percent=\(fixed(summary.spreadPercent, 1))")
@@ -293,12 +305,23 @@ for scenario in scenarios {
         if scenario.tasks > scenario.resources {
             print("pool.\(scenario.name).fifo_fair=\(mine.medianP99OverImplied(scenario) <= 1.5)")
         }
+        // The same pool with and without the statistics reader, in the same rounds: the ratio of each round, then
+        // their median and spread (half the range, relative to the median).
+        if scenario.readsStatistics, let reading = summaries[.reservoirAllFeaturesStatistics] {
+            let ratios = zip(reading.rounds, mine.rounds).map { $0.cyclesPerSecond / $1.cyclesPerSecond }
+            let ratio = median(ratios)
+            let spread = ratio == 0 ? 0 : ((ratios.max() ?? 0) - (ratios.min() ?? 0)) / 2 / ratio * 100
+            let baseline = scenario.name.replacingOccurrences(of: "_stats", with: "")
+            print("pool.\(scenario.name).ratio_vs_\(baseline)=\(fixed(ratio, 2))")
+            print("pool.\(scenario.name).ratio_spread_percent=\(fixed(spread, 1))")
+            print("pool.\(scenario.name).statistics_reads=\(statisticsReads.value)")
+        }
     }
     #endif
 }
 #if canImport(Reservoir)
 for scenario in scenarios {
-    let summaries = results[scenario.name]!
+    guard let summaries = results[scenario.name] else { continue }
     if let mine = summaries[ours], let theirs = summaries[.postgresNIO] {
         print("pool.\(scenario.name).ratio_vs_postgres_nio=\(fixed(mine.medianThroughput / theirs.medianThroughput, 2))")
     }

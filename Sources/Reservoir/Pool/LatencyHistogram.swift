@@ -145,33 +145,24 @@ struct StatisticsWindow: Sendable {
         self.current.reset(start: now)
     }
 
+    /// A lease was granted after `nanoseconds` of waiting (zero when served at once).
     @inlinable
-    mutating func recordImmediateAcquire(now: Duration) {
+    mutating func recordGrantedWait(nanoseconds: UInt64, now: Duration) {
         self.rotateIfNeeded(now: now)
-        self.current.wait.record(0)
-        self.current.granted &+= 1
-    }
-
-    /// A waiter got a lease after waiting.
-    mutating func recordGrantedWait(_ wait: Duration, now: Duration) {
-        self.recordWait(wait, now: now)
+        self.current.wait.record(nanoseconds)
         self.current.granted &+= 1
     }
 
     /// A waiter left without a lease (timed out, cancelled, shut down).
-    mutating func recordWait(_ wait: Duration, now: Duration) {
+    mutating func recordWait(nanoseconds: UInt64, now: Duration) {
         self.rotateIfNeeded(now: now)
-        self.current.wait.record(wait.clampedNanoseconds)
+        self.current.wait.record(nanoseconds)
     }
 
     @inlinable
     mutating func recordHold(nanoseconds: UInt64, now: Duration) {
         self.rotateIfNeeded(now: now)
         self.current.hold.record(nanoseconds)
-    }
-
-    mutating func recordHold(_ hold: Duration, now: Duration) {
-        self.recordHold(nanoseconds: hold.clampedNanoseconds, now: now)
     }
 
     mutating func recordTimeout(now: Duration) {

@@ -3,10 +3,10 @@ import DequeModule
 
 /// The pool's mutable state: the state machine plus the shell's per-slot tables, waiters, statistics and run phase.
 ///
-/// The pool keeps exactly one `PoolCore` behind a `Mutex`. Acquire and release lock it, ask the state machine, carry
-/// out its actions and unlock, in the calling task: no actor hop on either path. What must not happen under the
-/// lock (resuming a waiter's continuation) is collected in ``PendingResumes`` and done after unlocking. Background
-/// work (creations, closes, hooks, timers) is only queued under the lock; `run()` executes it.
+/// The pool keeps exactly one `PoolCore` behind a `Mutex`. Acquire and release lock it, ask the state machine,
+/// translate its actions into state changes and a ``PoolEffects`` value, and unlock, in the calling task: no actor
+/// hop on either path. Every side effect (resuming a waiter, recording a metric, writing a log record, queueing
+/// background work for `run()`) is in the effects value and happens after unlocking.
 @usableFromInline
 struct PoolCore<Resource: Sendable>: Sendable {
     @usableFromInline var machine: PoolStateMachine
@@ -16,19 +16,24 @@ struct PoolCore<Resource: Sendable>: Sendable {
     @usableFromInline var sites: [AcquireSite]
     @usableFromInline var window: StatisticsWindow
     @usableFromInline var totals = ResourcePoolStatistics.Totals()
-    @usableFromInline var recorded = RecordedCounts()
     /// The hand-off box of each queued waiter.
-    @usableFromInline var waiterBoxes: [PoolStateMachine.WaiterID: WaiterBox] = [:]
+    @usableFromInline var waiterBoxes: [PoolStateMachine.WaiterID: WaiterBox<Resource>] = [:]
     /// Background work produced after `run()` ended; the task that caused it runs it.
     @usableFromInline var orphanJobs: [@Sendable () async -> Void] = []
     @usableFromInline var runPhase: RunPhase = .notStarted
     var lastCreationError: (any Error)?
+    /// `lastCreationError` described, when it was stored: describing an error may run user code, which never runs
+    /// under the lock, so error messages built under it use this text.
+    var lastCreationErrorDescription: String?
     /// When each creation in flight started, by slot: a timeout error tells a creation that hangs from a small pool.
     var creationStartedAt: [Int: Duration] = [:]
     var nextResourceID = 1
     @usableFromInline var warnedNotRunning = false
     /// Self-sizing's estimator; `nil` when the option is off (then releases skip it with one check).
     @usableFromInline var sizeEstimator: PoolSizeEstimator?
+    /// Whether `sizeEstimator` is set: releases test this flag, which (unlike comparing the optional with `nil`)
+    /// copies nothing.
+    @usableFromInline let isSelfSizing: Bool
     /// The watch tasks of waiters that queued before `run()` started, which `run()` cancels when it starts (see
     /// `ResourcePool._awaitGrantBeforeRun`).
     var preRunWatches: [PoolStateMachine.WaiterID: Task<Void, Never>] = [:]
@@ -48,11 +53,11 @@ struct PoolCore<Resource: Sendable>: Sendable {
         }
     }
 
-    /// The leak reports by site, most reports first.
-    var leaksBySite: [ResourcePoolStatistics.LeakSite] {
-        self.leakSites.values.sorted {
-            ($0.dropped + $0.heldTooLong, $1.site) > ($1.dropped + $1.heldTooLong, $0.site)
-        }
+    /// Takes the background work left for the caller's task because `run()` has ended.
+    @usableFromInline
+    mutating func takeOrphanJobs() -> [@Sendable () async -> Void] {
+        defer { self.orphanJobs = [] }
+        return self.orphanJobs
     }
 
     @usableFromInline
@@ -73,7 +78,10 @@ struct PoolCore<Resource: Sendable>: Sendable {
                 maximumSize: size
             )
             self.sizeEstimator = estimator
+            self.isSelfSizing = true
             self.machine.effectiveMaximum = estimator.limit
+        } else {
+            self.isSelfSizing = false
         }
         self.entries = Array(repeating: nil, count: size)
         self.sites = Array(repeating: AcquireSite(fileID: "", line: 0, function: ""), count: size)
@@ -85,32 +93,50 @@ struct PoolCore<Resource: Sendable>: Sendable {
     enum AcquireOutcome {
         case leased(PooledResource<Resource>, PoolStateMachine.Grant)
         case wait(PoolStateMachine.WaiterID)
-        case reject(PoolStateMachine.RejectionReason)
+        case reject(PoolStateMachine.AcquireFailure)
     }
 
-    /// The fast part of an acquire: ask the state machine, and on an immediate lease record the site, the counts and
-    /// a zero wait.
+    /// The fast part of an acquire: ask the state machine, and on an immediate lease start it with a zero wait.
     @inlinable
     mutating func leaseRequested(
         now: Duration,
         deadline: Duration?,
         site: AcquireSite,
         retry: Bool,
-        metrics: PoolMetrics
+        effects: inout PoolEffects<Resource>
     ) -> AcquireOutcome {
         switch self.machine.leaseRequested(now: now, deadline: deadline, retry: retry) {
         case .leased(let grant):
-            self.sites[grant.slot] = site
-            self.totals.acquisitions &+= 1
-            self.window.recordImmediateAcquire(now: now)
-            metrics.waitTime.recordNanoseconds(0)
-            self.recordCounts(metrics)
+            self.leaseStarted(slot: grant.slot, site: site, waitedNanoseconds: 0, now: now, effects: &effects)
             return .leased(self.entries[grant.slot].unsafelyUnwrapped, grant)
         case .wait(let id):
             return .wait(id)
         case .reject(let reason):
             return .reject(reason)
         }
+    }
+
+    /// A lease started, at once or after a wait: the one place that records its site, counts it and records its
+    /// wait.
+    @inlinable
+    mutating func leaseStarted(
+        slot: Int,
+        site: AcquireSite,
+        waitedNanoseconds: UInt64,
+        now: Duration,
+        effects: inout PoolEffects<Resource>
+    ) {
+        self.sites[slot] = site
+        self.totals.acquisitions &+= 1
+        self.window.recordGrantedWait(nanoseconds: waitedNanoseconds, now: now)
+        effects.recordWait(nanoseconds: waitedNanoseconds)
+    }
+
+    /// A wait ended without a lease (timed out, cancelled, failed): the one place that records such a wait.
+    mutating func waitEnded(waited: Duration, now: Duration, effects: inout PoolEffects<Resource>) {
+        let nanoseconds = waited.clampedNanoseconds
+        self.window.recordWait(nanoseconds: nanoseconds, now: now)
+        effects.recordWait(nanoseconds: nanoseconds)
     }
 
     /// The fast part of a release.
@@ -120,28 +146,33 @@ struct PoolCore<Resource: Sendable>: Sendable {
         now: Duration,
         discardReason: PoolStateMachine.EvictionReason?,
         validateIdle: Bool,
-        metrics: PoolMetrics
+        metrics: PoolMetrics,
+        effects: inout PoolEffects<Resource>
     ) {
         if validateIdle { self.machine.idleValidationRequested() }
         let heldFor = self.machine.leaseReleased(slot: slot, now: now, discardReason: discardReason)
         let nanoseconds = heldFor.clampedNanoseconds
         self.window.recordHold(nanoseconds: nanoseconds, now: now)
-        metrics.useTime.recordNanoseconds(Int64(clamping: nanoseconds))
-        if self.sizeEstimator != nil {
-            self.feedSizeEstimator(heldFor: heldFor, now: now, metrics: metrics)
+        effects.holdNanoseconds = nanoseconds
+        if self.isSelfSizing {
+            self.feedSizeEstimator(heldFor: heldFor, now: now, metrics: metrics, effects: &effects)
         }
-        self.recordCounts(metrics)
     }
 
     /// Self-sizing: hands the release to the estimator and applies a new effective maximum to the state machine.
     @usableFromInline
-    mutating func feedSizeEstimator(heldFor: Duration, now: Duration, metrics: PoolMetrics) {
+    mutating func feedSizeEstimator(
+        heldFor: Duration,
+        now: Duration,
+        metrics: PoolMetrics,
+        effects: inout PoolEffects<Resource>
+    ) {
         let waiting = self.machine.waiters.count
         guard let limit = self.sizeEstimator?.leaseReleased(heldFor: heldFor, waiting: waiting, now: now) else {
             return
         }
         self.machine.effectiveMaximumChanged(to: limit, now: now)
-        metrics.effectiveMaximum.record(limit)
+        if metrics.effectiveMaximum.publish(limit) { effects.changedGauges.insert(.effectiveMaximum) }
     }
 
     /// Whether the state machine left actions to carry out.
@@ -150,35 +181,12 @@ struct PoolCore<Resource: Sendable>: Sendable {
         !self.machine.actions.isEmpty
     }
 
-    /// Brings the count gauges up to date, recording only values that changed.
+    /// Publishes the count gauges whose value changed; they are recorded after unlocking.
     @inlinable
-    mutating func recordCounts(_ metrics: PoolMetrics) {
-        let idle = self.machine.idle.count
-        let used = self.machine.counts.leased
-        if idle != self.recorded.idle {
-            self.recorded.idle = idle
-            metrics.idleCount.record(idle)
-        }
-        if used != self.recorded.used {
-            self.recorded.used = used
-            metrics.usedCount.record(used)
-        }
-        let pending = self.machine.waiters.count
-        let creating = self.machine.counts.creating
-        if pending != self.recorded.pending || creating != self.recorded.creating {
-            self.recordSlowCounts(metrics, pending: pending, creating: creating)
-        }
-    }
-
-    @usableFromInline
-    mutating func recordSlowCounts(_ metrics: PoolMetrics, pending: Int, creating: Int) {
-        if pending != self.recorded.pending {
-            self.recorded.pending = pending
-            metrics.pendingRequests.record(pending)
-        }
-        if creating != self.recorded.creating {
-            self.recorded.creating = creating
-            metrics.creating.record(creating)
-        }
+    func publishCounts(_ metrics: PoolMetrics, effects: inout PoolEffects<Resource>) {
+        if metrics.idleCount.publish(self.machine.idle.count) { effects.changedGauges.insert(.idle) }
+        if metrics.usedCount.publish(self.machine.counts.leased) { effects.changedGauges.insert(.used) }
+        if metrics.pendingRequests.publish(self.machine.waiters.count) { effects.changedGauges.insert(.pending) }
+        if metrics.creating.publish(self.machine.counts.creating) { effects.changedGauges.insert(.creating) }
     }
 }

@@ -3,8 +3,8 @@ import DequeModule
 import Logging
 import Synchronization
 
-/// What `_acquire` hands back: the resource, what the state machine said about it, and the deadline to reuse if the
-/// resource fails validation and the caller must try again.
+/// What `_acquire` hands back, and what a served waiter is resumed with: the resource, what the state machine said
+/// about it, and the deadline to reuse if the resource fails validation and the caller must try again.
 @usableFromInline
 struct AcquiredResource<Resource: Sendable>: Sendable {
     @usableFromInline let entry: PooledResource<Resource>
@@ -35,26 +35,28 @@ extension ResourcePool {
             effectiveDeadline = now + timeout
         }
         let deadline = effectiveDeadline
-        let (outcome, resumes) = self.state.withLock { core -> (LockedAcquire<Resource>, PendingResumes) in
-            switch core.leaseRequested(now: now, deadline: deadline, site: site, retry: retry, metrics: self.metrics) {
+        // The effects value is created inside the closure and returned from it (moved, never captured), so that
+        // the specialised code neither boxes nor copies it.
+        let (outcome, effects) = self.state.withLock { core -> (LockedAcquire<Resource>, PoolEffects<Resource>) in
+            var effects = PoolEffects<Resource>()
+            let outcome: LockedAcquire<Resource>
+            switch core.leaseRequested(now: now, deadline: deadline, site: site, retry: retry, effects: &effects) {
             case .leased(let entry, let grant):
-                let resumes = core.hasPendingActions ? self._afterEvent(&core, now: now) : PendingResumes()
-                return (.leased(entry, grant), resumes)
+                outcome = .leased(entry, grant)
             case .wait(let id):
-                let box = self._enqueue(&core, id: id, site: site, now: now)
-                return (.wait(box), self._afterEvent(&core, now: now))
+                outcome = .wait(self._enqueue(&core, id: id, site: site, now: now, deadline: deadline))
             case .reject(let reason):
-                let error = self._rejected(&core, reason)
-                return (.reject(error), self._afterEvent(&core, now: now))
+                outcome = .reject(self._rejected(&core, reason, now: now, effects: &effects))
             }
+            self._afterEvent(&core, now: now, effects: &effects)
+            return (outcome, effects)
         }
-        resumes.resumeAll()
+        self._apply(effects)
         switch outcome {
         case .leased(let entry, let grant):
             return AcquiredResource(entry: entry, grant: grant, deadline: effectiveDeadline)
         case .wait(let box):
-            let (entry, grant) = try await self._wait(box, deadline: deadline)
-            return AcquiredResource(entry: entry, grant: grant, deadline: effectiveDeadline)
+            return try await self._wait(box)
         case .reject(let error):
             throw error
         }
@@ -71,18 +73,20 @@ extension ResourcePool {
         validateIdle: Bool
     ) -> [@Sendable () async -> Void]? {
         let now = self._now()
-        let (resumes, orphans) = self.state.withLock { core -> (PendingResumes, [@Sendable () async -> Void]?) in
+        let (orphans, effects) = self.state.withLock { core -> ([@Sendable () async -> Void]?, PoolEffects<Resource>) in
+            var effects = PoolEffects<Resource>()
             core.leaseReleased(
                 slot: slot,
                 now: now,
                 discardReason: discardReason,
                 validateIdle: validateIdle,
-                metrics: self.metrics
+                metrics: self.metrics,
+                effects: &effects
             )
-            guard core.hasPendingActions else { return (PendingResumes(), nil) }
-            return self._afterEventTakingOrphans(&core, now: now)
+            self._afterEvent(&core, now: now, effects: &effects)
+            return (core.orphanJobs.isEmpty ? nil : core.takeOrphanJobs(), effects)
         }
-        resumes.resumeAll()
+        self._apply(effects)
         return orphans
     }
 
@@ -114,16 +118,18 @@ extension ResourcePool {
         }
     }
 
-    /// Carries out the state machine's pending actions and brings the count gauges up to date. Call it with the
-    /// lock held, and resume what it returns after unlocking.
+    /// Turns the state machine's pending actions into state changes and effects, and publishes the count gauges.
+    /// Call it with the lock held, and apply `effects` (``_apply(_:)``) after unlocking.
     ///
     /// - Parameter now: the time of the event, if the caller has it (saves a clock read).
     @inlinable
-    nonisolated func _afterEvent(_ core: inout PoolCore<Resource>, now: Duration? = nil) -> PendingResumes {
-        var resumes = PendingResumes()
-        if core.hasPendingActions { self._performActions(&core, now: now, resumes: &resumes) }
-        core.recordCounts(self.metrics)
-        return resumes
+    nonisolated func _afterEvent(
+        _ core: inout PoolCore<Resource>,
+        now: Duration? = nil,
+        effects: inout PoolEffects<Resource>
+    ) {
+        if core.hasPendingActions { self._performActions(&core, now: now, effects: &effects) }
+        core.publishCounts(self.metrics, effects: &effects)
     }
 }
 
@@ -131,25 +137,13 @@ extension ResourcePool {
 @usableFromInline
 enum LockedAcquire<Resource: Sendable>: Sendable {
     case leased(PooledResource<Resource>, PoolStateMachine.Grant)
-    case wait(WaiterBox)
+    case wait(WaiterBox<Resource>)
     case reject(ResourcePoolError)
 }
 
 // MARK: - The slow paths
 
 extension ResourcePool {
-    @usableFromInline
-    nonisolated func _afterEventTakingOrphans(
-        _ core: inout PoolCore<Resource>,
-        now: Duration
-    ) -> (PendingResumes, [@Sendable () async -> Void]?) {
-        let resumes = self._afterEvent(&core, now: now)
-        guard !core.orphanJobs.isEmpty else { return (resumes, nil) }
-        let jobs = core.orphanJobs
-        core.orphanJobs = []
-        return (resumes, jobs)
-    }
-
     /// Queues a waiter's hand-off box, in the same locked section as the state machine's decision that it waits, so
     /// that a release on another thread always finds it.
     @usableFromInline
@@ -157,57 +151,54 @@ extension ResourcePool {
         _ core: inout PoolCore<Resource>,
         id: PoolStateMachine.WaiterID,
         site: AcquireSite,
-        now: Duration
-    ) -> WaiterBox {
+        now: Duration,
+        deadline: Duration?
+    ) -> WaiterBox<Resource> {
         let beforeRun: Bool
         switch core.runPhase {
         case .notStarted: beforeRun = true
         case .running, .finished: beforeRun = false
         }
-        let box = WaiterBox(id: id, site: site, enqueuedAt: now, enqueuedBeforeRun: beforeRun)
+        let box = WaiterBox<Resource>(
+            id: id,
+            site: site,
+            enqueuedAt: now,
+            deadline: deadline,
+            enqueuedBeforeRun: beforeRun
+        )
         core.waiterBoxes[id] = box
         return box
     }
 
-    /// Waits until the pool resumes or fails this waiter, or the task is cancelled.
-    ///
-    /// - Parameter deadline: the waiter's deadline, which bounds the wait even when `run()` has not started.
+    /// Waits until the pool resumes this waiter with its resource or fails it, or the task is cancelled. The box's
+    /// deadline bounds the wait even when `run()` has not started.
     @usableFromInline
-    nonisolated func _wait(
-        _ box: WaiterBox,
-        deadline: Duration?
-    ) async throws -> (PooledResource<Resource>, PoolStateMachine.Grant) {
+    nonisolated func _wait(_ box: WaiterBox<Resource>) async throws -> AcquiredResource<Resource> {
         do {
-            let grant =
-                if box.enqueuedBeforeRun {
-                    try await self._awaitGrantBeforeRun(box, deadline: deadline)
-                } else {
-                    try await self._awaitGrant(box)
-                }
-            // The entry was stored before the grant was made, and stays until this lease ends.
-            let entry = self.state.withLock { $0.entries[grant.slot].unsafelyUnwrapped }
-            return (entry, grant)
+            if box.enqueuedBeforeRun {
+                return try await self._awaitGrantBeforeRun(box)
+            }
+            return try await self._awaitGrant(box)
         } catch let error as CancellationError {
             let now = self._now()
-            let waited = now - box.enqueuedAt
-            let resumes = self.state.withLock { core in
+            var effects = PoolEffects<Resource>()
+            self.state.withLock { core in
                 core.waiterBoxes[box.id] = nil
                 // Scenario: the state machine may already have picked this waiter, and the hand-off failed because
                 // the cancellation came first; then it is no longer queued and its resource went back into service
                 // (`handoffFailed`). Either way the caller was cancelled while waiting, and is counted once, here.
                 _ = core.machine.waiterCancelled(box.id)
                 core.totals.cancellations += 1
-                core.window.recordWait(waited, now: now)
-                return self._afterEvent(&core, now: now)
+                core.waitEnded(waited: now - box.enqueuedAt, now: now, effects: &effects)
+                effects.increment(self.metrics.cancellations)
+                self._afterEvent(&core, now: now, effects: &effects)
             }
-            resumes.resumeAll()
-            self.metrics.cancellations.increment()
-            self.metrics.waitTime.recordNanoseconds(Int64(clamping: waited.clampedNanoseconds))
+            self._apply(effects)
             throw error
         }
     }
 
-    nonisolated func _awaitGrant(_ box: WaiterBox) async throws -> PoolStateMachine.Grant {
+    nonisolated func _awaitGrant(_ box: WaiterBox<Resource>) async throws -> AcquiredResource<Resource> {
         try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { continuation in
                 box.install(continuation)
@@ -231,9 +222,8 @@ extension ResourcePool {
     /// `_watchWaiterBeforeRun`) ends the wait at the deadline and warns if `run()` is still missing after
     /// ``runStartGracePeriod``. It is cancelled as soon as the wait ends, or when `run()` starts, which then times
     /// the deadline itself. Only waits that begin before `run()` pay for it.
-    nonisolated func _awaitGrantBeforeRun(_ box: WaiterBox, deadline: Duration?) async throws -> PoolStateMachine.Grant
-    {
-        let watch = Task { await self._watchWaiterBeforeRun(deadline: deadline) }
+    nonisolated func _awaitGrantBeforeRun(_ box: WaiterBox<Resource>) async throws -> AcquiredResource<Resource> {
+        let watch = Task { await self._watchWaiterBeforeRun(deadline: box.deadline) }
         let watched = self.state.withLock { core -> Bool in
             guard case .notStarted = core.runPhase else { return false }
             core.preRunWatches[box.id] = watch
@@ -295,14 +285,28 @@ extension ResourcePool {
         }
     }
 
+    /// Counts a request turned away at once, and returns its error.
     @usableFromInline
     nonisolated func _rejected(
         _ core: inout PoolCore<Resource>,
-        _ reason: PoolStateMachine.RejectionReason
+        _ reason: PoolStateMachine.AcquireFailure,
+        now: Duration,
+        effects: inout PoolEffects<Resource>
     ) -> ResourcePoolError {
         core.totals.rejections += 1
-        self.metrics.rejections[reason]?.increment()
-        switch reason {
+        effects.increment(self.metrics.rejections[reason])
+        return self._error(for: reason, core, waited: .zero, now: now)
+    }
+
+    /// The error of an acquire that ends without a lease, turned away at once or failed after waiting `waited`: the
+    /// one place each error is worded.
+    nonisolated func _error(
+        for failure: PoolStateMachine.AcquireFailure,
+        _ core: borrowing PoolCore<Resource>,
+        waited: Duration,
+        now: Duration
+    ) -> ResourcePoolError {
+        switch failure {
         case .tooManyWaiters:
             return ResourcePoolError(
                 .tooManyWaiters,
@@ -310,23 +314,21 @@ extension ResourcePool {
                     + "(maximumWaiters); the request was shed, retry later. \(self._figures(core))"
             )
         case .circuitBreakerOpen:
-            return self._circuitBreakerError(core)
+            return ResourcePoolError(
+                .circuitBreakerOpen,
+                message: "the pool '\(self.configuration.name)' cannot create resources "
+                    + "(\(core.machine.creation.consecutiveFailures) consecutive failures) and has none open; "
+                    + "check the underlying error and the resource's availability",
+                underlying: core.lastCreationError
+            )
         case .shuttingDown:
             return ResourcePoolError(
                 .shutDown,
                 message: "the pool '\(self.configuration.name)' is shutting down or shut down"
             )
+        case .timedOut:
+            return self._timeoutError(core, waited: waited, now: now)
         }
-    }
-
-    nonisolated func _circuitBreakerError(_ core: borrowing PoolCore<Resource>) -> ResourcePoolError {
-        ResourcePoolError(
-            .circuitBreakerOpen,
-            message: "the pool '\(self.configuration.name)' cannot create resources "
-                + "(\(core.machine.creation.consecutiveFailures) consecutive failures) and has none open; "
-                + "check the underlying error and the resource's availability",
-            underlying: core.lastCreationError
-        )
     }
 
     /// The pool's figures, for error messages: they tell a leak (everything leased for long) from an undersized pool.
@@ -411,7 +413,6 @@ extension ResourcePool {
 
     /// A lease was dropped without release: count, log, close and replace.
     nonisolated func _leaseDropped(_ entry: PooledResource<Resource>, site: AcquireSite) async {
-        self.metrics.leaksDropped.increment()
         if let orphans = self._recordLeak(entry, site: site) {
             for job in orphans { await job() }
         }
@@ -419,23 +420,18 @@ extension ResourcePool {
 
     nonisolated func _recordLeak(_ entry: PooledResource<Resource>, site: AcquireSite) -> [@Sendable () async -> Void]? {
         let now = self._now()
-        let (heldFor, resumes, orphans) = self.state.withLock { core in
+        var effects = PoolEffects<Resource>()
+        let orphans = self.state.withLock { core -> [@Sendable () async -> Void]? in
             let heldFor = core.machine.leaseLeaked(slot: entry.slot, now: now)
             core.totals.leaksDropped += 1
             core.recordLeak(site: site, dropped: true)
-            core.window.recordHold(heldFor, now: now)
-            let (resumes, orphans) = self._afterEventTakingOrphans(&core, now: now)
-            return (heldFor, resumes, orphans)
+            core.window.recordHold(nanoseconds: heldFor.clampedNanoseconds, now: now)
+            effects.increment(self.metrics.leaksDropped)
+            effects.log(.leaseDropped(resourceID: entry.id, site: site, heldFor: heldFor))
+            self._afterEvent(&core, now: now, effects: &effects)
+            return core.orphanJobs.isEmpty ? nil : core.takeOrphanJobs()
         }
-        resumes.resumeAll()
-        self.logger.warning(
-            "a lease was dropped without release (leak): its resource is closed and replaced",
-            metadata: [
-                LogKey.resourceID: "\(entry.id)",
-                LogKey.leaseSite: "\(site)",
-                LogKey.leaseHoldMilliseconds: "\(heldFor.clampedNanoseconds / 1_000_000)",
-            ]
-        )
+        self._apply(effects)
         return orphans
     }
 }

@@ -5,15 +5,19 @@ import Synchronization
 
 // Carrying out the state machine's actions, and the events that background work reports back.
 extension ResourcePool {
-    /// Carries out every pending action, with the lock held. Waiters to resume are collected in `resumes`, for the
-    /// caller to resume after unlocking; background work is queued for `run()`.
+    /// Turns every pending action into state changes and effects, with the lock held. Nothing here resumes, logs,
+    /// records a metric or queues work: that is collected in `effects`, for the caller to apply after unlocking.
     ///
     /// - Parameter now: the time of the event that produced the actions, if the caller has it (saves a clock read).
     @usableFromInline
-    nonisolated func _performActions(_ core: inout PoolCore<Resource>, now: Duration?, resumes: inout PendingResumes) {
+    nonisolated func _performActions(
+        _ core: inout PoolCore<Resource>,
+        now: Duration?,
+        effects: inout PoolEffects<Resource>
+    ) {
         var now = now
         while let action = core.machine.popAction() {
-            self._perform(action, core: &core, now: &now, resumes: &resumes)
+            self._perform(action, core: &core, now: &now, effects: &effects)
         }
     }
 
@@ -21,7 +25,7 @@ extension ResourcePool {
         _ action: PoolStateMachine.Action,
         core: inout PoolCore<Resource>,
         now cachedNow: inout Duration?,
-        resumes: inout PendingResumes
+        effects: inout PoolEffects<Resource>
     ) {
         func currentTime() -> Duration {
             if let cachedNow { return cachedNow }
@@ -35,13 +39,24 @@ extension ResourcePool {
                 preconditionFailure("the state machine resumed an unknown waiter \(id)")
             }
             let now = currentTime()
-            if let resume = box.claim(.success(grant)) {
-                core.sites[grant.slot] = box.site
-                core.totals.acquisitions += 1
-                let waited = now - box.enqueuedAt
-                core.window.recordGrantedWait(waited, now: now)
-                self.metrics.waitTime.recordNanoseconds(Int64(clamping: waited.clampedNanoseconds))
-                resumes.append(resume)
+            // The box's own lock is the one lock taken inside the pool's: it runs no user code and is contended
+            // only by the waiter's cancellation handler, and the claim must be decided in the same locked section
+            // as the hand-off (a failed claim puts the resource back at once).
+            let acquired = AcquiredResource(
+                entry: core.entries[grant.slot].unsafelyUnwrapped,
+                grant: grant,
+                deadline: box.deadline
+            )
+            if let resume = box.claim(.success(acquired)) {
+                let waited = (now - box.enqueuedAt).clampedNanoseconds
+                core.leaseStarted(
+                    slot: grant.slot,
+                    site: box.site,
+                    waitedNanoseconds: waited,
+                    now: now,
+                    effects: &effects
+                )
+                effects.resumes.append(resume)
             } else {
                 // Scenario: the waiter's task was cancelled after the state machine picked it but before this
                 // hand-off. Its cancellation handler already resumed it; the resource goes back into service.
@@ -54,47 +69,32 @@ extension ResourcePool {
             }
             let now = currentTime()
             let waited = now - box.enqueuedAt
-            let error: ResourcePoolError
-            switch failure {
-            case .timedOut:
-                error = self._timeoutError(core, waited: waited, now: now)
-            case .circuitBreakerOpen:
-                error = self._circuitBreakerError(core)
-            case .shuttingDown:
-                error = ResourcePoolError(
-                    .shutDown,
-                    message: "the pool '\(self.configuration.name)' is shutting down"
-                )
-            }
+            let error = self._error(for: failure, core, waited: waited, now: now)
             if let resume = box.claim(.failure(error)) {
-                resumes.append(resume)
+                effects.resumes.append(resume)
                 switch failure {
                 case .timedOut:
                     core.totals.timeouts += 1
                     core.window.recordTimeout(now: now)
-                    self.metrics.timeouts.increment()
-                    self.logger.debug(
-                        "acquire timed out",
-                        metadata: [LogKey.leaseSite: "\(box.site)", "wait_ms": "\(waited.clampedNanoseconds / 1_000_000)"]
-                    )
-                case .circuitBreakerOpen, .shuttingDown:
+                    effects.increment(self.metrics.timeouts)
+                    effects.log(.acquireTimedOut(site: box.site, waited: waited))
+                case .circuitBreakerOpen, .shuttingDown, .tooManyWaiters:
                     break
                 }
-                core.window.recordWait(waited, now: now)
-                self.metrics.waitTime.recordNanoseconds(Int64(clamping: waited.clampedNanoseconds))
+                core.waitEnded(waited: waited, now: now, effects: &effects)
             }
 
         case .create(let slot):
-            self._startCreation(&core, slot: slot)
+            self._startCreation(&core, slot: slot, now: currentTime(), effects: &effects)
 
         case .close(let slot, let reason):
-            self._startClose(&core, slot: slot, reason: reason)
+            self._startClose(&core, slot: slot, reason: reason, effects: &effects)
 
         case .keepAlive(let slot):
             guard let entry = core.entries[slot], let hook = self.hooks.keepAlive else {
                 preconditionFailure("keep-alive for slot \(slot) without a resource or a hook")
             }
-            self._submit(&core) { [self] in
+            self._submit(&core, effects: &effects) { [self] in
                 var succeeded = true
                 do {
                     try await hook(entry.resource)
@@ -112,7 +112,7 @@ extension ResourcePool {
         case .scheduleWakeup(let instant):
             let deadline = self.epoch.advanced(by: instant)
             let clock = self.clock
-            self._submit(&core) { [self] in
+            self._submit(&core, effects: &effects) { [self] in
                 do {
                     try await clock.sleep(until: deadline, tolerance: nil)
                 } catch {
@@ -124,43 +124,30 @@ extension ResourcePool {
         case .reportLeakSuspected(let slot, let heldFor):
             core.totals.leaksHeldTooLong += 1
             core.recordLeak(site: core.sites[slot], dropped: false)
-            self.metrics.leaksHeldTooLong.increment()
-            self.logger.warning(
-                "a lease is held longer than the leak threshold",
-                metadata: [
-                    LogKey.resourceID: "\(core.entries[slot]?.id ?? -1)",
-                    LogKey.leaseSite: "\(core.sites[slot])",
-                    LogKey.leaseHoldMilliseconds: "\(heldFor.clampedNanoseconds / 1_000_000)",
-                ]
+            effects.increment(self.metrics.leaksHeldTooLong)
+            effects.log(
+                .leakSuspected(resourceID: core.entries[slot]?.id ?? -1, site: core.sites[slot], heldFor: heldFor)
             )
 
         case .reportLeakRecovered(let slot, let heldFor):
             core.totals.leaksRecovered += 1
-            self.metrics.leaksRecovered.increment()
-            self.logger.info(
-                "a lease reported as held too long came back",
-                metadata: [
-                    LogKey.resourceID: "\(core.entries[slot]?.id ?? -1)",
-                    LogKey.leaseSite: "\(core.sites[slot])",
-                    LogKey.leaseHoldMilliseconds: "\(heldFor.clampedNanoseconds / 1_000_000)",
-                ]
+            effects.increment(self.metrics.leaksRecovered)
+            effects.log(
+                .leakRecovered(resourceID: core.entries[slot]?.id ?? -1, site: core.sites[slot], heldFor: heldFor)
             )
 
         case .circuitBreakerOpened:
-            self.metrics.circuitBreakerOpen.record(1)
-            self.logger.error(
-                "circuit breaker opened: creating resources keeps failing and none is open; acquires fail fast",
-                metadata: [LogKey.error: "\(core.lastCreationError.map { String(describing: $0) } ?? "unknown")"]
-            )
+            if self.metrics.circuitBreakerOpen.publish(1) { effects.changedGauges.insert(.circuitBreakerOpen) }
+            effects.log(.circuitBreakerOpened(error: core.lastCreationError))
 
         case .circuitBreakerClosed:
-            self.metrics.circuitBreakerOpen.record(0)
-            self.logger.info("circuit breaker closed: a resource was created")
+            if self.metrics.circuitBreakerOpen.publish(0) { effects.changedGauges.insert(.circuitBreakerOpen) }
+            effects.log(.circuitBreakerClosed)
 
         case .shutdownCompleted:
             core.runPhase = .finished
-            self.jobs.push(.finish)
-            self.logger.debug("shutdown completed")
+            effects.submit(.finish)
+            effects.log(.shutdownCompleted)
         }
     }
 
@@ -184,7 +171,7 @@ extension ResourcePool {
             var message = prefix + ": a new resource is being created and has not finished after "
                 + "\(now - oldestStart) (\(core.creationStartedAt.count) creation(s) in progress, none answered "
                 + "yet); check that the resource's backend answers"
-            if let lastError = core.lastCreationError {
+            if let lastError = core.lastCreationErrorDescription {
                 message += "; the last failed creation: \(lastError)"
             }
             return ResourcePoolError(
@@ -200,25 +187,38 @@ extension ResourcePool {
         )
     }
 
-    /// Runs background work in a child task of `run()`, or, once `run()` has ended, hands it to the task that
-    /// caused it (see `orphanJobs`).
-    nonisolated func _submit(_ core: inout PoolCore<Resource>, _ job: @escaping @Sendable () async -> Void) {
+    /// Runs background work in a child task of `run()` (queued after unlocking), or, once `run()` has ended, hands
+    /// it to the task that caused it (see `orphanJobs`).
+    ///
+    /// Queued after unlocking, a job may reach the queue after a later section's `.finish`; that is harmless: the
+    /// state machine completes shutdown only when no creation, close or keep-alive is in flight, so such a job can
+    /// only be a timer, which `run()` would have cancelled anyway.
+    nonisolated func _submit(
+        _ core: inout PoolCore<Resource>,
+        effects: inout PoolEffects<Resource>,
+        _ job: @escaping @Sendable () async -> Void
+    ) {
         switch core.runPhase {
         case .notStarted, .running:
-            self.jobs.push(.job(job))
+            effects.submit(.job(job))
         case .finished:
             core.orphanJobs.append(job)
         }
     }
 
-    private nonisolated func _startCreation(_ core: inout PoolCore<Resource>, slot: Int) {
+    private nonisolated func _startCreation(
+        _ core: inout PoolCore<Resource>,
+        slot: Int,
+        now: Duration,
+        effects: inout PoolEffects<Resource>
+    ) {
         let id = core.nextResourceID
         core.nextResourceID += 1
-        core.creationStartedAt[slot] = self._now()
+        core.creationStartedAt[slot] = now
         let factory = self.factory
         let afterCreate = self.hooks.afterCreate
         let clock = self.clock
-        self._submit(&core) { [self] in
+        self._submit(&core, effects: &effects) { [self] in
             let start = clock.now
             let resource: Resource
             do {
@@ -248,20 +248,22 @@ extension ResourcePool {
         }
     }
 
-    private nonisolated func _startClose(_ core: inout PoolCore<Resource>, slot: Int, reason: PoolStateMachine.EvictionReason) {
+    private nonisolated func _startClose(
+        _ core: inout PoolCore<Resource>,
+        slot: Int,
+        reason: PoolStateMachine.EvictionReason,
+        effects: inout PoolEffects<Resource>
+    ) {
         guard let entry = core.entries[slot] else {
             preconditionFailure("close of slot \(slot) without a resource")
         }
         core.entries[slot] = nil
         core.totals.evictions[reason.rawValue, default: 0] += 1
-        self.metrics.evictions[reason]?.increment()
-        self.logger.debug(
-            "closing resource",
-            metadata: [LogKey.resourceID: "\(entry.id)", LogKey.reason: "\(reason.rawValue)"]
-        )
+        effects.increment(self.metrics.evictions[reason])
+        effects.log(.closing(resourceID: entry.id, reason: reason))
         let factory = self.factory
         let beforeClose = self.hooks.beforeClose
-        self._submit(&core) { [self] in
+        self._submit(&core, effects: &effects) { [self] in
             if let beforeClose {
                 do {
                     try await beforeClose(entry.resource)
@@ -288,24 +290,26 @@ extension ResourcePool {
 
     // MARK: Events reported by background work
 
-    /// Applies an event to the state under the lock, carries out its actions, and resumes the waiters it served.
-    nonisolated func _handle(_ event: (inout PoolCore<Resource>, Duration) -> Void) {
+    /// Applies an event to the state under the lock, turns its actions into effects, and applies them after
+    /// unlocking (resuming the waiters it served).
+    nonisolated func _handle(_ event: (inout PoolCore<Resource>, Duration, inout PoolEffects<Resource>) -> Void) {
         let now = self._now()
-        let resumes = self.state.withLock { core in
-            event(&core, now)
-            return self._afterEvent(&core, now: now)
+        var effects = PoolEffects<Resource>()
+        self.state.withLock { core in
+            event(&core, now, &effects)
+            self._afterEvent(&core, now: now, effects: &effects)
         }
-        resumes.resumeAll()
+        self._apply(effects)
     }
 
     nonisolated func _timerFired() {
-        self._handle { core, now in core.machine.timerFired(now: now) }
+        self._handle { core, now, _ in core.machine.timerFired(now: now) }
     }
 
     nonisolated func _created(_ entry: PooledResource<Resource>) {
         self.logger.debug("created resource", metadata: [LogKey.resourceID: "\(entry.id)"])
         let lifetimeJitter = self.jitter.next()
-        self._handle { core, now in
+        self._handle { core, now, _ in
             core.entries[entry.slot] = entry
             core.creationStartedAt[entry.slot] = nil
             core.totals.creations += 1
@@ -317,27 +321,23 @@ extension ResourcePool {
         self.metrics.creationFailures.increment()
         let backoffJitter = self.jitter.next()
         let permanent = (error as? any PermanentCreationFailure)?.isPermanent ?? false
-        self._handle { core, now in
+        let errorDescription = String(describing: error)
+        self._handle { core, now, effects in
             core.lastCreationError = error
+            core.lastCreationErrorDescription = errorDescription
             core.totals.creationFailures += 1
             core.creationStartedAt[slot] = nil
             core.machine.creationFailed(slot: slot, now: now, backoffJitter: backoffJitter, permanent: permanent)
             // Logged before the actions this failure causes (such as the circuit breaker opening).
-            self.logger.warning(
-                "creating a resource failed",
-                metadata: [
-                    LogKey.error: "\(error)",
-                    LogKey.attempt: "\(core.machine.creation.consecutiveFailures)",
-                ]
-            )
+            effects.log(.creationFailed(error: error, attempt: core.machine.creation.consecutiveFailures))
         }
     }
 
     nonisolated func _closed(slot: Int) {
-        self._handle { core, now in core.machine.resourceClosed(slot: slot, now: now) }
+        self._handle { core, now, _ in core.machine.resourceClosed(slot: slot, now: now) }
     }
 
     nonisolated func _keepAliveFinished(slot: Int, succeeded: Bool) {
-        self._handle { core, now in core.machine.keepAliveFinished(slot: slot, now: now, succeeded: succeeded) }
+        self._handle { core, now, _ in core.machine.keepAliveFinished(slot: slot, now: now, succeeded: succeeded) }
     }
 }

@@ -51,10 +51,10 @@ final class PoolMetrics: Sendable {
         case beforeClose = "before_close"
     }
 
-    @usableFromInline let idleCount: Gauge
-    @usableFromInline let usedCount: Gauge
-    @usableFromInline let pendingRequests: Gauge
-    @usableFromInline let creating: Gauge
+    @usableFromInline let idleCount: PublishedGauge
+    @usableFromInline let usedCount: PublishedGauge
+    @usableFromInline let pendingRequests: PublishedGauge
+    @usableFromInline let creating: PublishedGauge
     @usableFromInline let waitTime: Timer
     @usableFromInline let useTime: Timer
     let createTime: Timer
@@ -65,15 +65,15 @@ final class PoolMetrics: Sendable {
     let validationFailures: Counter
     let creationFailures: Counter
     let cancellations: Counter
-    let circuitBreakerOpen: Gauge
+    let circuitBreakerOpen: PublishedGauge
     let evictions: [PoolStateMachine.EvictionReason: Counter]
-    let rejections: [PoolStateMachine.RejectionReason: Counter]
+    let rejections: [PoolStateMachine.AcquireFailure: Counter]
     let hookFailures: [Hook: Counter]
     let maximum: Gauge
     let idleMaximum: Gauge
     let idleMinimum: Gauge
     /// The effective maximum (`maximumSize` unless self-sizing moves it).
-    @usableFromInline let effectiveMaximum: Gauge
+    @usableFromInline let effectiveMaximum: PublishedGauge
 
     init(
         poolName: String,
@@ -92,10 +92,10 @@ final class PoolMetrics: Sendable {
         func timer(_ label: String) -> Timer {
             Timer(label: label, dimensions: pool, factory: factory)
         }
-        self.idleCount = gauge(Name.count, [(Dimension.state, "idle")])
-        self.usedCount = gauge(Name.count, [(Dimension.state, "used")])
-        self.pendingRequests = gauge(Name.pendingRequests)
-        self.creating = gauge(Name.creating)
+        self.idleCount = PublishedGauge(gauge(Name.count, [(Dimension.state, "idle")]), initialValue: 0)
+        self.usedCount = PublishedGauge(gauge(Name.count, [(Dimension.state, "used")]), initialValue: 0)
+        self.pendingRequests = PublishedGauge(gauge(Name.pendingRequests), initialValue: 0)
+        self.creating = PublishedGauge(gauge(Name.creating), initialValue: 0)
         self.waitTime = timer(Name.waitTime)
         self.useTime = timer(Name.useTime)
         self.createTime = timer(Name.createTime)
@@ -106,14 +106,14 @@ final class PoolMetrics: Sendable {
         self.validationFailures = counter(Name.validationFailures)
         self.creationFailures = counter(Name.creationFailures)
         self.cancellations = counter(Name.cancellations)
-        self.circuitBreakerOpen = gauge(Name.circuitBreakerOpen)
+        self.circuitBreakerOpen = PublishedGauge(gauge(Name.circuitBreakerOpen), initialValue: 0)
         var evictions: [PoolStateMachine.EvictionReason: Counter] = [:]
         for reason in PoolStateMachine.EvictionReason.allCases {
             evictions[reason] = counter(Name.evictions, [(Dimension.reason, reason.rawValue)])
         }
         self.evictions = evictions
-        var rejections: [PoolStateMachine.RejectionReason: Counter] = [:]
-        for reason in PoolStateMachine.RejectionReason.allCases {
+        var rejections: [PoolStateMachine.AcquireFailure: Counter] = [:]
+        for reason in PoolStateMachine.AcquireFailure.rejectionReasons {
             rejections[reason] = counter(Name.rejections, [(Dimension.reason, reason.rawValue)])
         }
         self.rejections = rejections
@@ -125,26 +125,45 @@ final class PoolMetrics: Sendable {
         self.maximum = gauge(Name.maximum)
         self.idleMaximum = gauge(Name.idleMaximum)
         self.idleMinimum = gauge(Name.idleMinimum)
-        self.effectiveMaximum = gauge(Name.effectiveMaximum)
+        self.effectiveMaximum = PublishedGauge(
+            gauge(Name.effectiveMaximum),
+            initialValue: effectiveMaximumSize ?? maximumSize
+        )
 
         self.maximum.record(maximumSize)
         self.idleMaximum.record(maximumSize)
         self.idleMinimum.record(minimumSize)
-        self.effectiveMaximum.record(effectiveMaximumSize ?? maximumSize)
-        self.idleCount.record(0)
-        self.usedCount.record(0)
-        self.pendingRequests.record(0)
-        self.creating.record(0)
-        self.circuitBreakerOpen.record(0)
     }
-}
 
-/// The last values recorded in the count gauges, so that a gauge is recorded only when its value changes.
-@usableFromInline
-struct RecordedCounts: Sendable {
-    @usableFromInline var idle = 0
-    @usableFromInline var used = 0
-    @usableFromInline var pending = 0
-    @usableFromInline var creating = 0
-    @usableFromInline init() {}
+    /// The gauges the pool publishes under its lock, as a set: which ones a locked section changed.
+    @usableFromInline
+    struct Gauges: OptionSet, Sendable {
+        @usableFromInline let rawValue: UInt8
+
+        @inlinable
+        init(rawValue: UInt8) { self.rawValue = rawValue }
+
+        @usableFromInline static let idle = Gauges(rawValue: 1 << 0)
+        @usableFromInline static let used = Gauges(rawValue: 1 << 1)
+        @usableFromInline static let pending = Gauges(rawValue: 1 << 2)
+        @usableFromInline static let creating = Gauges(rawValue: 1 << 3)
+        @usableFromInline static let effectiveMaximum = Gauges(rawValue: 1 << 4)
+        @usableFromInline static let circuitBreakerOpen = Gauges(rawValue: 1 << 5)
+    }
+
+    /// Records the latest published value of each gauge in `gauges`, after unlocking.
+    @inlinable
+    func recordLatest(_ gauges: Gauges) {
+        if gauges.contains(.idle) { self.idleCount.recordLatest() }
+        if gauges.contains(.used) { self.usedCount.recordLatest() }
+        if gauges.rawValue & ~(Gauges.idle.rawValue | Gauges.used.rawValue) != 0 { self.recordLatestRare(gauges) }
+    }
+
+    @usableFromInline
+    func recordLatestRare(_ gauges: Gauges) {
+        if gauges.contains(.pending) { self.pendingRequests.recordLatest() }
+        if gauges.contains(.creating) { self.creating.recordLatest() }
+        if gauges.contains(.effectiveMaximum) { self.effectiveMaximum.recordLatest() }
+        if gauges.contains(.circuitBreakerOpen) { self.circuitBreakerOpen.recordLatest() }
+    }
 }

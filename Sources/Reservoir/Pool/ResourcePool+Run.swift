@@ -36,7 +36,7 @@ extension ResourcePool {
             )
         }
         self.logger.debug("pool started")
-        self._handle { core, now in core.machine.startCreationsIfNeeded(now: now) }
+        self._handle { core, now, _ in core.machine.startCreationsIfNeeded(now: now) }
         let jobs = self.jobs
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
@@ -68,25 +68,34 @@ extension ResourcePool {
     func _drainRequested() {
         self.logger.debug("graceful shutdown: draining")
         let timeout = self.configuration.drainTimeout
-        self._handle { core, now in core.machine.drainRequested(now: now, timeout: timeout) }
+        self._handle { core, now, _ in core.machine.drainRequested(now: now, timeout: timeout) }
     }
 
     func _forcedShutdownRequested() {
         self.logger.debug("forced shutdown")
-        self._handle { core, _ in core.machine.forcedShutdownRequested() }
+        self._handle { core, _, _ in core.machine.forcedShutdownRequested() }
     }
 
     /// A snapshot of the pool's figures: current counts, the oldest waiter's age, totals, the recent window and the
     /// sizing advice (see ``SizingAdvice`` for the formula).
-    public func stats() -> ResourcePoolStatistics {
+    ///
+    /// Synchronous and safe to call from anywhere, including a log handler or a metrics backend that the pool is
+    /// calling: the raw figures are copied under the pool's lock (a few stores and reference counts), and the
+    /// quantiles, the sizing advice and the sorted leak table are computed after it is released.
+    public nonisolated func stats() -> ResourcePoolStatistics {
         let now = self._now()
-        return self.state.withLock { core in self._statistics(&core, now: now) }
+        let figures = self.state.withLock { core in
+            core.window.rotateIfNeeded(now: now)
+            return StatisticsFigures(core, now: now)
+        }
+        return self._statistics(figures)
     }
 
-    nonisolated func _statistics(_ core: inout PoolCore<Resource>, now: Duration) -> ResourcePoolStatistics {
-        core.window.rotateIfNeeded(now: now)
-        let current = core.window.current
-        let previous = core.window.previous
+    /// Computes the statistics from raw figures, without the lock.
+    nonisolated func _statistics(_ figures: StatisticsFigures) -> ResourcePoolStatistics {
+        let now = figures.now
+        let current = figures.current
+        let previous = figures.previous
         let span = max(now - previous.start, .milliseconds(1))
         let releases = current.hold.count + previous.hold.count
         let waits = current.wait.count + previous.wait.count
@@ -112,29 +121,72 @@ extension ResourcePool {
             minimumSize: self.configuration.minimumSize,
             maximumSize: self.configuration.maximumSize,
             headroom: self.configuration.sizingHeadroom,
-            leasedNow: core.machine.counts.leased,
+            leasedNow: figures.leased,
             // With self-sizing on, its estimate stands in for the database's knee when none was measured.
             throughputKnee: self.configuration.throughputKnee
-                ?? (core.sizeEstimator != nil ? core.machine.effectiveMaximum : nil)
+                ?? (figures.selfSizing ? figures.effectiveMaximum : nil)
         )
         return ResourcePoolStatistics(
-            idle: core.machine.idle.count,
-            leased: core.machine.counts.leased,
-            creating: core.machine.counts.creating,
-            keepingAlive: core.machine.counts.keepingAlive,
-            closing: core.machine.counts.closing,
-            waiting: core.machine.waiters.count,
-            oldestWaiterAge: core.machine.waiters.oldest.map { now - $0.enqueuedAt },
+            idle: figures.idle,
+            leased: figures.leased,
+            creating: figures.creating,
+            keepingAlive: figures.keepingAlive,
+            closing: figures.closing,
+            waiting: figures.waiting,
+            oldestWaiterAge: figures.oldestWaiterEnqueuedAt.map { now - $0 },
             minimumSize: self.configuration.minimumSize,
             maximumSize: self.configuration.maximumSize,
-            effectiveMaximumSize: core.machine.effectiveMaximum,
-            circuitBreakerOpen: core.machine.creation.circuitBreakerOpen,
-            consecutiveCreationFailures: core.machine.creation.consecutiveFailures,
-            totals: core.totals,
+            effectiveMaximumSize: figures.effectiveMaximum,
+            circuitBreakerOpen: figures.circuitBreakerOpen,
+            consecutiveCreationFailures: figures.consecutiveCreationFailures,
+            totals: figures.totals,
             window: window,
             sizing: sizing,
-            leaksBySite: core.leaksBySite
+            leaksBySite: figures.leakSites.values.sorted {
+                ($0.dropped + $0.heldTooLong, $1.site) > ($1.dropped + $1.heldTooLong, $0.site)
+            }
         )
+    }
+}
+
+/// The raw figures behind ``ResourcePoolStatistics``, copied under the pool's lock so that everything computed from
+/// them is computed after it. The histograms and tables are copy-on-write: copying them costs reference counts, and
+/// a lease that records into the window while a snapshot is still being read pays the one real copy.
+struct StatisticsFigures: Sendable {
+    let now: Duration
+    let current: StatisticsWindow.Half
+    let previous: StatisticsWindow.Half
+    let idle: Int
+    let leased: Int
+    let creating: Int
+    let keepingAlive: Int
+    let closing: Int
+    let waiting: Int
+    let oldestWaiterEnqueuedAt: Duration?
+    let effectiveMaximum: Int
+    let selfSizing: Bool
+    let circuitBreakerOpen: Bool
+    let consecutiveCreationFailures: Int
+    let totals: ResourcePoolStatistics.Totals
+    let leakSites: [String: ResourcePoolStatistics.LeakSite]
+
+    init<Resource>(_ core: borrowing PoolCore<Resource>, now: Duration) {
+        self.now = now
+        self.current = core.window.current
+        self.previous = core.window.previous
+        self.idle = core.machine.idle.count
+        self.leased = core.machine.counts.leased
+        self.creating = core.machine.counts.creating
+        self.keepingAlive = core.machine.counts.keepingAlive
+        self.closing = core.machine.counts.closing
+        self.waiting = core.machine.waiters.count
+        self.oldestWaiterEnqueuedAt = core.machine.waiters.oldest?.enqueuedAt
+        self.effectiveMaximum = core.machine.effectiveMaximum
+        self.selfSizing = core.isSelfSizing
+        self.circuitBreakerOpen = core.machine.creation.circuitBreakerOpen
+        self.consecutiveCreationFailures = core.machine.creation.consecutiveFailures
+        self.totals = core.totals
+        self.leakSites = core.leakSites
     }
 }
 

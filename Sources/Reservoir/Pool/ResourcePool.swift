@@ -21,7 +21,9 @@ import Synchronization
 ///
 /// Its decisions live in a pure synchronous state machine behind a lock. Acquire and release run it in the calling
 /// task (no actor hop) and resume served waiters directly; background work (the factory, hooks, closes, timers on the
-/// injected clock) is queued for `run()`. Every wait uses `PoolClock` (`ContinuousClock` unless you inject another,
+/// injected clock) is queued for `run()`. Under the lock only the state changes: resuming waiters, recording
+/// metrics, logging and queueing work happen after it is released, so a log handler or metrics backend may call
+/// ``stats()`` or acquire from the pool. Every wait uses `PoolClock` (`ContinuousClock` unless you inject another,
 /// such as the test kit's manual clock).
 public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service where PoolClock.Duration == Duration {
     /// The lease type of this pool.
@@ -176,12 +178,7 @@ public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service w
     /// Replaces every resource (for example after a failover): idle ones are closed now, leased ones when they come
     /// back, ones being created or checked when they finish. Replacements are created as needed.
     public func invalidateAll() {
-        let now = self._now()
-        let resumes = self.state.withLock { core in
-            core.machine.invalidateAllRequested(now: now)
-            return self._afterEvent(&core, now: now)
-        }
-        resumes.resumeAll()
+        self._handle { core, now, _ in core.machine.invalidateAllRequested(now: now) }
         self.logger.info("invalidated every resource")
     }
 

@@ -5,6 +5,9 @@ import Synchronization
 
 /// The hand-off point between a waiting caller and the pool.
 ///
+/// It carries everything the waiter needs once served (the resource, the grant and the deadline to reuse if the
+/// resource fails validation), so that the woken task does not take the pool's lock again.
+///
 /// A Task's cancellation handler runs synchronously, on any thread, so each waiter gets this small lock-protected
 /// box that the handler can resolve without touching the pool's state. Exactly one of two parties resolves it: the
 /// pool (grant or failure, claimed under the pool's lock and resumed after it), or the cancellation handler. The
@@ -16,13 +19,13 @@ import Synchronization
 /// 3. Cancel before the continuation was installed (the task was already cancelled): the box remembers, and
 ///    `install` resumes at once with `CancellationError`.
 @usableFromInline
-final class WaiterBox: Sendable {
-    @usableFromInline typealias Continuation = UnsafeContinuation<PoolStateMachine.Grant, any Error>
+final class WaiterBox<Resource: Sendable>: Sendable {
+    @usableFromInline typealias Continuation = UnsafeContinuation<AcquiredResource<Resource>, any Error>
 
     private enum State {
         case pending
         case waiting(Continuation)
-        case resolvedEarly(Result<PoolStateMachine.Grant, any Error>)
+        case resolvedEarly(Result<AcquiredResource<Resource>, any Error>)
         case cancelledEarly
         case finished
     }
@@ -30,22 +33,31 @@ final class WaiterBox: Sendable {
     let id: PoolStateMachine.WaiterID
     let site: AcquireSite
     let enqueuedAt: Duration
+    /// The waiter's deadline (a duration since the pool's epoch), handed back with its resource.
+    let deadline: Duration?
     /// Whether the waiter queued while `run()` had not started: then no timer of `run()` bounds its wait, and the
     /// waiting task keeps its own (see `ResourcePool._watchWaiterBeforeRun`).
     let enqueuedBeforeRun: Bool
     /// Protected by its own lock; every transition happens inside it, every resume outside it.
     private let state = Mutex<State>(.pending)
 
-    init(id: PoolStateMachine.WaiterID, site: AcquireSite, enqueuedAt: Duration, enqueuedBeforeRun: Bool) {
+    init(
+        id: PoolStateMachine.WaiterID,
+        site: AcquireSite,
+        enqueuedAt: Duration,
+        deadline: Duration?,
+        enqueuedBeforeRun: Bool
+    ) {
         self.id = id
         self.site = site
         self.enqueuedAt = enqueuedAt
+        self.deadline = deadline
         self.enqueuedBeforeRun = enqueuedBeforeRun
     }
 
     /// Called by the waiting task, synchronously after enqueueing.
     func install(_ continuation: Continuation) {
-        let early: Result<PoolStateMachine.Grant, any Error>? = self.state.withLock { state in
+        let early: Result<AcquiredResource<Resource>, any Error>? = self.state.withLock { state in
             switch state {
             case .pending:
                 state = .waiting(continuation)
@@ -68,7 +80,7 @@ final class WaiterBox: Sendable {
     /// - Returns: `nil` when the waiter was cancelled first (nothing to resume); otherwise the resume to perform once
     ///   the pool's lock is released (empty when the continuation is not installed yet: `install` resumes it).
     @usableFromInline
-    func claim(_ result: Result<PoolStateMachine.Grant, any Error>) -> PendingResume? {
+    func claim(_ result: Result<AcquiredResource<Resource>, any Error>) -> PendingResume<Resource>? {
         self.state.withLock { state in
             switch state {
             case .pending:
@@ -103,9 +115,9 @@ final class WaiterBox: Sendable {
 
 /// A waiter's continuation and what to resume it with, collected under the pool's lock and resumed after it.
 @usableFromInline
-struct PendingResume: Sendable {
-    @usableFromInline let continuation: WaiterBox.Continuation?
-    @usableFromInline let result: Result<PoolStateMachine.Grant, any Error>
+struct PendingResume<Resource: Sendable>: Sendable {
+    @usableFromInline let continuation: WaiterBox<Resource>.Continuation?
+    @usableFromInline let result: Result<AcquiredResource<Resource>, any Error>
 
     @inlinable
     func resume() {
@@ -116,19 +128,31 @@ struct PendingResume: Sendable {
 /// The resumes one locked section collected: almost always none or one, so the first is stored inline and only
 /// further ones allocate.
 @usableFromInline
-struct PendingResumes: Sendable {
-    @usableFromInline var first: PendingResume?
-    @usableFromInline var more: [PendingResume] = []
+struct PendingResumes<Resource: Sendable>: Sendable {
+    @usableFromInline var first: PendingResume<Resource>?
+    /// `nil` until a second resume comes (an empty array would still cost reference counting).
+    @usableFromInline var more: [PendingResume<Resource>]? = nil
 
     @inlinable
     init() {}
 
     @inlinable
-    mutating func append(_ resume: PendingResume) {
-        if self.first == nil {
+    mutating func append(_ resume: PendingResume<Resource>) {
+        // A pattern, not `== nil`, which would copy (and retain) the first resume to compare it.
+        if case .none = self.first {
             self.first = resume
         } else {
-            self.more.append(resume)
+            self.appendMore(resume)
+        }
+    }
+
+    /// Keeps a second or later resume.
+    @usableFromInline
+    mutating func appendMore(_ resume: PendingResume<Resource>) {
+        if case .none = self.more {
+            self.more = [resume]
+        } else {
+            self.more!.append(resume)
         }
     }
 
@@ -137,7 +161,8 @@ struct PendingResumes: Sendable {
     func resumeAll() {
         guard let first = self.first else { return }
         first.resume()
-        for resume in self.more { resume.resume() }
+        guard let more = self.more else { return }
+        for resume in more { resume.resume() }
     }
 }
 
@@ -146,7 +171,9 @@ struct PendingResumes: Sendable {
 /// A lock-protected queue rather than an `AsyncStream` because two synchronous handlers feed it too (Task
 /// cancellation of `run()` and graceful shutdown), and because its consumer must keep going after `run()` is
 /// cancelled: the forced shutdown still has resources to close.
+@usableFromInline
 final class JobQueue: Sendable {
+    @usableFromInline
     enum Item: Sendable {
         case job(@Sendable () async -> Void)
         case drainRequested

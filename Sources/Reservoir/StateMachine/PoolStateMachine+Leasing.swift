@@ -10,7 +10,7 @@ extension PoolStateMachine {
         /// Indicates that the caller must wait in the queue under this id (until `.resume` or `.fail`).
         case wait(WaiterID)
         /// Indicates that the request is turned away without waiting.
-        case reject(RejectionReason)
+        case reject(AcquireFailure)
     }
 
     /// A caller asked for a resource.

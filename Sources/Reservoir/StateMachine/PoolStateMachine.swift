@@ -91,14 +91,6 @@ struct PoolStateMachine: Sendable {
         while let action = self.popAction() { result.append(action) }
         return result
     }
-
-    /// Whether the pool still accepts lease requests.
-    var isAcceptingLeases: Bool {
-        switch self.lifecycle {
-        case .running: return true
-        case .draining, .stopping, .stopped: return false
-        }
-    }
 }
 
 // MARK: - Nested types
@@ -249,20 +241,18 @@ extension PoolStateMachine {
         case shutdown = "shutdown"
     }
 
-    /// Why a lease request was turned away at once.
+    /// Why an acquire ends without a lease: a request turned away at once (``LeaseRequestedAction/reject(_:)``:
+    /// any reason but `timedOut`) or a queued waiter failed (``Action/fail(_:_:)``: any reason but
+    /// `tooManyWaiters`). The raw value is the `reason` dimension of `reservoir.pool.rejections`.
     @usableFromInline
-    enum RejectionReason: String, Sendable, Equatable, CaseIterable {
+    enum AcquireFailure: String, Sendable, Equatable {
         case tooManyWaiters = "too_many_waiters"
         case circuitBreakerOpen = "circuit_breaker_open"
         case shuttingDown = "shutting_down"
-    }
+        case timedOut = "timed_out"
 
-    /// Why a queued waiter is failed.
-    @usableFromInline
-    enum WaiterFailure: Sendable, Equatable {
-        case timedOut
-        case circuitBreakerOpen
-        case shuttingDown
+        /// The reasons a request can be turned away at once.
+        static let rejectionReasons: [AcquireFailure] = [.tooManyWaiters, .circuitBreakerOpen, .shuttingDown]
     }
 
     /// A resource handed to a lease holder, with what the before-lease hook needs to know.
@@ -295,7 +285,7 @@ extension PoolStateMachine {
         /// Indicates that a queued waiter must be resumed with a lease of the resource in the grant.
         case resume(WaiterID, Grant)
         /// Indicates that a queued waiter must be failed.
-        case fail(WaiterID, WaiterFailure)
+        case fail(WaiterID, AcquireFailure)
         /// Indicates that a resource must be created for the slot (then `resourceCreated` or `creationFailed`).
         case create(slot: Int)
         /// Indicates that the slot's resource must be closed (then `resourceClosed`).

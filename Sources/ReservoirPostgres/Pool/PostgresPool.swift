@@ -170,7 +170,7 @@ public final class PostgresPool: Service, Sendable {
     ///
     /// - Returns: a snapshot.
     public func poolStatistics() async -> ResourcePoolStatistics {
-        await resourcePool.stats()
+        resourcePool.stats()
     }
 
     /// The PostgreSQL-specific counters since the pool was created.

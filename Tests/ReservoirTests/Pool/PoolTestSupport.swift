@@ -55,7 +55,7 @@ struct PoolHarness: Sendable {
     }
 }
 
-/// Collects log messages for assertions.
+/// Collects log messages for assertions, and calls `onRecord` with each message as it is logged.
 final class LogRecorder: Sendable {
     struct Entry: Sendable {
         var level: Logger.Level
@@ -64,6 +64,11 @@ final class LogRecorder: Sendable {
     }
 
     private let entries = LockedBox<[Entry]>([])
+    private let onRecord: @Sendable (String) -> Void
+
+    init(onRecord: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.onRecord = onRecord
+    }
 
     var logger: Logger {
         Logger(label: "test") { _ in Handler(recorder: self) }
@@ -76,6 +81,7 @@ final class LogRecorder: Sendable {
     }
 
     fileprivate func append(_ entry: Entry) {
+        self.onRecord(entry.message)
         self.entries.mutate { $0.append(entry) }
     }
 

@@ -71,13 +71,23 @@ struct ResourcePoolConcurrencyTests {
         #expect(observed.sharedUses == 0)
         #expect(observed.completed + observed.cancelled == 24 * 100 + 200)
         #expect(observed.completed >= 24 * 100)
-        let stats = await harness.pool.stats()
+        let stats = harness.pool.stats()
         #expect(stats.totals.acquisitions == observed.completed)
         #expect(stats.totals.cancellations == observed.cancelled)
         #expect(stats.leased == 0)
         #expect(stats.waiting == 0)
         #expect(stats.idle <= 3)
         #expect(harness.metrics.counter("reservoir.pool.cancellations") == Int64(observed.cancelled))
+        // Metrics are recorded after the lock is released, by many threads in any order; the gauges still end on the
+        // pool's figures, and every wait (with a lease or cancelled) is recorded once.
+        let state = "db.client.connection.state"
+        #expect(harness.metrics.gauge("db.client.connection.count", [state: "used"]) == 0)
+        #expect(harness.metrics.gauge("db.client.connection.count", [state: "idle"]) == Double(stats.idle))
+        #expect(harness.metrics.gauge("db.client.connection.pending_requests") == 0)
+        #expect(
+            harness.metrics.timerValues("db.client.connection.wait_time").count
+                == observed.completed + observed.cancelled
+        )
         try await harness.pool.expectNoOutstandingLeases()
         try await harness.shutdown()
     }

@@ -52,7 +52,7 @@ struct ResourcePoolFailureTests {
         #expect(harness.metrics.counter("reservoir.pool.leaks", ["kind": "held_too_long"]) == 1)
         harness.clock.advance(by: .seconds(5))
         await lease.release()
-        let stats = await harness.pool.stats()
+        let stats = harness.pool.stats()
         #expect(stats.totals.leaksRecovered == 1)
         #expect(stats.leaksBySite.count == 1)
         #expect(stats.leaksBySite.first?.site.contains("ResourcePool+FailureTests.swift") == true)
@@ -101,7 +101,7 @@ struct ResourcePoolFailureTests {
             _ = try await harness.pool.lease(line: line)
             try await harness.pool.waitForStatistics { $0.leased == 0 && $0.closing == 0 }
         }
-        let stats = await harness.pool.stats()
+        let stats = harness.pool.stats()
         #expect(stats.totals.leaksDropped == sites + 1)
         #expect(stats.leaksBySite.count == ResourcePoolStatistics.LeakSite.maximumSites)
         #expect(stats.leaksBySite.reduce(0) { $0 + $1.dropped } == sites + 1)
