@@ -169,7 +169,7 @@ public final class PostgresPool: Service, Sendable {
     /// The generic pool's statistics: counts, totals, rates, hold and wait times, sizing advice.
     ///
     /// - Returns: a snapshot.
-    public func poolStatistics() async -> ResourcePoolStatistics {
+    public func poolStatistics() -> ResourcePoolStatistics {
         resourcePool.stats()
     }
 

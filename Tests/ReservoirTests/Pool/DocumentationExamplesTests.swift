@@ -158,7 +158,7 @@ struct DocumentationExamplesTests {
         _ = try await pool.lease()  // dropped at once: a leak
         try await pool.waitForStatistics { $0.totals.leaksDropped == 1 }
         // docs:leak-sites
-        let statistics = pool.stats()  // PostgresPool: await pool.poolStatistics()
+        let statistics = pool.stats()  // PostgresPool: pool.poolStatistics()
         for site in statistics.leaksBySite {  // most reports first
             print(site.site, "dropped:", site.dropped, "held too long:", site.heldTooLong)
         }
