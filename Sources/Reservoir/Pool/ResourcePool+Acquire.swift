@@ -146,7 +146,7 @@ enum LockedAcquire<Resource: Sendable>: Sendable {
 extension ResourcePool {
     /// Queues a waiter's hand-off box, in the same locked section as the state machine's decision that it waits, so
     /// that a release on another thread always finds it.
-    @usableFromInline
+    @inlinable
     nonisolated func _enqueue(
         _ core: inout PoolCore<Resource>,
         id: PoolStateMachine.WaiterID,
@@ -198,6 +198,7 @@ extension ResourcePool {
         }
     }
 
+    @inlinable
     nonisolated func _awaitGrant(_ box: WaiterBox<Resource>) async throws -> AcquiredResource<Resource> {
         try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { continuation in

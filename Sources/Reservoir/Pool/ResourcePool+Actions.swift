@@ -9,7 +9,11 @@ extension ResourcePool {
     /// records a metric or queues work: that is collected in `effects`, for the caller to apply after unlocking.
     ///
     /// - Parameter now: the time of the event that produced the actions, if the caller has it (saves a clock read).
-    @usableFromInline
+    ///
+    /// Inlinable, with the hand-off to a waiter inline: that is the contended path (every release that serves a
+    /// waiter), and as generic code it paid runtime metadata lookups for the effects value on every call. The rarer
+    /// actions go to ``_perform(_:core:now:effects:)``.
+    @inlinable
     nonisolated func _performActions(
         _ core: inout PoolCore<Resource>,
         now: Duration?,
@@ -17,11 +21,55 @@ extension ResourcePool {
     ) {
         var now = now
         while let action = core.machine.popAction() {
-            self._perform(action, core: &core, now: &now, effects: &effects)
+            if case .resume(let id, let grant) = action {
+                let time = now ?? self._now()
+                now = time
+                self._handOff(id: id, grant: grant, core: &core, now: time, effects: &effects)
+            } else {
+                self._perform(action, core: &core, now: &now, effects: &effects)
+            }
         }
     }
 
-    private nonisolated func _perform(
+    /// Hands a resource to the waiter the state machine picked.
+    @inlinable
+    nonisolated func _handOff(
+        id: PoolStateMachine.WaiterID,
+        grant: PoolStateMachine.Grant,
+        core: inout PoolCore<Resource>,
+        now: Duration,
+        effects: inout PoolEffects<Resource>
+    ) {
+        guard let box = core.waiterBoxes.removeValue(forKey: id) else {
+            preconditionFailure("the state machine resumed an unknown waiter \(id)")
+        }
+        // The box's own lock is the one lock taken inside the pool's: it runs no user code and is contended only by
+        // the waiter's cancellation handler, and the claim must be decided in the same locked section as the
+        // hand-off (a failed claim puts the resource back at once).
+        let acquired = AcquiredResource(
+            entry: core.entries[grant.slot].unsafelyUnwrapped,
+            grant: grant,
+            deadline: box.deadline
+        )
+        if let resume = box.claim(.success(acquired)) {
+            let waited = (now - box.enqueuedAt).clampedNanoseconds
+            core.leaseStarted(
+                slot: grant.slot,
+                site: box.site,
+                waitedNanoseconds: waited,
+                now: now,
+                effects: &effects
+            )
+            effects.resumes.append(resume)
+        } else {
+            // Scenario: the waiter's task was cancelled after the state machine picked it but before this hand-off.
+            // Its cancellation handler already resumed it; the resource goes back into service.
+            core.machine.handoffFailed(slot: grant.slot, now: now)
+        }
+    }
+
+    @usableFromInline
+    nonisolated func _perform(
         _ action: PoolStateMachine.Action,
         core: inout PoolCore<Resource>,
         now cachedNow: inout Duration?,
@@ -35,33 +83,7 @@ extension ResourcePool {
         }
         switch action {
         case .resume(let id, let grant):
-            guard let box = core.waiterBoxes.removeValue(forKey: id) else {
-                preconditionFailure("the state machine resumed an unknown waiter \(id)")
-            }
-            let now = currentTime()
-            // The box's own lock is the one lock taken inside the pool's: it runs no user code and is contended
-            // only by the waiter's cancellation handler, and the claim must be decided in the same locked section
-            // as the hand-off (a failed claim puts the resource back at once).
-            let acquired = AcquiredResource(
-                entry: core.entries[grant.slot].unsafelyUnwrapped,
-                grant: grant,
-                deadline: box.deadline
-            )
-            if let resume = box.claim(.success(acquired)) {
-                let waited = (now - box.enqueuedAt).clampedNanoseconds
-                core.leaseStarted(
-                    slot: grant.slot,
-                    site: box.site,
-                    waitedNanoseconds: waited,
-                    now: now,
-                    effects: &effects
-                )
-                effects.resumes.append(resume)
-            } else {
-                // Scenario: the waiter's task was cancelled after the state machine picked it but before this
-                // hand-off. Its cancellation handler already resumed it; the resource goes back into service.
-                core.machine.handoffFailed(slot: grant.slot, now: now)
-            }
+            self._handOff(id: id, grant: grant, core: &core, now: currentTime(), effects: &effects)
 
         case .fail(let id, let failure):
             guard let box = core.waiterBoxes.removeValue(forKey: id) else {

@@ -22,7 +22,8 @@ import Synchronization
 final class WaiterBox<Resource: Sendable>: Sendable {
     @usableFromInline typealias Continuation = UnsafeContinuation<AcquiredResource<Resource>, any Error>
 
-    private enum State {
+    @usableFromInline
+    enum State {
         case pending
         case waiting(Continuation)
         case resolvedEarly(Result<AcquiredResource<Resource>, any Error>)
@@ -30,17 +31,18 @@ final class WaiterBox<Resource: Sendable>: Sendable {
         case finished
     }
 
-    let id: PoolStateMachine.WaiterID
-    let site: AcquireSite
-    let enqueuedAt: Duration
+    @usableFromInline let id: PoolStateMachine.WaiterID
+    @usableFromInline let site: AcquireSite
+    @usableFromInline let enqueuedAt: Duration
     /// The waiter's deadline (a duration since the pool's epoch), handed back with its resource.
-    let deadline: Duration?
+    @usableFromInline let deadline: Duration?
     /// Whether the waiter queued while `run()` had not started: then no timer of `run()` bounds its wait, and the
     /// waiting task keeps its own (see `ResourcePool._watchWaiterBeforeRun`).
-    let enqueuedBeforeRun: Bool
+    @usableFromInline let enqueuedBeforeRun: Bool
     /// Protected by its own lock; every transition happens inside it, every resume outside it.
-    private let state = Mutex<State>(.pending)
+    @usableFromInline let state = Mutex<State>(.pending)
 
+    @usableFromInline
     init(
         id: PoolStateMachine.WaiterID,
         site: AcquireSite,
@@ -56,6 +58,7 @@ final class WaiterBox<Resource: Sendable>: Sendable {
     }
 
     /// Called by the waiting task, synchronously after enqueueing.
+    @inlinable
     func install(_ continuation: Continuation) {
         let early: Result<AcquiredResource<Resource>, any Error>? = self.state.withLock { state in
             switch state {
@@ -79,7 +82,7 @@ final class WaiterBox<Resource: Sendable>: Sendable {
     ///
     /// - Returns: `nil` when the waiter was cancelled first (nothing to resume); otherwise the resume to perform once
     ///   the pool's lock is released (empty when the continuation is not installed yet: `install` resumes it).
-    @usableFromInline
+    @inlinable
     func claim(_ result: Result<AcquiredResource<Resource>, any Error>) -> PendingResume<Resource>? {
         self.state.withLock { state in
             switch state {
@@ -96,6 +99,7 @@ final class WaiterBox<Resource: Sendable>: Sendable {
     }
 
     /// Called by the task's cancellation handler, on any thread.
+    @inlinable
     func cancel() {
         let continuation: Continuation? = self.state.withLock { state in
             switch state {
@@ -118,6 +122,12 @@ final class WaiterBox<Resource: Sendable>: Sendable {
 struct PendingResume<Resource: Sendable>: Sendable {
     @usableFromInline let continuation: WaiterBox<Resource>.Continuation?
     @usableFromInline let result: Result<AcquiredResource<Resource>, any Error>
+
+    @inlinable
+    init(continuation: WaiterBox<Resource>.Continuation?, result: Result<AcquiredResource<Resource>, any Error>) {
+        self.continuation = continuation
+        self.result = result
+    }
 
     @inlinable
     func resume() {
