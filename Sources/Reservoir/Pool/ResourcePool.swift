@@ -177,14 +177,14 @@ public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service w
 
     /// Replaces every resource (for example after a failover): idle ones are closed now, leased ones when they come
     /// back, ones being created or checked when they finish. Replacements are created as needed.
-    public func invalidateAll() {
+    public nonisolated func invalidateAll() {
         self._handle { core, now, _ in core.machine.invalidateAllRequested(now: now) }
         self.logger.info("invalidated every resource")
     }
 
     /// Flags every idle resource for validation before its next lease (the before-lease hook then runs whatever the
     /// validation policy says). Call it when a failure may have hit every resource, such as a connection error.
-    public func requestIdleValidation() {
+    public nonisolated func requestIdleValidation() {
         self.state.withLock { $0.machine.idleValidationRequested() }
     }
 

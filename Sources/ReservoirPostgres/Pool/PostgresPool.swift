@@ -162,8 +162,8 @@ public final class PostgresPool: Service, Sendable {
 
     /// Closes and replaces every connection (for example after a failover): idle ones now, leased ones when they
     /// come back.
-    public func invalidateAll() async {
-        await resourcePool.invalidateAll()
+    public func invalidateAll() {
+        resourcePool.invalidateAll()
     }
 
     /// The generic pool's statistics: counts, totals, rates, hold and wait times, sizing advice.

@@ -84,7 +84,7 @@ struct ResourcePoolHealthTests {
         harness.clock.advance(by: .seconds(5))
         _ = try await harness.pool.withResource { $0 }
         #expect(validated.value == [false])
-        await harness.pool.requestIdleValidation()
+        harness.pool.requestIdleValidation()
         _ = try await harness.pool.withResource { $0 }
         #expect(validated.value == [false, true])
         try await harness.shutdown()
@@ -179,7 +179,7 @@ struct ResourcePoolHealthTests {
         try await harness.pool.waitForStatistics { $0.idle == 2 }
         let lease = try await harness.pool.lease()
         let leased = lease.resource
-        await harness.pool.invalidateAll()
+        harness.pool.invalidateAll()
         try await harness.pool.waitForStatistics { $0.closing == 0 && $0.totals.creations == 3 }
         #expect(harness.factory.closed.count == 1)
         await lease.release()
