@@ -43,8 +43,9 @@ public final class PostgresPool: Service, Sendable {
     /// The configuration the pool was created with.
     public let configuration: Configuration
 
-    /// The generic pool underneath: statistics, sizing advice, `invalidateAll()`, test-kit assertions.
-    public let resourcePool: ResourcePool<PostgresConnection, ContinuousClock>
+    /// The generic pool underneath. Not public: leasing from it directly would skip the cancellation bound and the
+    /// error translation of the query API; its statistics are ``poolStatistics()``, `invalidateAll()` is on the pool.
+    package let resourcePool: ResourcePool<PostgresConnection, ContinuousClock>
 
     let instruments: PostgresPoolInstruments
     let logger: Logger
