@@ -235,15 +235,15 @@ public struct JitterSource: Sendable {
     }
 }
 
-/// Logger metadata keys, in one place.
+/// Metadata keys of the module's log lines, in one place (dot notation, as the rest of Reservoir).
 enum LogKey {
     static let poolName = "pool.name"
     static let resourceID = "resource.id"
     static let leaseSite = "lease.site"
     static let leaseHoldMilliseconds = "lease.hold_ms"
     static let reason = "eviction.reason"
-    static let hook = "hook"
-    static let error = "error"
+    static let hook = "pool.hook"
+    static let error = "error.message"
     static let attempt = "creation.attempt"
 }
 

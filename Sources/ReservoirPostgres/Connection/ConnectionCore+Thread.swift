@@ -152,7 +152,7 @@ extension ConnectionCore {
             cancelHandle = PQgetCancel(connection)
             backendProcessID = PQbackendPID(connection)
         }
-        logger.debug("postgres connection opened", metadata: ["postgres.backend_pid": "\(PQbackendPID(connection))"])
+        logger.debug("postgres connection opened", metadata: [LogKey.backendPID: "\(PQbackendPID(connection))"])
         return .success(())
     }
 
@@ -267,7 +267,7 @@ extension ConnectionCore {
             var buffer = [CChar](repeating: 0, count: 256)
             if PQcancel(box.handle, &buffer, 256) == 0 {
                 let message = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-                logger.debug("postgres cancel request failed", metadata: ["postgres.error": "\(message)"])
+                logger.debug("postgres cancel request failed", metadata: [LogKey.error: "\(message)"])
             }
             PQfreeCancel(box.handle)
         }
@@ -348,10 +348,10 @@ private let noticeReceiver: PQnoticeReceiver = { context, result in
     }
     let severity = field(CLIBPQ_DIAG_SEVERITY_NONLOCALIZED) ?? "NOTICE"
     let message = field(CLIBPQ_DIAG_MESSAGE_PRIMARY) ?? ""
-    var metadata: Logger.Metadata = ["postgres.severity": "\(severity)"]
-    if let sqlState = field(CLIBPQ_DIAG_SQLSTATE) { metadata["postgres.sqlstate"] = "\(sqlState)" }
-    if let detail = field(CLIBPQ_DIAG_MESSAGE_DETAIL) { metadata["postgres.detail"] = "\(detail)" }
-    if let hint = field(CLIBPQ_DIAG_MESSAGE_HINT) { metadata["postgres.hint"] = "\(hint)" }
+    var metadata: Logger.Metadata = [LogKey.severity: "\(severity)"]
+    if let sqlState = field(CLIBPQ_DIAG_SQLSTATE) { metadata[LogKey.sqlState] = "\(sqlState)" }
+    if let detail = field(CLIBPQ_DIAG_MESSAGE_DETAIL) { metadata[LogKey.detail] = "\(detail)" }
+    if let hint = field(CLIBPQ_DIAG_MESSAGE_HINT) { metadata[LogKey.hint] = "\(hint)" }
     let level: Logger.Level
     switch severity {
     case "WARNING": level = .warning

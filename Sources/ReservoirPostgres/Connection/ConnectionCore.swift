@@ -565,7 +565,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         closedError = error
         isConnected = false
         if reason == .lost {
-            logger.debug("postgres connection lost", metadata: ["postgres.error": "\(error)"])
+            logger.debug("postgres connection lost", metadata: [LogKey.error: "\(error)"])
         }
         let action = machine.connectionClosed(reason)
         if let active = action.active { fail(active, with: error, completions: &completions) }

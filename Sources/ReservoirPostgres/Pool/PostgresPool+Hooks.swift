@@ -44,7 +44,7 @@ struct PostgresPoolHooks: Sendable {
             return !connection.isClosed && connection.transactionStatus == .idle
         } catch {
             instruments.validationFailed()
-            logger.debug("connection failed validation; replacing it", metadata: ["error": "\(error)"])
+            logger.debug("connection failed validation; replacing it", metadata: [LogKey.error: "\(error)"])
             return false
         }
     }
@@ -65,7 +65,7 @@ struct PostgresPoolHooks: Sendable {
             // Lost or terminated by the server. A loss may have hit every connection (server restart, failover):
             // validate the idle ones before their next lease.
             instruments.fatalErrorObserved()
-            logger.debug("connection closed while leased; replacing it", metadata: ["lease.site": "\(context.acquireSite)"])
+            logger.debug("connection closed while leased; replacing it", metadata: [LogKey.leaseSite: "\(context.acquireSite)"])
             return .discardAndValidateIdle
         }
         if let error = context.error, PostgresPool.isFatal(error) {
@@ -209,7 +209,7 @@ final class PostgresPoolInstruments: @unchecked Sendable {
         ).increment()
         logger.warning(
             "a connection came back dirty (\(state)); it is rolled back or closed, never handed on",
-            metadata: ["lease.site": "\(site)", "postgres.transaction_status": "\(state)"]
+            metadata: [LogKey.leaseSite: "\(site)", LogKey.transactionStatus: "\(state)"]
         )
     }
 }

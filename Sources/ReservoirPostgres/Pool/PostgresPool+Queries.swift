@@ -286,7 +286,7 @@ extension PostgresPool {
             instruments.cancellation(reused: false)
             logger.warning(
                 "a cancelled statement did not stop within the grace period; its connection was closed",
-                metadata: ["postgres.grace_period": "\(configuration.cancellationGracePeriod)"]
+                metadata: [LogKey.gracePeriod: "\(configuration.cancellationGracePeriod)"]
             )
         } else if !connection.isClosed, connection.transactionStatus == .idle {
             instruments.cancellation(reused: true)

@@ -77,7 +77,7 @@ public final class PostgresPool: Service, Sendable {
             throw Self.configurationError(error)
         }
         var logger = logger
-        logger[metadataKey: "pool.name"] = .string(configuration.pool.name)
+        logger[metadataKey: LogKey.poolName] = .string(configuration.pool.name)
         let instruments = PostgresPoolInstruments(
             poolName: configuration.pool.name,
             factory: metricsFactory ?? MetricsSystem.factory

@@ -180,7 +180,7 @@ extension PostgresConnection {
         let deadline = ContinuousClock.now.advanced(by: core.configuration.cancellationGracePeriod)
         let outcome = await core.run(.script(sql), scope: scope, cancellable: false, deadline: deadline)
         if case .failure(let error) = outcome {
-            logger.debug("postgres rollback failed", metadata: ["postgres.error": "\(error)"])
+            logger.debug("postgres rollback failed", metadata: [LogKey.error: "\(error)"])
         }
     }
 }
