@@ -131,6 +131,11 @@ final class ConnectionReactor: @unchecked Sendable {
             let count = events.withUnsafeMutableBufferPointer { buffer in
                 epoll_wait(epoll, buffer.baseAddress, Int32(buffer.count), timeoutMilliseconds())
             }
+            // Awake: what is queued from now on is seen at the top of the loop, with no eventfd write (a task pinned
+            // here, resumed below, queues its next job at once: a signal would cost a write, a read and a wasted wait).
+            lock.lock()
+            polling = false
+            lock.unlock()
             var completions = Completions()
             if count > 0 {
                 for event in events.prefix(Int(count)) {
