@@ -193,7 +193,10 @@ final class ConnectionReactor: @unchecked Sendable {
                 var event = epoll_event()
                 event.events = wanted
                 event.data.u64 = UInt64(slot)
-                epoll_ctl(epoll, EPOLL_CTL_ADD, interest.socket, &event)
+                if epoll_ctl(epoll, EPOLL_CTL_ADD, interest.socket, &event) != 0, errno == EEXIST {
+                    // Still registered from before (a removal skipped for a socket libpq had replaced): update it.
+                    epoll_ctl(epoll, EPOLL_CTL_MOD, interest.socket, &event)
+                }
             }
             core.reactorEvents = wanted
             core.reactorSocket = interest.socket
