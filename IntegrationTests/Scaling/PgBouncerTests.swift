@@ -176,6 +176,42 @@ struct PgBouncerTests {
         }
     }
 
+    @Test("transaction pooling: a per-statement statement_timeout applies to its statement and to no other client's")
+    func transactionPoolingStatementTimeout() async throws {
+        let server = try await TestDatabase.server.value
+        try await PgBouncerProcess.with(server: server, settings: .init(poolMode: "transaction", defaultPoolSize: 2)) {
+            bouncer in
+            try await Self.withPool(through: bouncer, mode: .transactionPooling, configure: { $0.pool.maximumSize = 4 }) {
+                pool in
+                let error = await #expect(throws: PostgresError.self) {
+                    try await pool.query("SELECT pg_sleep(2)", statementTimeout: .milliseconds(100))
+                }
+                #expect(error?.code == .statementTimeout)
+                // Many short statements with their own timeout, and plain ones beside them, from four clients over two
+                // server connections: a plain statement must always see the server's default.
+                let defaults = try await withThrowingTaskGroup(of: [String].self) { group in
+                    for client in 0..<4 {
+                        group.addTask {
+                            var seen: [String] = []
+                            for _ in 0..<25 {
+                                if client.isMultiple(of: 2) {
+                                    _ = try await pool.query("SELECT 1", statementTimeout: .milliseconds(1500))
+                                } else {
+                                    let value = try await pool.query("SHOW statement_timeout").singleValue(String.self)
+                                    seen.append(value ?? "")
+                                }
+                            }
+                            return seen
+                        }
+                    }
+                    return try await group.reduce(into: []) { $0 += $1 }
+                }
+                #expect(defaults.count == 50)
+                #expect(Set(defaults) == ["0"], "a plain statement saw \(Set(defaults))")
+            }
+        }
+    }
+
     @Test("PgBouncer and its guard hold none of this process's descriptors: a pipe opened without close-on-exec still ends while they run")
     func pgbouncerInheritsNoDescriptor() async throws {
         // A Foundation `Pipe` is such a pipe: before the guard was spawned with "close from 3", a long-lived guard

@@ -257,9 +257,26 @@ extension PostgresPool {
     func run(_ query: PostgresQuery, statementTimeout: Duration, on connection: PostgresConnection) async throws
         -> PostgresRows
     {
+        let milliseconds = "\(PostgresPool.milliseconds(statementTimeout))"
+        if configuration.pgbouncer == .transactionPooling {
+            // Behind transaction pooling each implicit transaction may run on another server connection: a setting
+            // in one and the statement in the next would miss the statement and stay on a connection someone else
+            // gets. So both run in one transaction, and the setting is local to it (nothing to restore).
+            let results = try await connection.pipeline(
+                ["SELECT set_config('statement_timeout', \(milliseconds), true)", query],
+                mode: .transaction
+            )
+            guard results.count == 2 else {
+                throw PostgresError(.connectionClosed, message: "the pipeline ended early")
+            }
+            switch results[1] {
+            case .success(let rows): return rows
+            case .failure(let error): throw error.asStatementTimeout() ?? error
+            }
+        }
         let restored = configuration.statementTimeout.map { "\(PostgresPool.milliseconds($0))" } ?? "0"
         let results = try await connection.pipeline([
-            "SELECT set_config('statement_timeout', \("\(PostgresPool.milliseconds(statementTimeout))"), false)",
+            "SELECT set_config('statement_timeout', \(milliseconds), false)",
             query,
             "SELECT set_config('statement_timeout', \(restored), false)",
         ])
