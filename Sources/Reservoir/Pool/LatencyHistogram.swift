@@ -4,15 +4,18 @@ import Logging
 
 /// A fixed-size log-linear histogram of nanosecond values: exact below 16 ns, then 8 buckets per power of two
 /// (about 6 % relative precision). Recording is a handful of integer operations and never allocates.
-@usableFromInline
-package struct LatencyHistogram: Sendable {
+///
+/// The pool keeps its wait and hold times in it; it is public for code that measures latencies the same way (the
+/// `reservoir` tool's live figures and load curves, a service's own timings).
+public struct LatencyHistogram: Sendable {
     @usableFromInline static let bucketCount = 16 + 60 * 8
 
     @usableFromInline var buckets: [UInt32]
     @usableFromInline var count: UInt64 = 0
     @usableFromInline var sum: UInt64 = 0
 
-    package init() {
+    /// An empty histogram.
+    public init() {
         self.buckets = Array(repeating: 0, count: Self.bucketCount)
     }
 
@@ -51,6 +54,8 @@ package struct LatencyHistogram: Sendable {
     func quantile(_ fraction: Double, mergedWith other: LatencyHistogram) -> UInt64? {
         let total = self.count + other.count
         guard total > 0 else { return nil }
+        // Clamped: a fraction outside 0...1 (or NaN) from a caller must not trap in the conversion below.
+        let fraction = fraction.isNaN ? 1 : min(max(fraction, 0), 1)
         let rank = UInt64((Double(total) * fraction).rounded(.up))
         var seen: UInt64 = 0
         for bucket in 0..<Self.bucketCount {
@@ -61,27 +66,33 @@ package struct LatencyHistogram: Sendable {
     }
 }
 
-// The same histogram for sibling modules (the `reservoir` tool's live figures and load curves): durations in,
-// seconds out.
+// The public surface: durations in, seconds out.
 extension LatencyHistogram {
-    /// Records one duration (negative ones count as zero).
-    package mutating func record(_ duration: Duration) {
+    /// Records one duration.
+    ///
+    /// - Parameter duration: the value to record; negative durations count as zero.
+    public mutating func record(_ duration: Duration) {
         self.record(duration.clampedNanoseconds)
     }
 
-    /// Adds every value recorded in `other`.
-    package mutating func merge(_ other: LatencyHistogram) {
+    /// Adds every value recorded in another histogram.
+    ///
+    /// - Parameter other: the histogram whose values are added to this one.
+    public mutating func merge(_ other: LatencyHistogram) {
         for bucket in 0..<Self.bucketCount { self.buckets[bucket] &+= other.buckets[bucket] }
         self.count &+= other.count
         self.sum &+= other.sum
     }
 
     /// How many values were recorded.
-    package var recordedCount: Int { Int(self.count) }
+    public var recordedCount: Int { Int(self.count) }
 
-    /// The value below which `fraction` of the recorded values fall, in seconds (its bucket's upper bound, within
-    /// about 6 %); 0 when nothing was recorded.
-    package func quantileSeconds(_ fraction: Double) -> Double {
+    /// The value below which a fraction of the recorded values fall, in seconds (its bucket's upper bound, within
+    /// about 6 %).
+    ///
+    /// - Parameter fraction: the quantile, from 0 to 1 (0.99 for the 99th percentile); values outside are clamped.
+    /// - Returns: the value in seconds; 0 when nothing was recorded.
+    public func quantileSeconds(_ fraction: Double) -> Double {
         self.quantile(fraction, mergedWith: LatencyHistogram()).map { Double($0) / 1e9 } ?? 0
     }
 }

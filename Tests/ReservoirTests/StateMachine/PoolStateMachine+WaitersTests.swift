@@ -64,6 +64,25 @@ struct LatencyHistogramTests {
         #expect(p99 >= 990_000)
         #expect(Double(p99) <= 990_000 * 1.13)
     }
+
+    @Test("the public surface: durations in, seconds out, merged histograms, and fractions outside 0...1 clamped")
+    func publicSurface() {
+        var fast = LatencyHistogram()
+        var slow = LatencyHistogram()
+        #expect(fast.quantileSeconds(0.5) == 0)
+        for _ in 0..<90 { fast.record(.milliseconds(1)) }
+        for _ in 0..<10 { slow.record(.milliseconds(100)) }
+        slow.record(.milliseconds(-5))  // counts as zero
+        fast.merge(slow)
+        #expect(fast.recordedCount == 101)
+        let median = fast.quantileSeconds(0.5)
+        #expect(median >= 0.001 && median <= 0.001 * 1.13)
+        let p99 = fast.quantileSeconds(0.99)
+        #expect(p99 >= 0.1 && p99 <= 0.1 * 1.13)
+        #expect(fast.quantileSeconds(-1) == 0)
+        #expect(fast.quantileSeconds(2) == fast.quantileSeconds(1))
+        #expect(fast.quantileSeconds(.nan) == fast.quantileSeconds(1))
+    }
 }
 
 @Suite("PoolStateMachine.WaiterQueue: retries")
