@@ -116,6 +116,7 @@ let package = Package(
             dependencies: [
                 "Reservoir",
                 "ReservoirTestKit",
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],

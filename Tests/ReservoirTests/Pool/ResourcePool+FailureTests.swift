@@ -1,6 +1,7 @@
 import Logging
 import Reservoir
 import ReservoirTestKit
+import ServiceLifecycleTestKit
 import Testing
 
 @Suite("ResourcePool: creation failures, leaks, shutdown")
@@ -131,6 +132,31 @@ struct ResourcePoolFailureTests {
         try await harness.runTask.value
         #expect(Set(harness.factory.closed) == [MockResource(id: 1), MockResource(id: 2)])
         try await harness.pool.expectNoOutstandingLeases()
+    }
+
+    @Test(
+        "swift-service-lifecycle's graceful shutdown drains run(): waiters and new acquires fail, a lease finishes",
+        .timeLimit(.minutes(1))
+    )
+    func gracefulShutdownFromServiceLifecycle() async throws {
+        try await testGracefulShutdown { trigger in
+            // run() starts inside the test kit's graceful-shutdown scope (the harness's task inherits it), as it does
+            // under a ServiceGroup; nothing calls the pool's own triggerGracefulShutdown().
+            let harness = try PoolHarness { $0.maximumSize = 1 }
+            let held = try await harness.pool.lease()
+            let waiter = Task { try await harness.pool.withResource { $0 } }
+            try await harness.pool.waitForStatistics { $0.waiting == 1 }
+            trigger.triggerGracefulShutdown()
+            let waiterError = await #expect(throws: ResourcePoolError.self) { try await waiter.value }
+            #expect(waiterError?.code == .shutDown)
+            let newError = await #expect(throws: ResourcePoolError.self) { try await harness.pool.withResource { $0 } }
+            #expect(newError?.code == .shutDown)
+            #expect(harness.factory.closed.isEmpty)  // the lease still out keeps its resource
+            await held.release()
+            try await harness.runTask.value
+            #expect(harness.factory.closed == [MockResource(id: 1)])
+            try await harness.pool.expectNoOutstandingLeases()
+        }
     }
 
     @Test("a drain past its timeout ends run() and closes the late lease when it comes back")
