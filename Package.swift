@@ -14,6 +14,7 @@ let package = Package(
     products: [
         .library(name: "Reservoir", targets: ["Reservoir"]),
         .library(name: "ReservoirTestKit", targets: ["ReservoirTestKit"]),
+        .library(name: "ReservoirTestClock", targets: ["ReservoirTestClock"]),
         .library(name: "ReservoirBackpressure", targets: ["ReservoirBackpressure"]),
         .library(name: "ReservoirPostgres", targets: ["ReservoirPostgres"]),
         .library(name: "ReservoirPostgresTestKit", targets: ["ReservoirPostgresTestKit"]),
@@ -43,10 +44,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // A manual clock for tests of anything that takes a Clock (the pool, the backpressure primitives).
+        .target(
+            name: "ReservoirTestClock",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "ReservoirTestKit",
             dependencies: [
                 "Reservoir",
+                "ReservoirTestClock",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -126,7 +133,7 @@ let package = Package(
             name: "ReservoirBackpressureTests",
             dependencies: [
                 "ReservoirBackpressure",
-                "ReservoirTestKit",
+                "ReservoirTestClock",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -1,5 +1,5 @@
 import Logging
-import ReservoirTestKit
+import ReservoirTestClock
 import Testing
 
 @testable import ReservoirBackpressure

@@ -1,5 +1,5 @@
 import Synchronization
-import ReservoirTestKit
+import ReservoirTestClock
 import Testing
 
 @testable import ReservoirBackpressure

@@ -1,4 +1,4 @@
-import ReservoirTestKit
+import ReservoirTestClock
 import Testing
 
 @testable import ReservoirBackpressure

@@ -1,5 +1,5 @@
 import Foundation
-import ReservoirTestKit
+import ReservoirTestClock
 import Testing
 
 @testable import ReservoirBackpressure

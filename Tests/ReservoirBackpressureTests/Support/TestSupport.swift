@@ -1,6 +1,6 @@
 import Synchronization
 
-// The Backpressure tests use `ReservoirTestKit.ManualClock`; these are their other helpers.
+// The Backpressure tests use `ReservoirTestClock.ManualClock`; these are their other helpers.
 
 /// Yields until `condition` holds; fails the test (returns false) after many tries. A rendezvous for state that
 /// another task reaches without a hook to await, such as "the producer is now suspended in the channel".
