@@ -113,7 +113,7 @@ enum PoolLogRecord: Sendable {
         case .acquireTimedOut(let site, let waited):
             logger.debug(
                 "acquire timed out",
-                metadata: [LogKey.leaseSite: "\(site)", "wait_ms": "\(waited.clampedNanoseconds / 1_000_000)"]
+                metadata: [LogKey.leaseSite: "\(site)", LogKey.waitMilliseconds: "\(waited.clampedNanoseconds / 1_000_000)"]
             )
         case .leakSuspected(let resourceID, let site, let heldFor):
             logger.warning(

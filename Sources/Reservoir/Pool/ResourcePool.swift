@@ -241,8 +241,8 @@ enum LogKey {
     static let resourceID = "resource.id"
     static let leaseSite = "lease.site"
     static let leaseHoldMilliseconds = "lease.hold_ms"
+    static let waitMilliseconds = "lease.wait_ms"
     static let reason = "eviction.reason"
-    static let hook = "pool.hook"
     static let error = "error.message"
     static let attempt = "creation.attempt"
 }
