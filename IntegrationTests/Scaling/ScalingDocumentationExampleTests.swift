@@ -27,12 +27,38 @@ func callPartnerAPI(pool: PostgresPool) async throws -> Bool {
     return true
 }
 
+func makeFailoverPools() throws -> (writes: PostgresPool, reads: PostgresPool) {
+    // Writes: the first host that accepts them. Reads: a standby when one is up, else any host.
+    let hosts = "host=db-a,db-b port=5432,5432 dbname=app user=app connect_timeout=5"
+    var writes = PostgresPool.Configuration(
+        connection: try .init(connectionString: hosts + " target_session_attrs=read-write"),
+        name: "orders-writes"
+    )
+    // New connections are tried again at most 1 s apart while no host accepts writes: this bounds how long after
+    // a promotion the pool finds the new primary.
+    writes.pool.creationBackoff = .exponential(initial: .milliseconds(50), maximum: .seconds(1))
+    var reads = PostgresPool.Configuration(
+        connection: try .init(connectionString: hosts + " target_session_attrs=prefer-standby"),
+        name: "orders-reads"
+    )
+    reads.pool.maximumSize = 8
+    return (try PostgresPool(configuration: writes), try PostgresPool(configuration: reads))
+}
+
 @Suite("docs/scaling.md examples")
 struct ScalingDocumentationExampleTests {
     @Test("the PgBouncer example builds a pool with the transaction pooling mode")
     func pgbouncerExample() throws {
         let pool = try makePoolBehindPgBouncerInTransactionPooling(connectionString: "host=127.0.0.1 port=6432 dbname=app user=app")
         #expect(pool.configuration.pgbouncer == .transactionPooling)
+    }
+
+    @Test("the failover example builds a write pool that needs a primary and a read pool that prefers standbys")
+    func failoverExample() throws {
+        let (writes, reads) = try makeFailoverPools()
+        #expect(writes.configuration.connection["target_session_attrs"] == "read-write")
+        #expect(reads.configuration.connection["target_session_attrs"] == "prefer-standby")
+        #expect(writes.configuration.pool.creationBackoff.maximum == .seconds(1))
     }
 
     @Test("the shared rate limit example takes permits")

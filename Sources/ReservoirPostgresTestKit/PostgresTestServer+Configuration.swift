@@ -33,6 +33,10 @@ extension PostgresTestServer {
         /// `["statement_timeout": "5s"]`. They override the defaults listed on ``Configuration``.
         public var settings: [String: String] = [:]
 
+        /// Whether the server can have streaming standbys (``PostgresTestServer/startStandby()``): `wal_level` is
+        /// then `replica` and `max_wal_senders` 8, instead of the faster `minimal` and 0. Default `false`.
+        public var allowsStandbys: Bool = false
+
         /// Whether autovacuum runs. Default `false`, so that background work does not disturb measurements.
         public var autovacuum: Bool = false
 
@@ -217,6 +221,10 @@ extension PostgresTestServer.Configuration {
             merged["ssl"] = "on"
             merged["ssl_cert_file"] = "server.crt"
             merged["ssl_key_file"] = "server.key"
+        }
+        if allowsStandbys {
+            merged["wal_level"] = "replica"
+            merged["max_wal_senders"] = "8"
         }
         merged.merge(settings) { _, user in user }
         // Where the server listens is not negotiable: loopback only, in the private folder.

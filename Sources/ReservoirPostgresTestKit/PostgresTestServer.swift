@@ -59,7 +59,7 @@ public final class PostgresTestServer: Sendable {
     /// The template databases and housekeeping connections behind ``withDatabase(migrations:options:_:)``.
     package let testDatabases: TestDatabases
 
-    private init(cluster: Cluster, watchdog: Watchdog, port: Int, postmaster: ChildProcess) {
+    init(cluster: Cluster, watchdog: Watchdog, port: Int, postmaster: ChildProcess) {
         self.cluster = cluster
         self.watchdog = watchdog
         self.state = Mutex(.running(postmaster))
@@ -313,7 +313,7 @@ public final class PostgresTestServer: Sendable {
 
     /// Starts the postmaster for the first time, on the configured port or on a free one, retrying a port taken
     /// between the pick and the server's bind.
-    private static func startFirstTime(
+    static func startFirstTime(
         _ cluster: Cluster,
         pickPort: () throws -> Int
     ) async throws -> (Int, ChildProcess) {

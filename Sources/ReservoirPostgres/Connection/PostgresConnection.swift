@@ -241,6 +241,33 @@ public final class PostgresConnection: Sendable {
         }
     }
 
+    /// A run-time parameter as the server last reported it (`ParameterStatus`), such as `server_version`,
+    /// `in_hot_standby` or `default_transaction_read_only`; `nil` when the server has not reported it (or the
+    /// connection is closed). No round trip: libpq keeps what the server sent.
+    ///
+    /// - Parameter name: The parameter's name.
+    public func parameterStatus(_ name: String) -> String? {
+        core.lock.withLock {
+            guard let connection = core.connection, core.isConnected,
+                let value = PQparameterStatus(connection, name)
+            else { return nil }
+            return String(cString: value)
+        }
+    }
+
+    /// Whether the server last said that it accepts no writes: a hot standby (`in_hot_standby`), or a server whose
+    /// `default_transaction_read_only` is on (how a primary is fenced). PostgreSQL 14 and later report both and
+    /// update them when they change (a promotion, a reload); an older server reports neither, and this is `false`.
+    public var isReadOnlyServer: Bool {
+        core.lock.withLock {
+            guard let connection = core.connection, core.isConnected else { return false }
+            for name in ["in_hot_standby", "default_transaction_read_only"] {
+                if let value = PQparameterStatus(connection, name), String(cString: value) == "on" { return true }
+            }
+            return false
+        }
+    }
+
     /// Whether the connection is closed (by ``close()``, by the server, or by a network failure).
     public var isClosed: Bool {
         core.lock.withLock { !core.isConnected }

@@ -3,11 +3,33 @@ import Logging
 import Reservoir
 import Synchronization
 
+/// The generic pool, as the hooks reach it to invalidate every connection: set once the pool exists, held weakly (the
+/// pool holds the hooks).
+final class PoolLink: Sendable {
+    private struct Reference {
+        weak var pool: ResourcePool<PostgresConnection, ContinuousClock>?
+    }
+
+    private let reference = Mutex(Reference())
+
+    func connect(_ pool: ResourcePool<PostgresConnection, ContinuousClock>) {
+        reference.withLock { $0.pool = pool }
+    }
+
+    func invalidateAll() {
+        reference.withLock { $0.pool }?.invalidateAll()
+    }
+}
+
 /// The PostgreSQL-aware hooks the pool runs: validation before a lease, the dirty-return check after one.
 struct PostgresPoolHooks: Sendable {
     let validationIdleThreshold: Duration?
     let sessionReset: PostgresPool.SessionReset
     let gracePeriod: Duration
+    /// Whether the connection string asks for a server that accepts writes (`target_session_attrs=read-write` or
+    /// `primary`): a connection that finds its server read-only then invalidates the whole pool.
+    let requiresWritableServer: Bool
+    let poolLink: PoolLink
     let instruments: PostgresPoolInstruments
     let logger: Logger
 
@@ -31,14 +53,15 @@ struct PostgresPoolHooks: Sendable {
             suspect = false
         }
         let idleTooLong = validationIdleThreshold.map { context.idleDuration >= $0 } ?? false
-        guard suspect || context.validationRequested || idleTooLong else { return true }
+        guard suspect || context.validationRequested || idleTooLong else { return writable(connection) }
         // A cancelled acquirer gets the connection unchecked: its first statement fails with CancellationError
         // and the connection comes straight back, still idle. Validating here would fail and close a healthy one.
         if Task.isCancelled { return true }
         instruments.validationRoundTrip()
         do {
             try await connection.validateWithRoundTrip()
-            return true
+            // The round trip also read any parameter the server reported meanwhile (a promotion, a reload).
+            return writable(connection)
         } catch is CancellationError {
             // Cancelled during the round trip: the driver waited until the connection was idle again.
             return !connection.isClosed && connection.transactionStatus == .idle
@@ -49,9 +72,39 @@ struct PostgresPoolHooks: Sendable {
         }
     }
 
+    /// `true` unless the pool needs a writable server and this connection's server said it is read-only (a
+    /// standby, or a primary fenced with `default_transaction_read_only`): then every connection is invalidated, so
+    /// that new ones find the current primary through the connection string's hosts.
+    private func writable(_ connection: PostgresConnection) -> Bool {
+        guard requiresWritableServer, connection.isReadOnlyServer else { return true }
+        readOnlyServerFound(connection)
+        return false
+    }
+
+    /// Counts, logs and acts on a connection whose server no longer accepts writes.
+    private func readOnlyServerFound(_ connection: PostgresConnection) {
+        instruments.readOnlyServerFound()
+        logger.warning(
+            """
+            the server of a connection is read-only (a standby, or a fenced primary) but the pool needs a writable \
+            one (target_session_attrs); reconnecting every connection
+            """,
+            metadata: [LogKey.backendPID: "\(connection.backendProcessID)"]
+        )
+        poolLink.invalidateAll()
+    }
+
     /// Runs when a lease ends, in the releasing task: decides whether the connection may serve the next caller.
     func released(_ connection: PostgresConnection, context: ResourceReleaseContext) async -> ResourceReleaseDecision {
         if context.markedBroken { return .discard }
+        if requiresWritableServer, let error = context.error as? PostgresError,
+            error.sqlState == .readOnlySQLTransaction, connection.isReadOnlyServer
+        {
+            // A write failed because the server is read-only, and it says so of itself (not a read-only transaction
+            // the caller asked for): the primary moved.
+            readOnlyServerFound(connection)
+            return .discard
+        }
         let (closeReason, status) = connection.releaseCheck()
         switch closeReason {
         case nil:
@@ -135,6 +188,7 @@ final class PostgresPoolInstruments: @unchecked Sendable {
     private let cancellationsReused: Counter
     private let cancellationsClosed: Counter
     private let sessionResets: Counter
+    private let readOnlyServerInvalidations: Counter
 
     init(poolName: String, factory: any MetricsFactory) {
         self.poolName = poolName
@@ -150,6 +204,8 @@ final class PostgresPoolInstruments: @unchecked Sendable {
         cancellationsClosed = Counter(
             label: "reservoir.postgres.cancellations", dimensions: pool + [("outcome", "closed")], factory: factory)
         sessionResets = Counter(label: "reservoir.postgres.session_resets", dimensions: pool, factory: factory)
+        readOnlyServerInvalidations = Counter(
+            label: "reservoir.postgres.read_only_server_invalidations", dimensions: pool, factory: factory)
     }
 
     func snapshot() -> PostgresPool.Statistics { counts.withLock { $0 } }
@@ -184,6 +240,11 @@ final class PostgresPoolInstruments: @unchecked Sendable {
     func sessionReset() {
         counts.withLock { $0.sessionResets += 1 }
         sessionResets.increment()
+    }
+
+    func readOnlyServerFound() {
+        counts.withLock { $0.readOnlyServerInvalidations += 1 }
+        readOnlyServerInvalidations.increment()
     }
 
     /// Counts and logs a dirty return. The site is a bounded dimension: there are as many as acquire calls in the

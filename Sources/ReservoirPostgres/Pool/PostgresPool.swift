@@ -29,6 +29,10 @@ import ServiceLifecycle
 /// - **Cancellation.** Cancelling a task during a statement sends a cancel request to the server and waits at most
 ///   ``Configuration/cancellationGracePeriod`` for the statement to stop; the connection goes back to the pool only
 ///   if it is idle again, otherwise it is closed and replaced.
+/// - **Failover.** With several hosts and `target_session_attrs=read-write` (or `primary`) in the connection string,
+///   a connection whose server turns read-only (a write fails with `25006` on a standby or a fenced primary, or the
+///   server reports `in_hot_standby` or `default_transaction_read_only`) invalidates every connection, and new ones
+///   go to the current primary; counted in ``Statistics/readOnlyServerInvalidations``. See `docs/scaling.md`.
 /// - **Fatal errors.** A connection that was lost or terminated by the server (SQLSTATE `57P01`, `57P02`, `57P03`)
 ///   is closed and replaced, and every idle connection is validated before its next lease.
 /// - **Timeouts, each with its own error.** Waiting for a connection: `ResourcePoolError` (`.timeout`). Opening a
@@ -95,10 +99,14 @@ public final class PostgresPool: Service, Sendable {
                 await connection.close()
             }
         )
+        let poolLink = PoolLink()
+        let targetSessionAttributes = connectionConfiguration["target_session_attrs"]
         let hooks = PostgresPoolHooks(
             validationIdleThreshold: configuration.pool.validation.idleThreshold,
             sessionReset: configuration.sessionReset,
             gracePeriod: configuration.cancellationGracePeriod,
+            requiresWritableServer: targetSessionAttributes == "read-write" || targetSessionAttributes == "primary",
+            poolLink: poolLink,
             instruments: instruments,
             logger: logger
         )
@@ -117,6 +125,7 @@ public final class PostgresPool: Service, Sendable {
         } catch {
             throw Self.configurationError(error)
         }
+        poolLink.connect(resourcePool)
         self.configuration = configuration
         self.instruments = instruments
         self.logger = logger
@@ -201,6 +210,10 @@ extension PostgresPool {
         public var cancellationsClosed = 0
         /// `DISCARD ALL` resets performed.
         public var sessionResets = 0
+        /// Times a pool that needs a writable server (`target_session_attrs=read-write` or `primary`) found a
+        /// connection's server read-only (promoted away from, or fenced) and invalidated every connection, so that
+        /// new ones go to the current primary.
+        public var readOnlyServerInvalidations = 0
 
         /// Creates empty statistics.
         public init() {}

@@ -192,6 +192,36 @@ struct Cluster: Sendable {
         )
     }
 
+    /// Fills `data/` with a base backup of the running cluster `primary` (`pg_basebackup -R`, streaming its WAL, as
+    /// the server's user over its private Unix socket), so that this cluster starts as its streaming standby; then
+    /// writes the client tools' password file. `pg_hba.conf`, the certificate and the roles come with the backup.
+    func initializeStandby(of primary: Cluster, primaryPort: Int) async throws {
+        guard let basebackup = binaries.tool(named: "pg_basebackup") else {
+            throw PostgresTestServerError(
+                .toolNotFound,
+                message: "pg_basebackup was not found in \(binaries.toolDirectories.joined(separator: ":")).")
+        }
+        let arguments = [
+            "-D", dataDirectory,
+            "-h", primary.directory,
+            "-p", String(primaryPort),
+            "-U", configuration.user,
+            "-X", "stream",
+            "-R",
+            "--checkpoint=fast",
+            "--no-sync",
+        ]
+        try await Self.runLogged(
+            launcher.command(basebackup, arguments),
+            environment: serverEnvironment,
+            workingDirectory: directory,
+            logPath: directory + "/initdb.log",
+            cannotRun: "Could not run \(basebackup).",
+            failed: { "pg_basebackup from \(primary.directory) failed (\($0))." }
+        )
+        try writePasswordFile()
+    }
+
     /// Copies a stopped cluster with `cp -a`, as the server's user, so ownership and modes stay right.
     private func copyCluster(from source: String) async throws {
         guard let copy = BinaryLocator.firstExecutable(named: "cp", in: ["/bin", "/usr/bin"]) else {
@@ -274,6 +304,8 @@ struct Cluster: Sendable {
         return [
             "# Written by PostgresTestServer: trust only on the private Unix socket, scram-sha-256 over TCP.",
             "local   all   all   trust",
+            // Streaming replication for standbys made by `startStandby()`, on the same private socket.
+            "local   replication   all   trust",
             "\(tcp)    all   all   127.0.0.1/32   scram-sha-256",
         ].joined(separator: "\n") + "\n"
     }
@@ -383,7 +415,9 @@ struct Cluster: Sendable {
     private func isReady(child: ChildProcess) -> Bool {
         guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8) else { return false }
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        guard lines.count >= 8, lines[7].trimmingCharacters(in: .whitespaces) == "ready" else { return false }
+        // `ready` for a primary; `standby` for a hot standby that accepts read-only connections.
+        let status = lines.count >= 8 ? lines[7].trimmingCharacters(in: .whitespaces) : ""
+        guard status == "ready" || status == "standby" else { return false }
         if launcher.execsDirectly {
             return Int32(lines[0].trimmingCharacters(in: .whitespaces)) == child.pid
         }
