@@ -210,6 +210,41 @@ struct FailoverTests {
         }
     }
 
+    @Test("the standby stops: a prefer-standby read pool moves to the primary, and the write pool does not notice")
+    func standbyStops() async throws {
+        try await Self.withPrimaryAndStandby { primary, standby in
+            _ = try await primary.psql("CREATE TABLE orders (writer int NOT NULL, n int NOT NULL, PRIMARY KEY (writer, n))")
+            try await Self.waitForReplay(primary: primary, standby: standby)
+            let writes = Self.connectionString(primary, standby, targetSessionAttributes: "read-write")
+            let reads = Self.connectionString(primary, standby, targetSessionAttributes: "prefer-standby")
+            try await Self.withPool(writes, maximumSize: 2) { writePool in
+                try await Self.withPool(reads, maximumSize: 2) { readPool in
+                    #expect(try await Self.serverPort(of: readPool) == Int32(standby.connection.port))
+                    _ = try await writePool.execute("INSERT INTO orders VALUES (1, 1)")
+                    try await standby.stop(mode: .fast)
+                    // Each open read connection fails at most once (its server went away), then the pool reconnects
+                    // to the only host left.
+                    var failures = 0
+                    var port: Int32?
+                    for _ in 0..<4 {
+                        do {
+                            port = try await Self.serverPort(of: readPool)
+                            break
+                        } catch let error as PostgresError {
+                            #expect(error.code == .connectionClosed || error.sqlState == .adminShutdown, "\(error)")
+                            failures += 1
+                        }
+                    }
+                    #expect(port == Int32(primary.connection.port))
+                    #expect(failures <= 2)
+                    #expect(try await readPool.query("SELECT count(*)::int4 FROM orders").singleValue(Int32.self) == 1)
+                    _ = try await writePool.execute("INSERT INTO orders VALUES (1, 2)")
+                    #expect(writePool.statistics.fatalErrors == 0)
+                }
+            }
+        }
+    }
+
     @Test("a write in a read-only transaction fails with 25006 on a writable server, and the pool keeps its connections")
     func readOnlyTransactionDoesNotInvalidate() async throws {
         let server = try await TestDatabase.server.value
