@@ -95,7 +95,9 @@ struct PostgresConnectionConfigurationValidationTests {
 
     @Test("a URI whose port is not a number or is out of range is rejected naming the port", arguments: [
         "postgresql://db:http/app", "postgresql://db:0/app", "postgresql://db:65536/app", "host=db port=-1",
-        "postgresql://db:99999999999999999999/app", "host=a,b port=5432,x",
+        "postgresql://db:99999999999999999999/app", "host=a,b port=5432,x", "host=a,b port=5432,5433,5434",
+        "host=a port=5432,5433", "hostaddr=127.0.0.1,127.0.0.2,127.0.0.3 port=1,2",
+        "postgresql://a:5432,b:5433,c/app?port=1,2",
     ])
     func badPort(string: String) throws {
         let error = try #require(throws: PostgresError.self) {
@@ -106,9 +108,36 @@ struct PostgresConnectionConfigurationValidationTests {
         #expect(error.field == "port")
     }
 
-    @Test("good ports pass", arguments: ["postgresql://db:5432/app", "host=a,b port=5432,5433", "host=a,b port=,5433"])
+    @Test("good ports and host lists pass", arguments: [
+        "postgresql://db:5432/app", "host=a,b port=5432,5433", "host=a,b port=,5433", "host=a,b,c port=5432",
+        "postgresql://a:5432,b:5433/app?target_session_attrs=read-write",
+        "host=a,b port=1,2 target_session_attrs=prefer-standby", "hostaddr=127.0.0.1,127.0.0.2 port=1,2",
+    ])
     func goodPort(string: String) throws {
-        _ = try PostgresConnection.Configuration(connectionString: string)
+        let configuration = try PostgresConnection.Configuration(connectionString: string)
+        try configuration.validate()
+    }
+
+    @Test("an unknown target_session_attrs is rejected before connecting, naming the field", arguments: [
+        "host=a,b target_session_attrs=readwrite", "postgresql://a,b/app?target_session_attrs=master",
+    ])
+    func badTargetSessionAttributes(string: String) throws {
+        let error = try #require(throws: PostgresError.self) {
+            try PostgresConnection.Configuration(connectionString: string)
+        }
+        #expect(error.code == .invalidConfiguration)
+        #expect(error.field == "target_session_attrs")
+        #expect(error.message.contains("read-write"))
+    }
+
+    @Test("ports that do not match the hosts set one by one fail validation, naming the port")
+    func mismatchedPortsBySetting() throws {
+        var configuration = try PostgresConnection.Configuration(host: "a,b,c")
+        try configuration.set("port", to: "5432,5433")
+        let error = try #require(throws: PostgresError.self) { try configuration.validate() }
+        #expect(error.field == "port")
+        try configuration.set("port", to: "5432,5433,5434")
+        try configuration.validate()
     }
 
     @Test("a connect timeout of zero or less and a negative statement cache capacity fail validation, named")

@@ -78,6 +78,7 @@ extension PostgresConnection {
             // libpq parses these only when it connects: check them now, naming the field.
             if let port = self["port"] { try Self.checkPort(port) }
             if let timeout = self["connect_timeout"] { try applyConnectTimeout(timeout) }
+            try checkHostList()
         }
 
         /// Creates a configuration from keyword fields; `nil` leaves a field to libpq's defaults and environment.
@@ -181,6 +182,39 @@ extension PostgresConnection {
                 )
             }
             if let port = self["port"] { try Self.checkPort(port) }
+            try checkHostList()
+        }
+
+        /// The values of `target_session_attrs` that libpq (14 and later) accepts.
+        static let targetSessionAttributes: Set<String> = [
+            "any", "read-write", "read-only", "primary", "standby", "prefer-standby",
+        ]
+
+        /// Checks what libpq checks only when it connects about several hosts: as many ports as hosts (or one port
+        /// for all), and a `target_session_attrs` it knows.
+        func checkHostList() throws {
+            if let attributes = self["target_session_attrs"], !Self.targetSessionAttributes.contains(attributes) {
+                throw PostgresError(
+                    .invalidConfiguration,
+                    message: "target_session_attrs: must be one of "
+                        + Self.targetSessionAttributes.sorted().joined(separator: ", ")
+                        + " (got \(attributes.count) characters)",
+                    field: "target_session_attrs"
+                )
+            }
+            guard let port = self["port"] else { return }
+            let ports = port.split(separator: ",", omittingEmptySubsequences: false).count
+            let hosts = max(
+                self["host"].map { $0.split(separator: ",", omittingEmptySubsequences: false).count } ?? 1,
+                self["hostaddr"].map { $0.split(separator: ",", omittingEmptySubsequences: false).count } ?? 1
+            )
+            guard ports == 1 || ports == hosts else {
+                throw PostgresError(
+                    .invalidConfiguration,
+                    message: "port: \(ports) ports for \(hosts) hosts; give one port for all or one per host",
+                    field: "port"
+                )
+            }
         }
 
         /// A port as libpq accepts it: a number in 1...65535, or a comma-separated list of them (one per host; an
