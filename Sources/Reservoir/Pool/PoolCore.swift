@@ -16,8 +16,6 @@ struct PoolCore<Resource: Sendable>: Sendable {
     @usableFromInline var sites: [AcquireSite]
     @usableFromInline var window: StatisticsWindow
     @usableFromInline var totals = ResourcePoolStatistics.Totals()
-    /// The hand-off box of each queued waiter.
-    @usableFromInline var waiterBoxes: [PoolStateMachine.WaiterID: WaiterBox<Resource>] = [:]
     /// Background work produced after `run()` ended; the task that caused it runs it.
     @usableFromInline var orphanJobs: [@Sendable () async -> Void] = []
     @usableFromInline var runPhase: RunPhase = .notStarted
@@ -137,6 +135,14 @@ struct PoolCore<Resource: Sendable>: Sendable {
         let nanoseconds = waited.clampedNanoseconds
         self.window.recordWait(nanoseconds: nanoseconds, now: now)
         effects.recordWait(nanoseconds: nanoseconds)
+    }
+
+    /// A leased resource failed the before-lease check, before its caller got it: the one locked section of that
+    /// event. The lease never reached the caller, so its acquisition is taken back and no hold time is recorded.
+    mutating func validationFailed(slot: Int, now: Duration) {
+        self.totals.validationFailures += 1
+        self.totals.acquisitions -= 1
+        self.machine.validationFailed(slot: slot, now: now)
     }
 
     /// The fast part of a release.

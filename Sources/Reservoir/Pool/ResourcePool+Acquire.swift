@@ -144,8 +144,8 @@ enum LockedAcquire<Resource: Sendable>: Sendable {
 // MARK: - The slow paths
 
 extension ResourcePool {
-    /// Queues a waiter's hand-off box, in the same locked section as the state machine's decision that it waits, so
-    /// that a release on another thread always finds it.
+    /// Attaches a waiter's hand-off box to its queue entry, in the same locked section as the state machine's
+    /// decision that it waits, so that a release on another thread always finds it.
     @inlinable
     nonisolated func _enqueue(
         _ core: inout PoolCore<Resource>,
@@ -166,7 +166,7 @@ extension ResourcePool {
             deadline: deadline,
             enqueuedBeforeRun: beforeRun
         )
-        core.waiterBoxes[id] = box
+        core.machine.waiters.attach(PoolStateMachine.WaiterPayload(box), to: id)
         return box
     }
 
@@ -183,7 +183,6 @@ extension ResourcePool {
             let now = self._now()
             var effects = PoolEffects<Resource>()
             self.state.withLock { core in
-                core.waiterBoxes[box.id] = nil
                 // Scenario: the state machine may already have picked this waiter, and the hand-off failed because
                 // the cancellation came first; then it is no longer queued and its resource went back into service
                 // (`handoffFailed`). Either way the caller was cancelled while waiting, and is counted once, here.
@@ -375,12 +374,15 @@ extension ResourcePool {
     }
 
     nonisolated func _validationFailed(slot: Int) async {
-        self.state.withLock { core in
-            core.totals.validationFailures += 1
-            // The lease never reached the caller: undo its acquisition count so totals stay honest.
-            core.totals.acquisitions -= 1
+        let now = self._now()
+        var effects = PoolEffects<Resource>()
+        let orphans = self.state.withLock { core -> [@Sendable () async -> Void]? in
+            core.validationFailed(slot: slot, now: now)
+            self._afterEvent(&core, now: now, effects: &effects)
+            return core.orphanJobs.isEmpty ? nil : core.takeOrphanJobs()
         }
-        if let orphans = self._release(slot: slot, discardReason: .validationFailed, validateIdle: false) {
+        self._apply(effects)
+        if let orphans {
             for job in orphans { await job() }
         }
     }

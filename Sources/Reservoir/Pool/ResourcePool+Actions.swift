@@ -21,28 +21,33 @@ extension ResourcePool {
     ) {
         var now = now
         while let action = core.machine.popAction() {
-            if case .resume(let id, let grant) = action {
+            if case .resume(_, let grant, let payload) = action {
                 let time = now ?? self._now()
                 now = time
-                self._handOff(id: id, grant: grant, core: &core, now: time, effects: &effects)
+                self._handOff(to: self.waiterBox(payload), grant: grant, core: &core, now: time, effects: &effects)
             } else {
                 self._perform(action, core: &core, now: &now, effects: &effects)
             }
         }
     }
 
+    /// The hand-off box that `_enqueue` attached to a waiter's queue entry, from the action that serves or fails it.
+    @inlinable
+    nonisolated func waiterBox(_ payload: PoolStateMachine.WaiterPayload?) -> WaiterBox<Resource> {
+        // Every waiter the shell queues gets its box in the same locked section (`_enqueue`), and only the shell
+        // queues waiters, so the payload is there and is this pool's box type: no check on the hot path.
+        unsafeDowncast(payload.unsafelyUnwrapped.object, to: WaiterBox<Resource>.self)
+    }
+
     /// Hands a resource to the waiter the state machine picked.
     @inlinable
     nonisolated func _handOff(
-        id: PoolStateMachine.WaiterID,
+        to box: WaiterBox<Resource>,
         grant: PoolStateMachine.Grant,
         core: inout PoolCore<Resource>,
         now: Duration,
         effects: inout PoolEffects<Resource>
     ) {
-        guard let box = core.waiterBoxes.removeValue(forKey: id) else {
-            preconditionFailure("the state machine resumed an unknown waiter \(id)")
-        }
         // The box's own lock is the one lock taken inside the pool's: it runs no user code and is contended only by
         // the waiter's cancellation handler, and the claim must be decided in the same locked section as the
         // hand-off (a failed claim puts the resource back at once).
@@ -82,13 +87,12 @@ extension ResourcePool {
             return now
         }
         switch action {
-        case .resume(let id, let grant):
-            self._handOff(id: id, grant: grant, core: &core, now: currentTime(), effects: &effects)
+        case .resume(_, let grant, let payload):
+            let box = self.waiterBox(payload)
+            self._handOff(to: box, grant: grant, core: &core, now: currentTime(), effects: &effects)
 
-        case .fail(let id, let failure):
-            guard let box = core.waiterBoxes.removeValue(forKey: id) else {
-                preconditionFailure("the state machine failed an unknown waiter \(id)")
-            }
+        case .fail(_, let failure, let payload):
+            let box = self.waiterBox(payload)
             let now = currentTime()
             let waited = now - box.enqueuedAt
             let error = self._error(for: failure, core, waited: waited, now: now)

@@ -133,8 +133,8 @@ extension PoolStateMachine {
         else { return }
         self.creation.circuitBreakerOpen = true
         self.actions.append(.circuitBreakerOpened)
-        for id in self.waiters.removeAll() {
-            self.actions.append(.fail(id, .circuitBreakerOpen))
+        for waiter in self.waiters.removeAll() {
+            self.actions.append(.fail(waiter.id, .circuitBreakerOpen, payload: waiter.payload))
         }
     }
 

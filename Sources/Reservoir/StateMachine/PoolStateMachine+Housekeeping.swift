@@ -9,8 +9,8 @@ extension PoolStateMachine {
         while let next = self.pendingWakeups.min, next <= now {
             self.pendingWakeups.removeMin()
         }
-        for id in self.waiters.removeExpired(now: now) {
-            self.actions.append(.fail(id, .timedOut))
+        for waiter in self.waiters.removeExpired(now: now) {
+            self.actions.append(.fail(waiter.id, .timedOut, payload: waiter.payload))
         }
         switch self.lifecycle {
         case .running:

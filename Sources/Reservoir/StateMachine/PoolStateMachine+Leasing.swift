@@ -74,12 +74,22 @@ extension PoolStateMachine {
         return heldFor
     }
 
+    /// The resource of a lease failed the before-lease check (or the check threw) before the caller got it: it is
+    /// closed (``EvictionReason/validationFailed``) and replaced, and the caller asks again.
+    ///
+    /// - Returns: how long the pool held the resource for the check.
+    @usableFromInline
+    @discardableResult
+    mutating func validationFailed(slot: Int, now: Instant) -> Duration {
+        self.leaseReleased(slot: slot, now: now, discardReason: .validationFailed)
+    }
+
     /// A waiter left the queue because its task was cancelled.
     ///
     /// - Returns: `true` when it was still queued; `false` when it had already been resumed or failed.
     @usableFromInline
     mutating func waiterCancelled(_ id: WaiterID) -> Bool {
-        self.waiters.remove(id)
+        self.waiters.remove(id) != nil
     }
 
     /// The shell could not hand a granted resource to its waiter (the waiter was cancelled in between): the
@@ -170,7 +180,7 @@ extension PoolStateMachine {
             return
         }
         if self.counts.leased < self.effectiveMaximum, let waiter = self.waiters.dequeue() {
-            self.actions.append(.resume(waiter.id, self.grant(slot, now: now)))
+            self.actions.append(.resume(waiter.id, self.grant(slot, now: now), payload: waiter.payload))
             return
         }
         self.idle.append(slot)

@@ -24,7 +24,7 @@ extension PoolStateMachine {
                 self.idle.append(slot)
                 break
             }
-            self.actions.append(.resume(waiter.id, self.grant(slot, now: now)))
+            self.actions.append(.resume(waiter.id, self.grant(slot, now: now), payload: waiter.payload))
         }
         self.startCreationsIfNeeded(now: now)
     }

@@ -50,8 +50,8 @@ extension PoolStateMachine {
     }
 
     private mutating func failAllWaiters() {
-        for id in self.waiters.removeAll() {
-            self.actions.append(.fail(id, .shuttingDown))
+        for waiter in self.waiters.removeAll() {
+            self.actions.append(.fail(waiter.id, .shuttingDown, payload: waiter.payload))
         }
     }
 

@@ -11,12 +11,18 @@ extension PoolStateMachine {
     /// yet skipped). Each front entry is always live: removals purge the fronts at once.
     ///
     /// Deadlines live in a min-heap; entries for waiters that already left are skipped when they surface.
+    ///
+    /// The queue entry is the one record of a waiter: besides its id and enqueue time it carries the shell's
+    /// ``WaiterPayload`` (its hand-off box), which the queue keeps and hands back in `.resume`/`.fail`, and never
+    /// looks into.
     @usableFromInline
     struct WaiterQueue: Sendable {
         @usableFromInline
         struct Entry: Sendable, Equatable {
             @usableFromInline var id: WaiterID
             @usableFromInline var enqueuedAt: Instant
+            /// The shell's record, attached right after enqueueing (`nil` in state machine tests).
+            @usableFromInline var payload: WaiterPayload?
         }
 
         @usableFromInline
@@ -49,9 +55,6 @@ extension PoolStateMachine {
         /// Deadlines still tracked (for tests: stale ones are pruned as they reach the front).
         var pendingDeadlineCount: Int { self.deadlines.count }
 
-        /// The live entry served next.
-        var first: Entry? { self.retries.first ?? self.entries.first }
-
         /// The live entry that has waited longest.
         var oldest: Entry? {
             guard let retry = self.retries.first else { return self.entries.first }
@@ -65,17 +68,29 @@ extension PoolStateMachine {
             if retry {
                 id = self.nextRetryID
                 self.nextRetryID += 1
-                self.retries.append(Entry(id: id, enqueuedAt: now))
+                self.retries.append(Entry(id: id, enqueuedAt: now, payload: nil))
             } else {
                 id = self.nextID
                 self.nextID += 1
-                self.entries.append(Entry(id: id, enqueuedAt: now))
+                self.entries.append(Entry(id: id, enqueuedAt: now, payload: nil))
             }
             self.count += 1
             if let deadline {
                 self.deadlines.insert(Deadline(at: deadline, id: id))
             }
             return id
+        }
+
+        /// Attaches the shell's record to the waiter just queued under `id` (the back of its deque).
+        @usableFromInline
+        mutating func attach(_ payload: WaiterPayload, to id: WaiterID) {
+            if id & Self.retryBit == 0 {
+                precondition(self.entries.last?.id == id, "a payload was attached to a waiter that is not the last")
+                self.entries[self.entries.count - 1].payload = payload
+            } else {
+                precondition(self.retries.last?.id == id, "a payload was attached to a waiter that is not the last")
+                self.retries[self.retries.count - 1].payload = payload
+            }
         }
 
         func contains(_ id: WaiterID) -> Bool {
@@ -103,20 +118,37 @@ extension PoolStateMachine {
             return entry
         }
 
-        /// Removes a waiter wherever it is. Returns `false` when it is not queued.
-        mutating func remove(_ id: WaiterID) -> Bool {
-            guard self.contains(id) else { return false }
+        /// Removes a waiter wherever it is. Returns its entry, or `nil` when it is not queued.
+        ///
+        /// A waiter removed from the middle stays in its deque, marked in `removed`, until it reaches the front; its
+        /// payload is taken out at once. Ids in a deque are consecutive (each deque numbers its waiters one by one
+        /// and loses them only at the front), so the entry of `id` is at `id - front.id`.
+        mutating func remove(_ id: WaiterID) -> Entry? {
+            guard self.contains(id) else { return nil }
             self.count -= 1
+            let entry: Entry
             if self.entries.first?.id == id {
-                self.entries.removeFirst()
+                entry = self.entries.removeFirst()
                 self.purgeFront()
             } else if self.retries.first?.id == id {
-                self.retries.removeFirst()
+                entry = self.retries.removeFirst()
                 self.purgeFront()
+            } else if id & Self.retryBit == 0 {
+                entry = Self.takeFromMiddle(id, of: &self.entries)
+                self.removed.insert(id)
             } else {
+                entry = Self.takeFromMiddle(id, of: &self.retries)
                 self.removed.insert(id)
             }
-            return true
+            return entry
+        }
+
+        /// The entry of a waiter behind the front of `deque`, with its payload moved out of the deque.
+        private static func takeFromMiddle(_ id: WaiterID, of deque: inout Deque<Entry>) -> Entry {
+            let index = Int(id - deque[deque.startIndex].id)
+            let entry = deque[index]
+            deque[index].payload = nil
+            return entry
         }
 
         private mutating func purgeFront() {
@@ -137,12 +169,12 @@ extension PoolStateMachine {
         }
 
         /// Removes and returns the waiters whose deadline is at or before `now`, oldest deadline first.
-        mutating func removeExpired(now: Instant) -> [WaiterID] {
-            var expired: [WaiterID] = []
+        mutating func removeExpired(now: Instant) -> [Entry] {
+            var expired: [Entry] = []
             while let next = self.deadlines.min, next.at <= now {
                 self.deadlines.removeMin()
-                if self.remove(next.id) {
-                    expired.append(next.id)
+                if let entry = self.remove(next.id) {
+                    expired.append(entry)
                 }
             }
             return expired
@@ -158,10 +190,32 @@ extension PoolStateMachine {
         }
 
         /// Removes every waiter, oldest first.
-        mutating func removeAll() -> [WaiterID] {
-            var all: [WaiterID] = []
-            while let entry = self.dequeue() { all.append(entry.id) }
+        mutating func removeAll() -> [Entry] {
+            var all: [Entry] = []
+            while let entry = self.dequeue() { all.append(entry) }
             return all
+        }
+    }
+
+    /// The shell's record of a waiter (its hand-off box), kept in the waiter's queue entry and handed back with the
+    /// action that serves or fails it, so that a waiter has one record, not one in the queue and another in a table
+    /// kept in step with it.
+    ///
+    /// The state machine only stores it and compares it by identity (actions are `Equatable`); it never calls it.
+    /// It is an opaque reference rather than a generic parameter so that the machine, its actions and its tests stay
+    /// non-generic; the shell, which knows the type, converts it back without a check (`unsafeDowncast`).
+    @usableFromInline
+    struct WaiterPayload: Sendable, Equatable {
+        @usableFromInline let object: any AnyObject & Sendable
+
+        @inlinable
+        init(_ object: any AnyObject & Sendable) {
+            self.object = object
+        }
+
+        @inlinable
+        static func == (lhs: WaiterPayload, rhs: WaiterPayload) -> Bool {
+            lhs.object === rhs.object
         }
     }
 }

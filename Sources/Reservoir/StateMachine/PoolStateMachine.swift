@@ -282,10 +282,11 @@ extension PoolStateMachine {
     /// Work the shell must carry out.
     @usableFromInline
     enum Action: Sendable, Equatable {
-        /// Indicates that a queued waiter must be resumed with a lease of the resource in the grant.
-        case resume(WaiterID, Grant)
-        /// Indicates that a queued waiter must be failed.
-        case fail(WaiterID, AcquireFailure)
+        /// Indicates that a queued waiter must be resumed with a lease of the resource in the grant; `payload` is
+        /// what the shell attached to the waiter's queue entry.
+        case resume(WaiterID, Grant, payload: WaiterPayload? = nil)
+        /// Indicates that a queued waiter must be failed; `payload` is what the shell attached to its queue entry.
+        case fail(WaiterID, AcquireFailure, payload: WaiterPayload? = nil)
         /// Indicates that a resource must be created for the slot (then `resourceCreated` or `creationFailed`).
         case create(slot: Int)
         /// Indicates that the slot's resource must be closed (then `resourceClosed`).

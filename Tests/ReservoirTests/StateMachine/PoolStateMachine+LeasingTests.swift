@@ -43,7 +43,7 @@ struct PoolStateMachineLeasingTests {
         var order: [Machine.WaiterID] = []
         for now in 1...3 {
             _ = machine.leaseReleased(slot: 0, now: .seconds(now), discardReason: nil)
-            for case .resume(let id, _) in machine.drainActions() { order.append(id) }
+            for case .resume(let id, _, _) in machine.drainActions() { order.append(id) }
         }
         #expect(order == [first, second, third].compactMap { $0 })
     }
@@ -124,6 +124,42 @@ struct PoolStateMachineLeasingTests {
         #expect(value16 == [.resume(second, machine.grant(slot: 0, age: .seconds(1), useCount: 1))])
         let value17 = machine.waiterCancelled(first)
         #expect(!value17)
+    }
+
+    @Test("the waiter served or failed comes back with the payload the shell attached to it")
+    func payloadComesBackInActions() {
+        final class Box: Sendable {}
+        let served = Machine.WaiterPayload(Box())
+        let timedOut = Machine.WaiterPayload(Box())
+        var machine = Machine.make { $0.maximumSize = 1 }
+        machine.warmUp(1)
+        _ = machine.leaseRequested(now: .zero, deadline: nil)
+        let first = machine.expectWait(deadline: .seconds(10))!
+        machine.waiters.attach(served, to: first)
+        let second = machine.expectWait(deadline: .seconds(2))!
+        machine.waiters.attach(timedOut, to: second)
+        _ = machine.drainActions()
+        machine.timerFired(now: .seconds(2))
+        let fired = machine.drainActions()
+        #expect(fired.first == .fail(second, .timedOut, payload: timedOut))
+        _ = machine.leaseReleased(slot: 0, now: .seconds(3), discardReason: nil)
+        let released = machine.drainActions()
+        #expect(released == [.resume(first, machine.grant(slot: 0, age: .seconds(3), useCount: 1), payload: served)])
+    }
+
+    @Test("a resource failing validation is closed, and its lease ends in the same event")
+    func validationFailed() {
+        var machine = Machine.make { $0.maximumSize = 1 }
+        machine.warmUp(1)
+        guard case .leased(let grant) = machine.leaseRequested(now: .zero, deadline: nil) else {
+            Issue.record("expected a lease")
+            return
+        }
+        let heldFor = machine.validationFailed(slot: grant.slot, now: .seconds(1))
+        #expect(heldFor == .seconds(1))
+        #expect(machine.drainActions() == [.close(slot: 0, reason: .validationFailed)])
+        #expect(machine.counts.leased == 0)
+        #expect(machine.counts.closing == 1)
     }
 
     @Test("the waiter bound rejects at once when full")

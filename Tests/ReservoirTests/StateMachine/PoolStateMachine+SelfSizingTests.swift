@@ -39,7 +39,7 @@ struct PoolStateMachineSelfSizingTests {
         _ = machine.leaseReleased(slot: 0, now: .seconds(1), discardReason: nil)
         let actions = machine.drainActions()
         #expect(actions.count == 1)
-        if case .resume(let id, let grant) = actions.first {
+        if case .resume(let id, let grant, _) = actions.first {
             #expect(id == waiter)
             #expect(grant.slot == 0)
         } else {
@@ -59,7 +59,7 @@ struct PoolStateMachineSelfSizingTests {
         machine.effectiveMaximumChanged(to: 3, now: .seconds(1))
         let actions = machine.drainActions()
         #expect(actions.count == 2)
-        if case .resume(let id, _) = actions.first { #expect(id == first) } else { Issue.record("\(actions)") }
+        if case .resume(let id, _, _) = actions.first { #expect(id == first) } else { Issue.record("\(actions)") }
         // The second waiter gets a new resource: one creation, within the limit of 3.
         #expect(actions.last == .create(slot: 2))
         #expect(machine.waiters.count == 1)

@@ -9,16 +9,16 @@ struct PoolStateMachineWaitersTests {
         var queue = Machine.WaiterQueue()
         let ids = (0..<5).map { _ in queue.enqueue(now: .zero, deadline: nil) }
         let value1 = queue.remove(ids[1])
-        #expect(value1)
+        #expect(value1?.id == ids[1])
         let value2 = queue.remove(ids[2])
-        #expect(value2)
+        #expect(value2?.id == ids[2])
         let value3 = queue.remove(ids[2])
-        #expect(!value3)
+        #expect(value3 == nil)
         #expect(queue.count == 3)
         let value4 = queue.dequeue()
         #expect(value4?.id == ids[0])
         // Removed entries behind the front were skipped at once.
-        #expect(queue.first?.id == ids[3])
+        #expect(queue.oldest?.id == ids[3])
         #expect(queue.removed.isEmpty)
         #expect(!queue.contains(ids[0]))
         #expect(queue.contains(ids[4]))
@@ -37,12 +37,36 @@ struct PoolStateMachineWaitersTests {
         let value5 = queue.nextDeadline()
         #expect(value5 == .seconds(5))
         let value6 = queue.removeExpired(now: .seconds(7))
-        #expect(value6 == [early])
+        #expect(value6.map(\.id) == [early])
         let value7 = queue.nextDeadline()
         #expect(value7 == .seconds(10))
         let value8 = queue.removeAll()
-        #expect(value8 == [late])
+        #expect(value8.map(\.id) == [late])
         #expect(queue.isEmpty)
+    }
+
+    @Test("a waiter's payload comes back with its entry, wherever it leaves the queue, and is let go at once")
+    func payloadTravelsWithTheEntry() {
+        final class Box: Sendable {}
+        var queue = Machine.WaiterQueue()
+        var boxes: [Box] = []
+        var ids: [Machine.WaiterID] = []
+        for retry in [false, false, false, true, true] {
+            let box = Box()
+            let id = queue.enqueue(now: .zero, deadline: nil, retry: retry)
+            queue.attach(Machine.WaiterPayload(box), to: id)
+            boxes.append(box)
+            ids.append(id)
+        }
+        // From the middle of each deque: the entry is still in its deque, its payload is not.
+        #expect(queue.remove(ids[1])?.payload == Machine.WaiterPayload(boxes[1]))
+        #expect(queue.remove(ids[4])?.payload == Machine.WaiterPayload(boxes[4]))
+        #expect(queue.entries.allSatisfy { $0.payload?.object !== boxes[1] })
+        #expect(queue.retries.allSatisfy { $0.payload?.object !== boxes[4] })
+        // From the front: retries first.
+        #expect(queue.dequeue()?.payload == Machine.WaiterPayload(boxes[3]))
+        #expect(queue.dequeue()?.payload == Machine.WaiterPayload(boxes[0]))
+        #expect(queue.removeAll().map(\.payload) == [Machine.WaiterPayload(boxes[2])])
     }
 }
 
