@@ -33,7 +33,7 @@ struct PoolCore<Resource: Sendable>: Sendable {
     /// copies nothing.
     @usableFromInline let isSelfSizing: Bool
     /// The watch tasks of waiters that queued before `run()` started, which `run()` cancels when it starts (see
-    /// `ResourcePool._awaitGrantBeforeRun`).
+    /// `ResourcePool.awaitResolutionBeforeRun`).
     var preRunWatches: [PoolStateMachine.WaiterID: Task<Void, Never>] = [:]
     /// Leak reports by acquire site (see ``ResourcePoolStatistics/leaksBySite``); written only when a leak is reported.
     var leakSites: [String: ResourcePoolStatistics.LeakSite] = [:]

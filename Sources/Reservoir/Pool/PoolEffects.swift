@@ -5,7 +5,7 @@ import Synchronization
 /// What one locked section of the pool decided to do once the lock is released: the waiters to resume, the metric
 /// values to record, the log records to write and the background work to queue.
 ///
-/// Under the pool's lock only the state changes and this value is filled in; `ResourcePool._apply(_:)` carries it
+/// Under the pool's lock only the state changes and this value is filled in; `ResourcePool.applyEffects(_:)` carries it
 /// out after unlocking, in the task that held the lock (the pattern of postgres-nio's `modifyStateAndRunActions`).
 /// So a slow log handler or metrics backend never lengthens a critical section, and code they call may use the pool
 /// (read its statistics, acquire from it) without deadlocking.
@@ -200,8 +200,8 @@ final class PublishedGauge: Sendable {
 extension ResourcePool {
     /// Carries out what a locked section collected. Call it after unlocking, in the task that held the lock.
     @inlinable
-    nonisolated func _apply(_ effects: borrowing PoolEffects<Resource>) {
-        if let others = effects.others { self._applyOthers(others) }
+    nonisolated func applyEffects(_ effects: borrowing PoolEffects<Resource>) {
+        if let others = effects.others { self.applyRareEffects(others) }
         if let nanoseconds = effects.waitNanoseconds {
             self.metrics.waitTime.recordNanoseconds(Int64(clamping: nanoseconds))
         }
@@ -213,7 +213,7 @@ extension ResourcePool {
     }
 
     @usableFromInline
-    nonisolated func _applyOthers(_ others: [PoolEffect]) {
+    nonisolated func applyRareEffects(_ others: [PoolEffect]) {
         for effect in others {
             switch effect {
             case .log(let record):

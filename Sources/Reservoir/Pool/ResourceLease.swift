@@ -16,26 +16,26 @@ where PoolClock.Duration == Duration {
     // Only trivially destroyed properties, so that `release()` can end with `discard self` and `deinit` runs only for
     // leaks. The two references are retained by hand: at creation, and released after the return (or the leak
     // report).
-    @usableFromInline let _pool: Unmanaged<ResourcePool<Resource, PoolClock>>
-    @usableFromInline let _entry: Unmanaged<PooledResource<Resource>>
-    @usableFromInline let _site: AcquireSite
+    @usableFromInline let retainedPool: Unmanaged<ResourcePool<Resource, PoolClock>>
+    @usableFromInline let retainedEntry: Unmanaged<PooledResource<Resource>>
+    @usableFromInline let site: AcquireSite
 
     @inlinable
     init(pool: ResourcePool<Resource, PoolClock>, entry: PooledResource<Resource>, site: AcquireSite) {
-        self._pool = .passRetained(pool)
-        self._entry = .passRetained(entry)
-        self._site = site
+        self.retainedPool = .passRetained(pool)
+        self.retainedEntry = .passRetained(entry)
+        self.site = site
     }
 
     /// The leased resource. Do not keep it beyond the lease.
     @inlinable
     public var resource: Resource {
-        self._entry.takeUnretainedValue().resource
+        self.retainedEntry.takeUnretainedValue().resource
     }
 
     /// Where the lease was acquired.
     public var acquireSite: AcquireSite {
-        self._site
+        self.site
     }
 
     /// Returns the resource to the pool.
@@ -43,7 +43,7 @@ where PoolClock.Duration == Duration {
     /// The after-release hook, if any, runs first in this task and may still discard the resource.
     @inlinable
     public consuming func release() async {
-        await self._end(markedBroken: false, error: nil)
+        await self.endLease(markedBroken: false, error: nil)
     }
 
     /// Returns the resource to the pool, or marks it broken so that it is closed and replaced.
@@ -51,16 +51,16 @@ where PoolClock.Duration == Duration {
     /// - Parameter discarding: `true` when the resource must not be reused (for example after a protocol error).
     @inlinable
     public consuming func release(discarding: Bool) async {
-        await self._end(markedBroken: discarding, error: nil)
+        await self.endLease(markedBroken: discarding, error: nil)
     }
 
     @inlinable @inline(__always)
-    consuming func _end(markedBroken: Bool, error: (any Error)?) async {
-        let pool = self._pool
-        let entry = self._entry
-        let site = self._site
+    consuming func endLease(markedBroken: Bool, error: (any Error)?) async {
+        let pool = self.retainedPool
+        let entry = self.retainedEntry
+        let site = self.site
         discard self
-        await pool.takeUnretainedValue()._returnLease(
+        await pool.takeUnretainedValue().returnLease(
             entry.takeUnretainedValue(),
             site: site,
             markedBroken: markedBroken,
@@ -73,11 +73,11 @@ where PoolClock.Duration == Duration {
     deinit {
         // A leak: the lease ends without release(). A deinit cannot await (the after-release path and the closing of
         // the resource are async), so the report travels in a task of its own; this path is rare and counted.
-        let pool = self._pool
-        let entry = self._entry
-        let site = self._site
+        let pool = self.retainedPool
+        let entry = self.retainedEntry
+        let site = self.site
         Task {
-            await pool.takeRetainedValue()._leaseDropped(entry.takeRetainedValue(), site: site)
+            await pool.takeRetainedValue().reportDroppedLease(entry.takeRetainedValue(), site: site)
         }
     }
 }

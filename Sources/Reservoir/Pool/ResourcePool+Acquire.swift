@@ -3,7 +3,7 @@ import DequeModule
 import Logging
 import Synchronization
 
-/// What `_acquire` hands back, and what a served waiter is resumed with: the resource, what the state machine said
+/// What `acquire` hands back, and what a served waiter is resumed with: the resource, what the state machine said
 /// about it, and the deadline to reuse if the resource fails validation and the caller must try again.
 @usableFromInline
 struct AcquiredResource<Resource: Sendable>: Sendable {
@@ -23,13 +23,13 @@ struct AcquiredResource<Resource: Sendable>: Sendable {
 
 extension ResourcePool {
     @inlinable
-    nonisolated func _acquire(
+    nonisolated func acquire(
         timeout: Duration?,
         deadline: Duration?,
         site: AcquireSite,
         retry: Bool
     ) async throws -> AcquiredResource<Resource> {
-        let now = self._now()
+        let now = self.timeSinceEpoch()
         var effectiveDeadline = deadline
         if effectiveDeadline == nil, let timeout = timeout ?? self.defaultAcquireTimeout {
             effectiveDeadline = now + timeout
@@ -44,19 +44,19 @@ extension ResourcePool {
             case .leased(let entry, let grant):
                 outcome = .leased(entry, grant)
             case .wait(let id):
-                outcome = .wait(self._enqueue(&core, id: id, site: site, now: now, deadline: deadline))
+                outcome = .wait(self.enqueueWaiter(&core, id: id, site: site, now: now, deadline: deadline))
             case .reject(let reason):
-                outcome = .reject(self._rejected(&core, reason, now: now, effects: &effects))
+                outcome = .reject(self.countRejection(&core, reason, now: now, effects: &effects))
             }
-            self._afterEvent(&core, now: now, effects: &effects)
+            self.collectEffects(&core, now: now, effects: &effects)
             return (outcome, effects)
         }
-        self._apply(effects)
+        self.applyEffects(effects)
         switch outcome {
         case .leased(let entry, let grant):
             return AcquiredResource(entry: entry, grant: grant, deadline: effectiveDeadline)
         case .wait(let box):
-            return try await self._wait(box)
+            return try await self.waitInQueue(box)
         case .reject(let error):
             throw error
         }
@@ -67,12 +67,12 @@ extension ResourcePool {
     /// - Returns: background work to run in the caller's task because `run()` has already ended (almost always
     ///   `nil`).
     @inlinable
-    nonisolated func _release(
+    nonisolated func releaseSlot(
         slot: Int,
         discardReason: PoolStateMachine.EvictionReason?,
         validateIdle: Bool
     ) -> [@Sendable () async -> Void]? {
-        let now = self._now()
+        let now = self.timeSinceEpoch()
         let (orphans, effects) = self.state.withLock { core -> ([@Sendable () async -> Void]?, PoolEffects<Resource>) in
             var effects = PoolEffects<Resource>()
             core.leaseReleased(
@@ -83,16 +83,16 @@ extension ResourcePool {
                 metrics: self.metrics,
                 effects: &effects
             )
-            self._afterEvent(&core, now: now, effects: &effects)
+            self.collectEffects(&core, now: now, effects: &effects)
             return (core.orphanJobs.isEmpty ? nil : core.takeOrphanJobs(), effects)
         }
-        self._apply(effects)
+        self.applyEffects(effects)
         return orphans
     }
 
     /// Returns a lease: runs the after-release hook in the caller's task, then hands the resource back.
     @inlinable @inline(__always)
-    nonisolated func _returnLease(
+    nonisolated func returnLease(
         _ entry: PooledResource<Resource>,
         site: AcquireSite,
         markedBroken: Bool,
@@ -101,7 +101,7 @@ extension ResourcePool {
         var discardReason: PoolStateMachine.EvictionReason? = markedBroken ? .discarded : nil
         var validateIdle = false
         if let hook = self.hooks.afterRelease {
-            let decision = await self._runAfterReleaseHook(
+            let decision = await self.runAfterReleaseHook(
                 hook,
                 entry: entry,
                 context: ResourceReleaseContext(acquireSite: site, markedBroken: markedBroken, error: error)
@@ -109,7 +109,7 @@ extension ResourcePool {
             if !decision.keep { discardReason = .discarded }
             validateIdle = decision.validateIdle
         }
-        if let orphans = self._release(
+        if let orphans = self.releaseSlot(
             slot: entry.slot,
             discardReason: discardReason,
             validateIdle: validateIdle
@@ -119,16 +119,16 @@ extension ResourcePool {
     }
 
     /// Turns the state machine's pending actions into state changes and effects, and publishes the count gauges.
-    /// Call it with the lock held, and apply `effects` (``_apply(_:)``) after unlocking.
+    /// Call it with the lock held, and apply `effects` (``applyEffects(_:)``) after unlocking.
     ///
     /// - Parameter now: the time of the event, if the caller has it (saves a clock read).
     @inlinable
-    nonisolated func _afterEvent(
+    nonisolated func collectEffects(
         _ core: inout PoolCore<Resource>,
         now: Duration? = nil,
         effects: inout PoolEffects<Resource>
     ) {
-        if core.hasPendingActions { self._performActions(&core, now: now, effects: &effects) }
+        if core.hasPendingActions { self.performActions(&core, now: now, effects: &effects) }
         core.publishCounts(self.metrics, effects: &effects)
     }
 }
@@ -147,7 +147,7 @@ extension ResourcePool {
     /// Attaches a waiter's hand-off box to its queue entry, in the same locked section as the state machine's
     /// decision that it waits, so that a release on another thread always finds it.
     @inlinable
-    nonisolated func _enqueue(
+    nonisolated func enqueueWaiter(
         _ core: inout PoolCore<Resource>,
         id: PoolStateMachine.WaiterID,
         site: AcquireSite,
@@ -173,14 +173,14 @@ extension ResourcePool {
     /// Waits until the pool resumes this waiter with its resource or fails it, or the task is cancelled. The box's
     /// deadline bounds the wait even when `run()` has not started.
     @usableFromInline
-    nonisolated func _wait(_ box: WaiterBox<Resource>) async throws -> AcquiredResource<Resource> {
+    nonisolated func waitInQueue(_ box: WaiterBox<Resource>) async throws -> AcquiredResource<Resource> {
         do {
             if box.enqueuedBeforeRun {
-                return try await self._awaitGrantBeforeRun(box)
+                return try await self.awaitResolutionBeforeRun(box)
             }
-            return try await self._awaitGrant(box)
+            return try await self.awaitResolution(box)
         } catch let error as CancellationError {
-            let now = self._now()
+            let now = self.timeSinceEpoch()
             var effects = PoolEffects<Resource>()
             self.state.withLock { core in
                 // Scenario: the state machine may already have picked this waiter, and the hand-off failed because
@@ -190,15 +190,15 @@ extension ResourcePool {
                 core.totals.cancellations += 1
                 core.waitEnded(waited: now - box.enqueuedAt, now: now, effects: &effects)
                 effects.increment(self.metrics.cancellations)
-                self._afterEvent(&core, now: now, effects: &effects)
+                self.collectEffects(&core, now: now, effects: &effects)
             }
-            self._apply(effects)
+            self.applyEffects(effects)
             throw error
         }
     }
 
     @inlinable
-    nonisolated func _awaitGrant(_ box: WaiterBox<Resource>) async throws -> AcquiredResource<Resource> {
+    nonisolated func awaitResolution(_ box: WaiterBox<Resource>) async throws -> AcquiredResource<Resource> {
         try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { continuation in
                 box.install(continuation)
@@ -216,14 +216,14 @@ extension ResourcePool {
     /// diagnostic must not add sleeps that a test observing the pool's timers would see.
     static var runStartGracePeriod: Duration { .seconds(1) }
 
-    /// Waits for a grant as `_awaitGrant` does, for a waiter that queued before `run()` started.
+    /// Waits for a grant as `awaitResolution` does, for a waiter that queued before `run()` started.
     ///
     /// The waiter's deadline is a timer of `run()`, which may never come. So a watch task (see
-    /// `_watchWaiterBeforeRun`) ends the wait at the deadline and warns if `run()` is still missing after
+    /// `watchWaiterBeforeRun`) ends the wait at the deadline and warns if `run()` is still missing after
     /// ``runStartGracePeriod``. It is cancelled as soon as the wait ends, or when `run()` starts, which then times
     /// the deadline itself. Only waits that begin before `run()` pay for it.
-    nonisolated func _awaitGrantBeforeRun(_ box: WaiterBox<Resource>) async throws -> AcquiredResource<Resource> {
-        let watch = Task { await self._watchWaiterBeforeRun(deadline: box.deadline) }
+    nonisolated func awaitResolutionBeforeRun(_ box: WaiterBox<Resource>) async throws -> AcquiredResource<Resource> {
+        let watch = Task { await self.watchWaiterBeforeRun(deadline: box.deadline) }
         let watched = self.state.withLock { core -> Bool in
             guard case .notStarted = core.runPhase else { return false }
             core.preRunWatches[box.id] = watch
@@ -234,11 +234,12 @@ extension ResourcePool {
             self.state.withLock { _ = $0.preRunWatches.removeValue(forKey: box.id) }
             watch.cancel()
         }
-        return try await self._awaitGrant(box)
+        return try await self.awaitResolution(box)
     }
 
-    /// The watch of a waiter that queued before `run()` started (see `_awaitGrantBeforeRun`); returns when cancelled.
-    nonisolated func _watchWaiterBeforeRun(deadline: Duration?) async {
+    /// The watch of a waiter that queued before `run()` started (see `awaitResolutionBeforeRun`); returns when
+    /// cancelled.
+    nonisolated func watchWaiterBeforeRun(deadline: Duration?) async {
         await withDiscardingTaskGroup { group in
             group.addTask {
                 do {
@@ -246,21 +247,21 @@ extension ResourcePool {
                 } catch {
                     return
                 }
-                self._warnIfRunNotStarted()
+                self.warnIfRunNotStarted()
             }
             guard let deadline else { return }
             group.addTask {
-                guard await self._sleep(until: deadline) else { return }
+                guard await self.sleepOnPoolClock(until: deadline) else { return }
                 // 1. `run()` started meanwhile: its own timer fires for this deadline too; the second event finds
                 //    the waiter gone (or not yet due) and changes nothing.
-                self._timerFired()
-                self._warnIfRunNotStarted()
+                self.timerFired()
+                self.warnIfRunNotStarted()
             }
         }
     }
 
     /// Sleeps on the pool's clock until `instant` (a duration since the pool's epoch); `false` when cancelled.
-    nonisolated func _sleep(until instant: Duration) async -> Bool {
+    nonisolated func sleepOnPoolClock(until instant: Duration) async -> Bool {
         do {
             try await self.clock.sleep(until: self.epoch.advanced(by: instant), tolerance: nil)
             return true
@@ -269,7 +270,7 @@ extension ResourcePool {
         }
     }
 
-    nonisolated func _warnIfRunNotStarted() {
+    nonisolated func warnIfRunNotStarted() {
         let warn = self.state.withLock { core -> Bool in
             guard case .notStarted = core.runPhase, !core.warnedNotRunning else { return false }
             core.warnedNotRunning = true
@@ -287,7 +288,7 @@ extension ResourcePool {
 
     /// Counts a request turned away at once, and returns its error.
     @usableFromInline
-    nonisolated func _rejected(
+    nonisolated func countRejection(
         _ core: inout PoolCore<Resource>,
         _ reason: PoolStateMachine.AcquireFailure,
         now: Duration,
@@ -295,12 +296,12 @@ extension ResourcePool {
     ) -> ResourcePoolError {
         core.totals.rejections += 1
         effects.increment(self.metrics.rejections[reason])
-        return self._error(for: reason, core, waited: .zero, now: now)
+        return self.acquireError(for: reason, core, waited: .zero, now: now)
     }
 
     /// The error of an acquire that ends without a lease, turned away at once or failed after waiting `waited`: the
     /// one place each error is worded.
-    nonisolated func _error(
+    nonisolated func acquireError(
         for failure: PoolStateMachine.AcquireFailure,
         _ core: borrowing PoolCore<Resource>,
         waited: Duration,
@@ -311,7 +312,7 @@ extension ResourcePool {
             return ResourcePoolError(
                 .tooManyWaiters,
                 message: "the pool '\(self.configuration.name)' already has \(core.machine.waiters.count) waiters "
-                    + "(maximumWaiters); the request was shed, retry later. \(self._figures(core))"
+                    + "(maximumWaiters); the request was shed, retry later. \(self.poolFigures(core))"
             )
         case .circuitBreakerOpen:
             return ResourcePoolError(
@@ -327,19 +328,19 @@ extension ResourcePool {
                 message: "the pool '\(self.configuration.name)' is shutting down or shut down"
             )
         case .timedOut:
-            return self._timeoutError(core, waited: waited, now: now)
+            return self.timeoutError(core, waited: waited, now: now)
         }
     }
 
     /// The pool's figures, for error messages: they tell a leak (everything leased for long) from an undersized pool.
-    nonisolated func _figures(_ core: borrowing PoolCore<Resource>) -> String {
+    nonisolated func poolFigures(_ core: borrowing PoolCore<Resource>) -> String {
         "(leased \(core.machine.counts.leased), idle \(core.machine.idle.count), creating \(core.machine.counts.creating), "
             + "waiting \(core.machine.waiters.count), maximum \(self.configuration.maximumSize))"
     }
 
     /// Runs the before-lease hook in the acquiring task. On failure the resource is discarded and `false` returned.
     @usableFromInline
-    nonisolated func _validate(
+    nonisolated func runBeforeLeaseHook(
         _ acquired: AcquiredResource<Resource>,
         site: AcquireSite,
         hook: @Sendable (Resource, ResourceValidationContext) async throws -> Bool
@@ -369,26 +370,26 @@ extension ResourcePool {
         }
         if valid { return true }
         self.metrics.validationFailures.increment()
-        await self._validationFailed(slot: acquired.entry.slot)
+        await self.replaceAfterFailedValidation(slot: acquired.entry.slot)
         return false
     }
 
-    nonisolated func _validationFailed(slot: Int) async {
-        let now = self._now()
+    nonisolated func replaceAfterFailedValidation(slot: Int) async {
+        let now = self.timeSinceEpoch()
         var effects = PoolEffects<Resource>()
         let orphans = self.state.withLock { core -> [@Sendable () async -> Void]? in
             core.validationFailed(slot: slot, now: now)
-            self._afterEvent(&core, now: now, effects: &effects)
+            self.collectEffects(&core, now: now, effects: &effects)
             return core.orphanJobs.isEmpty ? nil : core.takeOrphanJobs()
         }
-        self._apply(effects)
+        self.applyEffects(effects)
         if let orphans {
             for job in orphans { await job() }
         }
     }
 
     @usableFromInline
-    nonisolated func _runAfterReleaseHook(
+    nonisolated func runAfterReleaseHook(
         _ hook: @Sendable (Resource, ResourceReleaseContext) async throws -> ResourceReleaseDecision,
         entry: PooledResource<Resource>,
         context: ResourceReleaseContext
@@ -405,24 +406,27 @@ extension ResourcePool {
                     LogKey.error: "\(error)",
                 ]
             )
-            self._countHookFailure()
+            self.countHookFailure()
             return .discard
         }
     }
 
-    nonisolated func _countHookFailure() {
+    nonisolated func countHookFailure() {
         self.state.withLock { $0.totals.hookFailures += 1 }
     }
 
     /// A lease was dropped without release: count, log, close and replace.
-    nonisolated func _leaseDropped(_ entry: PooledResource<Resource>, site: AcquireSite) async {
-        if let orphans = self._recordLeak(entry, site: site) {
+    nonisolated func reportDroppedLease(_ entry: PooledResource<Resource>, site: AcquireSite) async {
+        if let orphans = self.recordDroppedLease(entry, site: site) {
             for job in orphans { await job() }
         }
     }
 
-    nonisolated func _recordLeak(_ entry: PooledResource<Resource>, site: AcquireSite) -> [@Sendable () async -> Void]? {
-        let now = self._now()
+    nonisolated func recordDroppedLease(
+        _ entry: PooledResource<Resource>,
+        site: AcquireSite
+    ) -> [@Sendable () async -> Void]? {
+        let now = self.timeSinceEpoch()
         var effects = PoolEffects<Resource>()
         let orphans = self.state.withLock { core -> [@Sendable () async -> Void]? in
             let heldFor = core.machine.leaseLeaked(slot: entry.slot, now: now)
@@ -431,10 +435,10 @@ extension ResourcePool {
             core.window.recordHold(nanoseconds: heldFor.clampedNanoseconds, now: now)
             effects.increment(self.metrics.leaksDropped)
             effects.log(.leaseDropped(resourceID: entry.id, site: site, heldFor: heldFor))
-            self._afterEvent(&core, now: now, effects: &effects)
+            self.collectEffects(&core, now: now, effects: &effects)
             return core.orphanJobs.isEmpty ? nil : core.takeOrphanJobs()
         }
-        self._apply(effects)
+        self.applyEffects(effects)
         return orphans
     }
 }

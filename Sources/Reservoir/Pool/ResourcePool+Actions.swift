@@ -12,9 +12,9 @@ extension ResourcePool {
     ///
     /// Inlinable, with the hand-off to a waiter inline: that is the contended path (every release that serves a
     /// waiter), and as generic code it paid runtime metadata lookups for the effects value on every call. The rarer
-    /// actions go to ``_perform(_:core:now:effects:)``.
+    /// actions go to ``performRareAction(_:core:now:effects:)``.
     @inlinable
-    nonisolated func _performActions(
+    nonisolated func performActions(
         _ core: inout PoolCore<Resource>,
         now: Duration?,
         effects: inout PoolEffects<Resource>
@@ -22,26 +22,27 @@ extension ResourcePool {
         var now = now
         while let action = core.machine.popAction() {
             if case .resume(_, let grant, let payload) = action {
-                let time = now ?? self._now()
+                let time = now ?? self.timeSinceEpoch()
                 now = time
-                self._handOff(to: self.waiterBox(payload), grant: grant, core: &core, now: time, effects: &effects)
+                self.handOff(to: self.waiterBox(payload), grant: grant, core: &core, now: time, effects: &effects)
             } else {
-                self._perform(action, core: &core, now: &now, effects: &effects)
+                self.performRareAction(action, core: &core, now: &now, effects: &effects)
             }
         }
     }
 
-    /// The hand-off box that `_enqueue` attached to a waiter's queue entry, from the action that serves or fails it.
+    /// The hand-off box that `enqueueWaiter` attached to a waiter's queue entry, from the action that serves or fails
+    /// it.
     @inlinable
     nonisolated func waiterBox(_ payload: PoolStateMachine.WaiterPayload?) -> WaiterBox<Resource> {
-        // Every waiter the shell queues gets its box in the same locked section (`_enqueue`), and only the shell
+        // Every waiter the shell queues gets its box in the same locked section (`enqueueWaiter`), and only the shell
         // queues waiters, so the payload is there and is this pool's box type: no check on the hot path.
         unsafeDowncast(payload.unsafelyUnwrapped.object, to: WaiterBox<Resource>.self)
     }
 
     /// Hands a resource to the waiter the state machine picked.
     @inlinable
-    nonisolated func _handOff(
+    nonisolated func handOff(
         to box: WaiterBox<Resource>,
         grant: PoolStateMachine.Grant,
         core: inout PoolCore<Resource>,
@@ -74,7 +75,7 @@ extension ResourcePool {
     }
 
     @usableFromInline
-    nonisolated func _perform(
+    nonisolated func performRareAction(
         _ action: PoolStateMachine.Action,
         core: inout PoolCore<Resource>,
         now cachedNow: inout Duration?,
@@ -82,20 +83,20 @@ extension ResourcePool {
     ) {
         func currentTime() -> Duration {
             if let cachedNow { return cachedNow }
-            let now = self._now()
+            let now = self.timeSinceEpoch()
             cachedNow = now
             return now
         }
         switch action {
         case .resume(_, let grant, let payload):
             let box = self.waiterBox(payload)
-            self._handOff(to: box, grant: grant, core: &core, now: currentTime(), effects: &effects)
+            self.handOff(to: box, grant: grant, core: &core, now: currentTime(), effects: &effects)
 
         case .fail(_, let failure, let payload):
             let box = self.waiterBox(payload)
             let now = currentTime()
             let waited = now - box.enqueuedAt
-            let error = self._error(for: failure, core, waited: waited, now: now)
+            let error = self.acquireError(for: failure, core, waited: waited, now: now)
             if let resume = box.claim(.failure(error)) {
                 effects.resumes.append(resume)
                 switch failure {
@@ -111,16 +112,16 @@ extension ResourcePool {
             }
 
         case .create(let slot):
-            self._startCreation(&core, slot: slot, now: currentTime(), effects: &effects)
+            self.startCreation(&core, slot: slot, now: currentTime(), effects: &effects)
 
         case .close(let slot, let reason):
-            self._startClose(&core, slot: slot, reason: reason, effects: &effects)
+            self.startClose(&core, slot: slot, reason: reason, effects: &effects)
 
         case .keepAlive(let slot):
             guard let entry = core.entries[slot], let hook = self.hooks.keepAlive else {
                 preconditionFailure("keep-alive for slot \(slot) without a resource or a hook")
             }
-            self._submit(&core, effects: &effects) { [self] in
+            self.submitJob(&core, effects: &effects) { [self] in
                 var succeeded = true
                 do {
                     try await hook(entry.resource)
@@ -132,19 +133,19 @@ extension ResourcePool {
                         metadata: [LogKey.resourceID: "\(entry.id)", LogKey.error: "\(error)"]
                     )
                 }
-                self._keepAliveFinished(slot: slot, succeeded: succeeded)
+                self.keepAliveFinished(slot: slot, succeeded: succeeded)
             }
 
         case .scheduleWakeup(let instant):
             let deadline = self.epoch.advanced(by: instant)
             let clock = self.clock
-            self._submit(&core, effects: &effects) { [self] in
+            self.submitJob(&core, effects: &effects) { [self] in
                 do {
                     try await clock.sleep(until: deadline, tolerance: nil)
                 } catch {
                     return  // cancelled: run() is ending
                 }
-                self._timerFired()
+                self.timerFired()
             }
 
         case .reportLeakSuspected(let slot, let heldFor):
@@ -178,7 +179,7 @@ extension ResourcePool {
     }
 
     /// The error of a waiter whose deadline passed: it says why no resource came, from the pool's state.
-    nonisolated func _timeoutError(
+    nonisolated func timeoutError(
         _ core: borrowing PoolCore<Resource>,
         waited: Duration,
         now: Duration
@@ -188,7 +189,7 @@ extension ResourcePool {
             return ResourcePoolError(
                 .timeout,
                 message: prefix + ": run() has not started, so nothing is created; run the pool in a task "
-                    + "(e.g. group.addTask { try await pool.run() }) before acquiring. " + self._figures(core)
+                    + "(e.g. group.addTask { try await pool.run() }) before acquiring. " + self.poolFigures(core)
             )
         }
         // A creation in flight for most of the wait (it started with it, or before) that has not finished: the
@@ -202,14 +203,14 @@ extension ResourcePool {
             }
             return ResourcePoolError(
                 .timeout,
-                message: message + ". " + self._figures(core),
+                message: message + ". " + self.poolFigures(core),
                 underlying: core.lastCreationError
             )
         }
         return ResourcePoolError(
             .timeout,
             message: prefix + "; the pool is undersized or leases are held too long (see stats()). "
-                + self._figures(core)
+                + self.poolFigures(core)
         )
     }
 
@@ -219,7 +220,7 @@ extension ResourcePool {
     /// Queued after unlocking, a job may reach the queue after a later section's `.finish`; that is harmless: the
     /// state machine completes shutdown only when no creation, close or keep-alive is in flight, so such a job can
     /// only be a timer, which `run()` would have cancelled anyway.
-    nonisolated func _submit(
+    nonisolated func submitJob(
         _ core: inout PoolCore<Resource>,
         effects: inout PoolEffects<Resource>,
         _ job: @escaping @Sendable () async -> Void
@@ -232,7 +233,7 @@ extension ResourcePool {
         }
     }
 
-    private nonisolated func _startCreation(
+    private nonisolated func startCreation(
         _ core: inout PoolCore<Resource>,
         slot: Int,
         now: Duration,
@@ -244,13 +245,13 @@ extension ResourcePool {
         let factory = self.factory
         let afterCreate = self.hooks.afterCreate
         let clock = self.clock
-        self._submit(&core, effects: &effects) { [self] in
+        self.submitJob(&core, effects: &effects) { [self] in
             let start = clock.now
             let resource: Resource
             do {
                 resource = try await factory.create()
             } catch {
-                self._creationFailed(slot: slot, error: error)
+                self.creationFailed(slot: slot, error: error)
                 return
             }
             if let afterCreate {
@@ -263,18 +264,18 @@ extension ResourcePool {
                         metadata: [LogKey.resourceID: "\(id)", LogKey.error: "\(error)"]
                     )
                     do { try await factory.close(resource) } catch {}
-                    self._countHookFailure()
-                    self._creationFailed(slot: slot, error: error)
+                    self.countHookFailure()
+                    self.creationFailed(slot: slot, error: error)
                     return
                 }
             }
             let duration = start.duration(to: clock.now)
             self.metrics.createTime.recordNanoseconds(Int64(clamping: duration.clampedNanoseconds))
-            self._created(PooledResource(resource: resource, slot: slot, id: id))
+            self.resourceCreated(PooledResource(resource: resource, slot: slot, id: id))
         }
     }
 
-    private nonisolated func _startClose(
+    private nonisolated func startClose(
         _ core: inout PoolCore<Resource>,
         slot: Int,
         reason: PoolStateMachine.EvictionReason,
@@ -289,7 +290,7 @@ extension ResourcePool {
         effects.log(.closing(resourceID: entry.id, reason: reason))
         let factory = self.factory
         let beforeClose = self.hooks.beforeClose
-        self._submit(&core, effects: &effects) { [self] in
+        self.submitJob(&core, effects: &effects) { [self] in
             if let beforeClose {
                 do {
                     try await beforeClose(entry.resource)
@@ -299,7 +300,7 @@ extension ResourcePool {
                         "before-close hook threw; closing anyway",
                         metadata: [LogKey.resourceID: "\(entry.id)", LogKey.error: "\(error)"]
                     )
-                    self._countHookFailure()
+                    self.countHookFailure()
                 }
             }
             do {
@@ -310,7 +311,7 @@ extension ResourcePool {
                     metadata: [LogKey.resourceID: "\(entry.id)", LogKey.error: "\(error)"]
                 )
             }
-            self._closed(slot: slot)
+            self.resourceClosed(slot: slot)
         }
     }
 
@@ -318,24 +319,24 @@ extension ResourcePool {
 
     /// Applies an event to the state under the lock, turns its actions into effects, and applies them after
     /// unlocking (resuming the waiters it served).
-    nonisolated func _handle(_ event: (inout PoolCore<Resource>, Duration, inout PoolEffects<Resource>) -> Void) {
-        let now = self._now()
+    nonisolated func handleEvent(_ event: (inout PoolCore<Resource>, Duration, inout PoolEffects<Resource>) -> Void) {
+        let now = self.timeSinceEpoch()
         var effects = PoolEffects<Resource>()
         self.state.withLock { core in
             event(&core, now, &effects)
-            self._afterEvent(&core, now: now, effects: &effects)
+            self.collectEffects(&core, now: now, effects: &effects)
         }
-        self._apply(effects)
+        self.applyEffects(effects)
     }
 
-    nonisolated func _timerFired() {
-        self._handle { core, now, _ in core.machine.timerFired(now: now) }
+    nonisolated func timerFired() {
+        self.handleEvent { core, now, _ in core.machine.timerFired(now: now) }
     }
 
-    nonisolated func _created(_ entry: PooledResource<Resource>) {
+    nonisolated func resourceCreated(_ entry: PooledResource<Resource>) {
         self.logger.debug("created resource", metadata: [LogKey.resourceID: "\(entry.id)"])
         let lifetimeJitter = self.jitter.next()
-        self._handle { core, now, _ in
+        self.handleEvent { core, now, _ in
             core.entries[entry.slot] = entry
             core.creationStartedAt[entry.slot] = nil
             core.totals.creations += 1
@@ -343,12 +344,12 @@ extension ResourcePool {
         }
     }
 
-    nonisolated func _creationFailed(slot: Int, error: any Error) {
+    nonisolated func creationFailed(slot: Int, error: any Error) {
         self.metrics.creationFailures.increment()
         let backoffJitter = self.jitter.next()
         let permanent = (error as? any PermanentCreationFailure)?.isPermanent ?? false
         let errorDescription = String(describing: error)
-        self._handle { core, now, effects in
+        self.handleEvent { core, now, effects in
             core.lastCreationError = error
             core.lastCreationErrorDescription = errorDescription
             core.totals.creationFailures += 1
@@ -359,11 +360,11 @@ extension ResourcePool {
         }
     }
 
-    nonisolated func _closed(slot: Int) {
-        self._handle { core, now, _ in core.machine.resourceClosed(slot: slot, now: now) }
+    nonisolated func resourceClosed(slot: Int) {
+        self.handleEvent { core, now, _ in core.machine.resourceClosed(slot: slot, now: now) }
     }
 
-    nonisolated func _keepAliveFinished(slot: Int, succeeded: Bool) {
-        self._handle { core, now, _ in core.machine.keepAliveFinished(slot: slot, now: now, succeeded: succeeded) }
+    nonisolated func keepAliveFinished(slot: Int, succeeded: Bool) {
+        self.handleEvent { core, now, _ in core.machine.keepAliveFinished(slot: slot, now: now, succeeded: succeeded) }
     }
 }

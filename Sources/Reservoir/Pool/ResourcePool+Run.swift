@@ -36,7 +36,7 @@ extension ResourcePool {
             )
         }
         self.logger.debug("pool started")
-        self._handle { core, now, _ in core.machine.startCreationsIfNeeded(now: now) }
+        self.handleEvent { core, now, _ in core.machine.startCreationsIfNeeded(now: now) }
         let jobs = self.jobs
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
@@ -46,9 +46,9 @@ extension ResourcePool {
                         case .job(let job):
                             group.addTask { await job() }
                         case .drainRequested:
-                            self._drainRequested()
+                            self.drainRequested()
                         case .forcedShutdownRequested:
-                            self._forcedShutdownRequested()
+                            self.forcedShutdownRequested()
                         case .finish:
                             break loop
                         }
@@ -65,15 +65,15 @@ extension ResourcePool {
         self.logger.debug("pool stopped")
     }
 
-    func _drainRequested() {
+    func drainRequested() {
         self.logger.debug("graceful shutdown: draining")
         let timeout = self.configuration.drainTimeout
-        self._handle { core, now, _ in core.machine.drainRequested(now: now, timeout: timeout) }
+        self.handleEvent { core, now, _ in core.machine.drainRequested(now: now, timeout: timeout) }
     }
 
-    func _forcedShutdownRequested() {
+    func forcedShutdownRequested() {
         self.logger.debug("forced shutdown")
-        self._handle { core, _, _ in core.machine.forcedShutdownRequested() }
+        self.handleEvent { core, _, _ in core.machine.forcedShutdownRequested() }
     }
 
     /// A snapshot of the pool's figures: current counts, the oldest waiter's age, totals, the recent window and the
@@ -83,16 +83,16 @@ extension ResourcePool {
     /// calling: the raw figures are copied under the pool's lock (a few stores and reference counts), and the
     /// quantiles, the sizing advice and the sorted leak table are computed after it is released.
     public nonisolated func stats() -> ResourcePoolStatistics {
-        let now = self._now()
+        let now = self.timeSinceEpoch()
         let figures = self.state.withLock { core in
             core.window.rotateIfNeeded(now: now)
             return StatisticsFigures(core, now: now)
         }
-        return self._statistics(figures)
+        return self.makeStatistics(figures)
     }
 
     /// Computes the statistics from raw figures, without the lock.
-    nonisolated func _statistics(_ figures: StatisticsFigures) -> ResourcePoolStatistics {
+    nonisolated func makeStatistics(_ figures: StatisticsFigures) -> ResourcePoolStatistics {
         let now = figures.now
         let current = figures.current
         let previous = figures.previous

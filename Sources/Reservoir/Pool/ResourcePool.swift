@@ -128,10 +128,10 @@ public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service w
         do {
             value = try await body(lease.resource)
         } catch {
-            await lease._end(markedBroken: false, error: error)
+            await lease.endLease(markedBroken: false, error: error)
             throw error
         }
-        await lease._end(markedBroken: false, error: nil)
+        await lease.endLease(markedBroken: false, error: nil)
         return value
     }
 
@@ -160,9 +160,9 @@ public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service w
         var deadline: Duration? = nil
         var retry = false
         while true {
-            let acquired = try await self._acquire(timeout: timeout, deadline: deadline, site: site, retry: retry)
+            let acquired = try await self.acquire(timeout: timeout, deadline: deadline, site: site, retry: retry)
             if acquired.grant.validate, let validate = self.hooks.beforeLease {
-                if await self._validate(acquired, site: site, hook: validate) {
+                if await self.runBeforeLeaseHook(acquired, site: site, hook: validate) {
                     return Lease(pool: self, entry: acquired.entry, site: site)
                 }
                 // The resource failed validation and is being replaced: try again with the same deadline, keeping
@@ -178,7 +178,7 @@ public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service w
     /// Replaces every resource (for example after a failover): idle ones are closed now, leased ones when they come
     /// back, ones being created or checked when they finish. Replacements are created as needed.
     public nonisolated func invalidateAll() {
-        self._handle { core, now, _ in core.machine.invalidateAllRequested(now: now) }
+        self.handleEvent { core, now, _ in core.machine.invalidateAllRequested(now: now) }
         self.logger.info("invalidated every resource")
     }
 
@@ -196,7 +196,7 @@ public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service w
     }
 
     @usableFromInline
-    nonisolated func _now() -> Duration {
+    nonisolated func timeSinceEpoch() -> Duration {
         self.epoch.duration(to: self.clock.now)
     }
 }

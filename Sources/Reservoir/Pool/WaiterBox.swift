@@ -37,7 +37,7 @@ final class WaiterBox<Resource: Sendable>: Sendable {
     /// The waiter's deadline (a duration since the pool's epoch), handed back with its resource.
     @usableFromInline let deadline: Duration?
     /// Whether the waiter queued while `run()` had not started: then no timer of `run()` bounds its wait, and the
-    /// waiting task keeps its own (see `ResourcePool._watchWaiterBeforeRun`).
+    /// waiting task keeps its own (see `ResourcePool.watchWaiterBeforeRun`).
     @usableFromInline let enqueuedBeforeRun: Bool
     /// Protected by its own lock; every transition happens inside it, every resume outside it.
     @usableFromInline let state = Mutex<State>(.pending)
