@@ -172,7 +172,10 @@ extension ResourcePool {
 
     /// Waits until the pool resumes this waiter with its resource or fails it, or the task is cancelled. The box's
     /// deadline bounds the wait even when `run()` has not started.
-    @usableFromInline
+    ///
+    /// Inlinable: every acquire that waits comes through here, and generic code would resume (and install) through
+    /// runtime metadata. The rare paths (before `run()`, cancelled) stay out of line.
+    @inlinable
     nonisolated func waitInQueue(_ box: WaiterBox<Resource>) async throws -> AcquiredResource<Resource> {
         do {
             if box.enqueuedBeforeRun {
@@ -180,21 +183,27 @@ extension ResourcePool {
             }
             return try await self.awaitResolution(box)
         } catch let error as CancellationError {
-            let now = self.timeSinceEpoch()
-            var effects = PoolEffects<Resource>()
-            self.state.withLock { core in
-                // Scenario: the state machine may already have picked this waiter, and the hand-off failed because
-                // the cancellation came first; then it is no longer queued and its resource went back into service
-                // (`handoffFailed`). Either way the caller was cancelled while waiting, and is counted once, here.
-                _ = core.machine.waiterCancelled(box.id)
-                core.totals.cancellations += 1
-                core.waitEnded(waited: now - box.enqueuedAt, now: now, effects: &effects)
-                effects.increment(self.metrics.cancellations)
-                self.collectEffects(&core, now: now, effects: &effects)
-            }
-            self.applyEffects(effects)
+            self.waitCancelled(box)
             throw error
         }
+    }
+
+    /// A waiting caller's task was cancelled: the wait ends, counted once.
+    @usableFromInline
+    nonisolated func waitCancelled(_ box: WaiterBox<Resource>) {
+        let now = self.timeSinceEpoch()
+        var effects = PoolEffects<Resource>()
+        self.state.withLock { core in
+            // Scenario: the state machine may already have picked this waiter, and the hand-off failed because the
+            // cancellation came first; then it is no longer queued and its resource went back into service
+            // (`handoffFailed`). Either way the caller was cancelled while waiting, and is counted once, here.
+            _ = core.machine.waiterCancelled(box.id)
+            core.totals.cancellations += 1
+            core.waitEnded(waited: now - box.enqueuedAt, now: now, effects: &effects)
+            effects.increment(self.metrics.cancellations)
+            self.collectEffects(&core, now: now, effects: &effects)
+        }
+        self.applyEffects(effects)
     }
 
     @inlinable
@@ -222,6 +231,7 @@ extension ResourcePool {
     /// `watchWaiterBeforeRun`) ends the wait at the deadline and warns if `run()` is still missing after
     /// ``runStartGracePeriod``. It is cancelled as soon as the wait ends, or when `run()` starts, which then times
     /// the deadline itself. Only waits that begin before `run()` pay for it.
+    @usableFromInline
     nonisolated func awaitResolutionBeforeRun(_ box: WaiterBox<Resource>) async throws -> AcquiredResource<Resource> {
         let watch = Task { await self.watchWaiterBeforeRun(deadline: box.deadline) }
         let watched = self.state.withLock { core -> Bool in
