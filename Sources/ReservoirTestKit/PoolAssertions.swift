@@ -11,7 +11,8 @@ public struct OutstandingLeasesError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// Thrown by `ResourcePool.waitForStatistics(maximumYields:until:)` when the condition never held.
+/// Thrown by `ResourcePool.waitForStatistics(timeout:until:)` (and `waitForStatistics(maximumYields:until:)`) when the
+/// condition never held.
 public struct ConditionNotReachedError: Error, Sendable, CustomStringConvertible {
     /// The last snapshot seen.
     public var lastStatistics: ResourcePoolStatistics
@@ -32,9 +33,41 @@ extension ResourcePool {
         if !sites.isEmpty { throw OutstandingLeasesError(sites: sites) }
     }
 
-    /// Lets other tasks run (by yielding, never by sleeping) until the pool's statistics satisfy `condition`.
+    /// Waits until the pool's statistics satisfy `condition`, checking again after each change of the pool's state.
     ///
-    /// Use it to rendezvous with work the pool does in other tasks, such as a waiter having queued.
+    /// Use it to rendezvous with work the pool does in other tasks, such as a waiter having queued, a resource having
+    /// come back or a creation having failed. It neither polls nor yields: the pool wakes it when its state changes.
+    /// A condition that changes with time alone (not with the pool's state) is checked only at the next change.
+    ///
+    /// - Parameters:
+    ///   - timeout: how long to wait, in real time, before giving up: a bound for a test that would otherwise hang,
+    ///     not a means of synchronisation (a passing test never waits for it).
+    ///   - condition: the state to wait for.
+    /// - Returns: the statistics that satisfied the condition.
+    /// - Throws: ``ConditionNotReachedError`` when the condition did not hold within `timeout`; `CancellationError`
+    ///   when the task is cancelled.
+    @discardableResult
+    public nonisolated func waitForStatistics(
+        timeout: Duration = .seconds(30),
+        until condition: @escaping @Sendable (ResourcePoolStatistics) -> Bool
+    ) async throws -> ResourcePoolStatistics {
+        try await withThrowingTaskGroup(of: ResourcePoolStatistics.self) { group in
+            group.addTask {
+                try await self.statistics(satisfying: condition)
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                throw ConditionNotReachedError(lastStatistics: self.stats())
+            }
+            defer { group.cancelAll() }
+            return try await group.next()!
+        }
+    }
+
+    /// Lets other tasks run, by yielding, until the pool's statistics satisfy `condition`.
+    ///
+    /// For tests whose pool is moved by work outside the process's tasks (a real server), where a bound in yields is
+    /// wanted; otherwise prefer ``waitForStatistics(timeout:until:)``, which waits for the pool's changes of state.
     ///
     /// - Parameters:
     ///   - maximumYields: how many times to yield before giving up.
@@ -43,7 +76,7 @@ extension ResourcePool {
     /// - Throws: ``ConditionNotReachedError`` when the condition never held.
     @discardableResult
     public nonisolated func waitForStatistics(
-        maximumYields: Int = 100_000,
+        maximumYields: Int,
         until condition: @Sendable (ResourcePoolStatistics) -> Bool
     ) async throws -> ResourcePoolStatistics {
         var last = self.stats()

@@ -210,6 +210,7 @@ extension ResourcePool {
         }
         if !effects.changedGauges.isEmpty { self.metrics.recordLatest(effects.changedGauges) }
         effects.resumes.resumeAll()
+        self.observation.stateChanged()
     }
 
     @usableFromInline

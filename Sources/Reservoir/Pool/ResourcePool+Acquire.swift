@@ -423,6 +423,7 @@ extension ResourcePool {
 
     nonisolated func countHookFailure() {
         self.state.withLock { $0.totals.hookFailures += 1 }
+        self.observation.stateChanged()
     }
 
     /// A lease was dropped without release: count, log, close and replace.

@@ -46,6 +46,8 @@ public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service w
     public nonisolated let configuration: ResourcePoolConfiguration
 
     nonisolated let jobs = JobQueue()
+    /// Wakes tests waiting for a change of state (see ``PoolObservation``); one atomic load per change otherwise.
+    @usableFromInline nonisolated let observation = PoolObservation()
 
     /// Creates a pool. Nothing happens until ``run()`` starts.
     ///
