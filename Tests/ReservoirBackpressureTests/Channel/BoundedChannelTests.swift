@@ -40,10 +40,12 @@ struct BoundedChannelTests {
 
     @Test("a send suspends while full and resumes when a consumer takes an element")
     func sendSuspendsWhileFull() async throws {
-        let channel = try BoundedChannel<Int>(capacity: 1)
+        let metrics = ObservedMetrics()
+        let channel = try BoundedChannel<Int>.observed(.init(capacity: 1), metrics: metrics)
         try await channel.send(1)
         let producer = Task { try await channel.send(2) }
-        #expect(await eventually { channel.statistics.waitingProducers == 1 })
+        await metrics.waitForWaitingProducers(1)
+        #expect(channel.statistics.waitingProducers == 1)
         #expect(try await channel.receive() == 1)
         try await producer.value
         #expect(try await channel.receive() == 2)
@@ -51,7 +53,8 @@ struct BoundedChannelTests {
 
     @Test("a send cancelled while suspended hands its element back")
     func cancelledSendHandsBack() async throws {
-        let channel = try BoundedChannel<String>(capacity: 1)
+        let metrics = ObservedMetrics()
+        let channel = try BoundedChannel<String>.observed(.init(capacity: 1), metrics: metrics)
         try await channel.send("first")
         let producer = Task { () -> BoundedChannel<String>.SendError? in
             do throws(BoundedChannel<String>.SendError) {
@@ -61,7 +64,7 @@ struct BoundedChannelTests {
                 return error
             }
         }
-        #expect(await eventually { channel.statistics.waitingProducers == 1 })
+        await metrics.waitForWaitingProducers(1)
         producer.cancel()
         let error = try #require(await producer.value)
         #expect(error.element == "second")
@@ -123,7 +126,8 @@ struct BoundedChannelTests {
 
     @Test("finish lets consumers drain, then ends them; waiting producers get their elements back")
     func finishDrains() async throws {
-        let channel = try BoundedChannel<Int>(capacity: 2)
+        let metrics = ObservedMetrics()
+        let channel = try BoundedChannel<Int>.observed(.init(capacity: 2), metrics: metrics)
         try await channel.send(1)
         try await channel.send(2)
         let producer = Task { () -> Int? in
@@ -134,7 +138,7 @@ struct BoundedChannelTests {
                 return error.code == .channelFinished ? error.element : nil
             }
         }
-        #expect(await eventually { channel.statistics.waitingProducers == 1 })
+        await metrics.waitForWaitingProducers(1)
         channel.finish()
         #expect(await producer.value == 3)
         #expect(try await channel.receive() == 1)
@@ -245,18 +249,17 @@ struct BoundedChannelTests {
 
     @Test("producer wait time and waiting producers are recorded")
     func producerWaitMetrics() async throws {
-        let metrics = TestMetrics()
-        var configuration = BoundedChannel<Int>.Configuration(capacity: 1)
-        configuration.metricsFactory = metrics
-        let channel = try BoundedChannel(configuration: configuration)
+        let metrics = ObservedMetrics()
+        let channel = try BoundedChannel<Int>.observed(.init(capacity: 1), metrics: metrics)
         try await channel.send(1)
         let producer = Task { try await channel.send(2) }
-        #expect(await eventually { channel.statistics.waitingProducers == 1 })
-        #expect(metrics.value("backpressure.channel.producers_waiting", [("channel", "channel")]) == 1)
+        // Returns once the meter is 1, which is what this test checks: a channel that never raised it would hang here.
+        await metrics.waitForWaitingProducers(1)
+        #expect(channel.statistics.waitingProducers == 1)
         #expect(metrics.value("backpressure.channel.depth", [("channel", "channel")]) == 1)
         _ = try await channel.receive()
         try await producer.value
-        #expect(metrics.timings("backpressure.channel.producer_wait", [("channel", "channel")]).count == 1)
+        #expect(metrics.value("backpressure.channel.producer_wait", [("channel", "channel")]) == 1)
         #expect(metrics.value("backpressure.channel.producers_waiting", [("channel", "channel")]) == 0)
     }
 
@@ -313,10 +316,11 @@ struct BoundedChannelTests {
 
     @Test("a watermark channel resumes producers only after draining to the low mark")
     func watermarks() async throws {
-        let channel = try BoundedChannel<Int>(configuration: .watermark(low: 1, high: 3))
+        let metrics = ObservedMetrics()
+        let channel = try BoundedChannel<Int>.observed(.watermark(low: 1, high: 3), metrics: metrics)
         for value in 1...3 { try await channel.send(value) }
         let producer = Task { try await channel.send(4) }
-        #expect(await eventually { channel.statistics.waitingProducers == 1 })
+        await metrics.waitForWaitingProducers(1)
         _ = try await channel.receive()
         #expect(channel.statistics.waitingProducers == 1)
         _ = try await channel.receive()

@@ -22,16 +22,18 @@ struct RateLimiterTests {
         let clock = ManualClock()
         let limiter = try RateLimiter(.tokenBucket(rate: 10, burst: 1), clock: clock)
         try await limiter.acquire()
-        let order = Collector<Int>()
+        let (served, servedContinuation) = AsyncStream<Int>.makeStream()
         var tasks: [Task<Void, any Error>] = []
         for index in 0..<4 {
             tasks.append(
                 Task {
                     try await limiter.acquire()
-                    order.append(index)
+                    servedContinuation.yield(index)
                 })
             await clock.waitForSleepers(index + 1)
         }
+        var order: [Int] = []
+        var servedIterator = served.makeAsyncIterator()
         #expect(
             clock.pendingSleeps.map(\.offset)
                 == [.milliseconds(100), .milliseconds(200), .milliseconds(300), .milliseconds(400)]
@@ -40,11 +42,11 @@ struct RateLimiterTests {
         // slots both passed before anyone looked may continue in either order; that is scheduling, not the limiter.)
         for served in 1...4 {
             clock.advance(by: .milliseconds(100))
-            #expect(await eventually { order.values.count == served })
+            order.append(try #require(await servedIterator.next()))
             #expect(clock.sleeperCount == 4 - served)
         }
         for task in tasks { try await task.value }
-        #expect(order.values == [0, 1, 2, 3])
+        #expect(order == [0, 1, 2, 3])
     }
 
     @Test("a cancelled waiter gives its reservation back")
