@@ -173,9 +173,11 @@ extension ResourcePool {
     /// Waits until the pool resumes this waiter with its resource or fails it, or the task is cancelled. The box's
     /// deadline bounds the wait even when `run()` has not started.
     ///
-    /// Inlinable: every acquire that waits comes through here, and generic code would resume (and install) through
-    /// runtime metadata. The rare paths (before `run()`, cancelled) stay out of line.
-    @inlinable
+    /// Inlinable, so that callers in other modules get it specialised: every acquire that waits comes through here,
+    /// and generic code would install and resume through runtime metadata. Never inlined: inside `acquire` its
+    /// suspension points would enlarge the async frame of every acquire, including those served at once (measured:
+    /// about 10 % more CPU per uncontended cycle). The rare paths (before `run()`, cancelled) stay out of line.
+    @inlinable @inline(never)
     nonisolated func waitInQueue(_ box: WaiterBox<Resource>) async throws -> AcquiredResource<Resource> {
         do {
             if box.enqueuedBeforeRun {
