@@ -1,7 +1,8 @@
 import CoreMetrics
 import DequeModule
 
-/// The pool's mutable state: the state machine plus the shell's per-slot tables, waiters, statistics and run phase.
+/// The pool's mutable state: the state machine (whose waiter queue holds each waiter's hand-off box) plus the shell's
+/// per-slot tables, statistics and run phase.
 ///
 /// The pool keeps exactly one `PoolCore` behind a `Mutex`. Acquire and release lock it, ask the state machine,
 /// translate its actions into state changes and a ``PoolEffects`` value, and unlock, in the calling task: no actor

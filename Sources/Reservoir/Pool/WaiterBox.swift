@@ -6,7 +6,9 @@ import Synchronization
 /// The hand-off point between a waiting caller and the pool.
 ///
 /// It carries everything the waiter needs once served (the resource, the grant and the deadline to reuse if the
-/// resource fails validation), so that the woken task does not take the pool's lock again.
+/// resource fails validation), so that the woken task does not take the pool's lock again. It is the payload of the
+/// waiter's entry in the state machine's queue (``PoolStateMachine/WaiterPayload``), attached in the locked section
+/// that queued the waiter and handed back by `.resume` or `.fail`: the waiter's one record, with no second table.
 ///
 /// A Task's cancellation handler runs synchronously, on any thread, so each waiter gets this small lock-protected
 /// box that the handler can resolve without touching the pool's state. Exactly one of two parties resolves it: the
