@@ -68,6 +68,53 @@ struct PoolStateMachineWaitersTests {
         #expect(queue.dequeue()?.payload == Machine.WaiterPayload(boxes[0]))
         #expect(queue.removeAll().map(\.payload) == [Machine.WaiterPayload(boxes[2])])
     }
+
+    @Test(
+        "random enqueues, removals and dequeues match a plain list, payloads included",
+        arguments: [1, 2, 3] as [UInt64]
+    )
+    func matchesAModel(seed: UInt64) {
+        final class Box: Sendable {}
+        var generator = USLPoolSimulation.Generator(state: seed)
+        var queue = Machine.WaiterQueue()
+        // The model: retries in order, then first-time waiters in order.
+        var retries: [(id: Machine.WaiterID, box: Box)] = []
+        var firsts: [(id: Machine.WaiterID, box: Box)] = []
+        var left: [Machine.WaiterID] = []
+        for _ in 0..<2_000 {
+            switch Int.random(in: 0..<10, using: &generator) {
+            case 0..<5:
+                let retry = Int.random(in: 0..<4, using: &generator) == 0
+                let box = Box()
+                let id = queue.enqueue(now: .zero, deadline: nil, retry: retry)
+                queue.attach(Machine.WaiterPayload(box), to: id)
+                if retry { retries.append((id, box)) } else { firsts.append((id, box)) }
+            case 5..<8:
+                let all = retries + firsts
+                // Sometimes a waiter that already left: removing it again finds nothing.
+                if let gone = left.randomElement(using: &generator), Int.random(in: 0..<4, using: &generator) == 0 {
+                    #expect(queue.remove(gone) == nil)
+                } else if let waiter = all.randomElement(using: &generator) {
+                    #expect(queue.remove(waiter.id)?.payload == Machine.WaiterPayload(waiter.box))
+                    retries.removeAll { $0.id == waiter.id }
+                    firsts.removeAll { $0.id == waiter.id }
+                    left.append(waiter.id)
+                }
+            default:
+                let expected = retries.first ?? firsts.first
+                let entry = queue.dequeue()
+                #expect(entry?.id == expected?.id)
+                #expect(entry?.payload == expected.map { Machine.WaiterPayload($0.box) })
+                if let expected {
+                    retries.removeAll { $0.id == expected.id }
+                    firsts.removeAll { $0.id == expected.id }
+                    left.append(expected.id)
+                }
+            }
+            #expect(queue.count == retries.count + firsts.count)
+        }
+        #expect(queue.removeAll().map(\.id) == (retries + firsts).map(\.id))
+    }
 }
 
 @Suite("LatencyHistogram")
