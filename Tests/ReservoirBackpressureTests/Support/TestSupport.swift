@@ -1,6 +1,6 @@
 import CoreMetrics
-import Synchronization
 import ReservoirBackpressure
+import Synchronization
 
 // The Backpressure tests use `ReservoirTestClock.ManualClock`; these are their other helpers.
 
