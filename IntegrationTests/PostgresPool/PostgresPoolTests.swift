@@ -159,7 +159,7 @@ struct PostgresPoolTests {
         try await PoolTest.withPool(configure: { $0.pool.maximumSize = 1 }, logs: logs) { pool in
             _ = try await pool.lease()
             let leakLine = #line - 1
-            try await pool.resourcePool.waitForStatistics(maximumYields: 1_000_000) { $0.totals.leaksDropped == 1 }
+            try await pool.resourcePool.waitForStatistics { $0.totals.leaksDropped == 1 }
             let leaks = logs.records(atLeast: .warning).filter { $0.message.contains("leak") }
             #expect(leaks.count == 1)
             #expect(leaks.first?.metadata["lease.site"]?.hasPrefix("ReservoirIntegrationTests/PostgresPoolTests.swift:\(leakLine)") == true)
@@ -193,7 +193,7 @@ struct PostgresPoolTests {
                     ).singleValue(Int32.self) ?? -2
                 }
             }
-            try await pool.resourcePool.waitForStatistics(maximumYields: 1_000_000) { $0.leased == 3 }
+            try await pool.resourcePool.waitForStatistics { $0.leased == 3 }
             pool.triggerGracefulShutdown()
             // Every connection is busy: the request is either refused at once or queued and failed by the drain.
             await #expect(throws: ResourcePoolError.self) { try await pool.query("SELECT 1") }
