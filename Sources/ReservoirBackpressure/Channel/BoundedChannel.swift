@@ -347,6 +347,8 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
             break
         }
         let id = state.withLock { $0.makeID() }
+        let start: ContinuousClock.Instant? = metrics.isEnabled ? .now : nil
+        var didSuspend = false
         let result = await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: ProducerContinuation) in
                 let action: StateMachine.ReserveAction = state.withLock {
@@ -358,12 +360,14 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
                 case .failed(let code):
                     continuation.resume(returning: .failed(nil, code))
                 case .suspended, .mustSuspend:
-                    break
+                    didSuspend = true
+                    if start != nil { metrics.reservingProducerSuspended() }
                 }
             }
         } onCancel: {
             self.producerCancelled(id: id, code: .cancelled)
         }
+        if didSuspend, let start { metrics.producerResumed(waited: start.duration(to: .now)) }
         switch result {
         case .reserved, .sent:
             return Permit(channel: self, weight: weight)
@@ -449,6 +453,7 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
 
     @inlinable @inline(never)
     nonisolated(nonsending) func receiveSuspending(id: UInt64) async throws(BackpressureError) -> Element? {
+        var didSuspend = false
         let result = await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: ConsumerContinuation) in
                 let action: StateMachine.ReceiveOrWaitAction = state.withLock {
@@ -468,13 +473,15 @@ public final class BoundedChannel<Element: Sendable>: Sendable {
                 case .failed(let code):
                     continuation.resume(returning: .failed(code))
                 case .suspended:
-                    break
+                    didSuspend = true
+                    if metrics.isEnabled { metrics.consumerSuspended() }
                 }
             }
         } onCancel: {
             let effects = self.state.withLock { $0.consumerCancelled(id: id) }
             if !effects.isEmpty { self.perform(effects) }
         }
+        if didSuspend, metrics.isEnabled { metrics.consumerResumed() }
         switch result {
         case .element(let element):
             return element

@@ -5,7 +5,8 @@ import CoreMetrics
 /// | Name | Type | Dimensions | Meaning |
 /// |---|---|---|---|
 /// | `backpressure.channel.depth` | gauge | `channel` | buffered elements, sampled when producers suspend/resume |
-/// | `backpressure.channel.producers_waiting` | meter | `channel` | producers suspended for room |
+/// | `backpressure.channel.producers_waiting` | meter | `channel` | producers suspended for room (sending or reserving) |
+/// | `backpressure.channel.consumers_waiting` | meter | `channel` | consumers suspended on an empty channel |
 /// | `backpressure.channel.dropped` | counter | `channel`, `reason` | elements passed to the drop callback |
 /// | `backpressure.channel.producer_wait` | timer | `channel` | time a suspended producer waited |
 @usableFromInline
@@ -15,6 +16,7 @@ struct ChannelMetrics: Sendable {
     @usableFromInline let isEnabled: Bool
     let depth: Gauge
     let producersWaiting: Meter
+    let consumersWaiting: Meter
     let droppedOldest: Counter
     let droppedNewest: Counter
     let droppedCancelled: Counter
@@ -26,6 +28,11 @@ struct ChannelMetrics: Sendable {
         self.depth = Gauge(label: "backpressure.channel.depth", dimensions: dimensions, factory: factory)
         self.producersWaiting = Meter(
             label: "backpressure.channel.producers_waiting",
+            dimensions: dimensions,
+            factory: factory
+        )
+        self.consumersWaiting = Meter(
+            label: "backpressure.channel.consumers_waiting",
             dimensions: dimensions,
             factory: factory
         )
@@ -55,6 +62,22 @@ struct ChannelMetrics: Sendable {
     func producerSuspended(bufferedElements: Int) {
         depth.record(bufferedElements)
         producersWaiting.increment()
+    }
+
+    /// A producer suspended in `reserve`, which buffers nothing yet.
+    @usableFromInline
+    func reservingProducerSuspended() {
+        producersWaiting.increment()
+    }
+
+    @usableFromInline
+    func consumerSuspended() {
+        consumersWaiting.increment()
+    }
+
+    @usableFromInline
+    func consumerResumed() {
+        consumersWaiting.decrement()
     }
 
     @usableFromInline

@@ -229,7 +229,9 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
     }
 
     func wait(id: UInt64, deadline: WaiterDeadline? = nil) async -> BackpressureError.Code? {
-        await withTaskCancellationHandler {
+        var didSuspend = false
+        defer { if didSuspend { metrics.waiting.decrement() } }
+        return await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: Waiter) in
                 let action = state.withLock {
                     $0.machine.acquireOrWait(
@@ -242,7 +244,9 @@ public final class ConcurrencyLimiter<C: Clock>: Sendable where C.Duration == Du
                 switch action {
                 case .granted: continuation.resume(returning: nil)
                 case .failed(let code): continuation.resume(returning: code)
-                case .suspended: break
+                case .suspended:
+                    didSuspend = true
+                    metrics.waiting.increment()
                 }
             }
         } onCancel: {

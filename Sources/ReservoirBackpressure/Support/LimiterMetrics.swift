@@ -9,6 +9,7 @@ import CoreMetrics
 /// | `backpressure.limiter.wait` | timer | `kind`, `limiter` | time a caller waited before admission |
 /// | `backpressure.limiter.limit` | gauge | `kind`, `limiter` | current concurrency limit (concurrency limiters) |
 /// | `backpressure.limiter.in_flight` | gauge | `kind`, `limiter` | operations holding a permit |
+/// | `backpressure.limiter.waiting` | meter | `kind`, `limiter` | callers queued for a permit (concurrency limiters) |
 /// | `backpressure.limiter.latency_estimate` | gauge | `kind`, `limiter` | adaptive limiter's baseline latency, ns |
 @usableFromInline
 struct LimiterMetrics: Sendable {
@@ -18,6 +19,9 @@ struct LimiterMetrics: Sendable {
     @usableFromInline let limit: Gauge
     @usableFromInline let inFlight: Gauge
     @usableFromInline let latencyEstimate: Gauge
+    /// Raised when a caller starts waiting in the queue and lowered when its wait ends (admitted or failed): the
+    /// increments and decrements commute, so the value is right whatever order threads record them in.
+    @usableFromInline let waiting: Meter
 
     init(kind: String, label: String, factory: any MetricsFactory) {
         let dimensions = [("kind", kind), ("limiter", label)]
@@ -26,6 +30,7 @@ struct LimiterMetrics: Sendable {
         self.waited = Timer(label: "backpressure.limiter.wait", dimensions: dimensions, factory: factory)
         self.limit = Gauge(label: "backpressure.limiter.limit", dimensions: dimensions, factory: factory)
         self.inFlight = Gauge(label: "backpressure.limiter.in_flight", dimensions: dimensions, factory: factory)
+        self.waiting = Meter(label: "backpressure.limiter.waiting", dimensions: dimensions, factory: factory)
         self.latencyEstimate = Gauge(
             label: "backpressure.limiter.latency_estimate",
             dimensions: dimensions,

@@ -40,14 +40,17 @@ struct AdaptiveConcurrencyLimiterTests {
 
     @Test("pool waits reported to the limiter move its limit and admit waiters when it grows")
     func poolWaits() async throws {
+        let metrics = ObservedMetrics()
         let limiter = try AdaptiveConcurrencyLimiter(
             .poolWaitTime(target: .milliseconds(5), initialLimit: 2, windowSize: 1),
-            clock: ManualClock()
+            clock: ManualClock(),
+            metricsFactory: metrics
         )
         let first = try await limiter.acquire()
         let second = try await limiter.acquire()
         let waiter = Task { try await limiter.acquire().release() }
-        #expect(await eventually { limiter.statistics.waiting == 1 })
+        await metrics.waitForLimiterWaiters(1, kind: "adaptive", label: "adaptive")
+        #expect(limiter.statistics.waiting == 1)
         limiter.recordPoolWait(.milliseconds(1))  // fast and saturated: +1, admits the waiter
         try await waiter.value
         #expect(limiter.limit == 3)

@@ -161,9 +161,11 @@ struct BoundedChannelTests {
         #expect(dropped.values == [1, 2])
         #expect(try await channel.receive() == nil)
 
-        let empty = try BoundedChannel<Int>(capacity: 1)
+        let metrics = ObservedMetrics()
+        let empty = try BoundedChannel<Int>.observed(.init(capacity: 1), metrics: metrics)
         let consumer = Task { try await empty.receive() }
-        #expect(await eventually { empty.statistics.waitingConsumers == 1 })
+        await metrics.waitForWaitingConsumers(1)
+        #expect(empty.statistics.waitingConsumers == 1)
         empty.cancel()
         #expect(try await consumer.value == nil)
     }
@@ -182,7 +184,8 @@ struct BoundedChannelTests {
 
     @Test("a consumer cancelled while waiting throws cancelled")
     func consumerCancelled() async throws {
-        let channel = try BoundedChannel<Int>(capacity: 1)
+        let metrics = ObservedMetrics()
+        let channel = try BoundedChannel<Int>.observed(.init(capacity: 1), metrics: metrics)
         let consumer = Task { () -> BackpressureError.Code? in
             do throws(BackpressureError) {
                 _ = try await channel.receive()
@@ -191,7 +194,8 @@ struct BoundedChannelTests {
                 return error.code
             }
         }
-        #expect(await eventually { channel.statistics.waitingConsumers == 1 })
+        await metrics.waitForWaitingConsumers(1)
+        #expect(channel.statistics.waitingConsumers == 1)
         consumer.cancel()
         #expect(await consumer.value == .cancelled)
         #expect(channel.statistics.waitingConsumers == 0)
@@ -280,7 +284,8 @@ struct BoundedChannelTests {
 
     @Test("a reserve waits for room and can be cancelled")
     func reserveWaitsAndCancels() async throws {
-        let channel = try BoundedChannel<Int>(capacity: 1)
+        let metrics = ObservedMetrics()
+        let channel = try BoundedChannel<Int>.observed(.init(capacity: 1), metrics: metrics)
         try await channel.send(1)
         let waiter = Task { () -> BackpressureError.Code? in
             do throws(BackpressureError) {
@@ -291,7 +296,8 @@ struct BoundedChannelTests {
                 return error.code
             }
         }
-        #expect(await eventually { channel.statistics.waitingProducers == 1 })
+        await metrics.waitForWaitingProducers(1)
+        #expect(channel.statistics.waitingProducers == 1)
         waiter.cancel()
         #expect(await waiter.value == .cancelled)
         #expect(channel.statistics.level == 1)

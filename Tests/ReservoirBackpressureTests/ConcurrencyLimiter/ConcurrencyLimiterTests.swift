@@ -7,7 +7,8 @@ import Testing
 struct ConcurrencyLimiterTests {
     @Test("at most the limit run at once; the queue is FIFO; a full queue rejects at once")
     func bulkhead() async throws {
-        let limiter = try ConcurrencyLimiter(limit: 1, maxQueueLength: 2, clock: ManualClock())
+        let metrics = ObservedMetrics()
+        let limiter = try ConcurrencyLimiter(limit: 1, maxQueueLength: 2, clock: ManualClock(), metricsFactory: metrics)
         let first = try await limiter.acquire()
         let order = Collector<Int>()
         let waiters = (0..<2).map { index in
@@ -17,7 +18,8 @@ struct ConcurrencyLimiterTests {
                 permit.release()
             }
         }
-        #expect(await eventually { limiter.statistics.waiting == 2 })
+        await metrics.waitForLimiterWaiters(2)
+        #expect(limiter.statistics.waiting == 2)
         await #expect(throws: BackpressureError(.queueFull, message: "")) { _ = try await limiter.acquire() }
         first.release()
         for waiter in waiters { try await waiter.value }
@@ -47,7 +49,8 @@ struct ConcurrencyLimiterTests {
 
     @Test("a limiter caller whose task is already cancelled fails at once instead of queueing")
     func limiterCancelledBeforeSuspend() async throws {
-        let limiter = try ConcurrencyLimiter(limit: 1, clock: ManualClock())
+        let metrics = ObservedMetrics()
+        let limiter = try ConcurrencyLimiter(limit: 1, clock: ManualClock(), metricsFactory: metrics)
         let held = try await limiter.acquire()
         let waiter = Task { () -> BackpressureError.Code? in
             withUnsafeCurrentTask { $0?.cancel() }
@@ -65,7 +68,8 @@ struct ConcurrencyLimiterTests {
 
     @Test("a cancelled waiter leaves the queue with cancelled")
     func cancellation() async throws {
-        let limiter = try ConcurrencyLimiter(limit: 1, clock: ManualClock())
+        let metrics = ObservedMetrics()
+        let limiter = try ConcurrencyLimiter(limit: 1, clock: ManualClock(), metricsFactory: metrics)
         let held = try await limiter.acquire()
         let waiter = Task { () -> BackpressureError.Code? in
             do throws(BackpressureError) {
@@ -75,7 +79,8 @@ struct ConcurrencyLimiterTests {
                 return error.code
             }
         }
-        #expect(await eventually { limiter.statistics.waiting == 1 })
+        await metrics.waitForLimiterWaiters(1)
+        #expect(limiter.statistics.waiting == 1)
         waiter.cancel()
         #expect(await waiter.value == .cancelled)
         held.release()
@@ -117,7 +122,8 @@ struct ConcurrencyLimiterTests {
 
     @Test("shutdown fails waiters and later calls")
     func shutdown() async throws {
-        let limiter = try ConcurrencyLimiter(limit: 1, clock: ManualClock())
+        let metrics = ObservedMetrics()
+        let limiter = try ConcurrencyLimiter(limit: 1, clock: ManualClock(), metricsFactory: metrics)
         let held = try await limiter.acquire()
         let waiter = Task { () -> BackpressureError.Code? in
             do throws(BackpressureError) {
@@ -127,7 +133,8 @@ struct ConcurrencyLimiterTests {
                 return error.code
             }
         }
-        #expect(await eventually { limiter.statistics.waiting == 1 })
+        await metrics.waitForLimiterWaiters(1)
+        #expect(limiter.statistics.waiting == 1)
         limiter.shutdown()
         #expect(await waiter.value == .limiterShutDown)
         await #expect(throws: BackpressureError(.limiterShutDown, message: "")) { _ = try await limiter.acquire() }

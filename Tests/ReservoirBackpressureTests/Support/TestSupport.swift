@@ -4,18 +4,9 @@ import Synchronization
 
 // The Backpressure tests use `ReservoirTestClock.ManualClock`; these are their other helpers.
 
-/// Yields until `condition` holds; fails the test (returns false) after many tries. Only for state that another task
-/// reaches without anything to await: a limiter's waiter or a channel's consumer (or reserving producer) having
-/// queued. A sending producer having suspended is awaited through ``ObservedMetrics`` instead, a timer through the
-/// manual clock (`waitForSleepers`), a task's progress through what it reports (an `AsyncStream`).
-@discardableResult
-func eventually(_ condition: () -> Bool, tries: Int = 2_000_000) async -> Bool {
-    for _ in 0..<tries {
-        if condition() { return true }
-        await Task.yield()
-    }
-    return condition()
-}
+// No test yields in a loop: a suspended producer, consumer or limiter waiter is awaited through the metric the code
+// under test records right after registering it (``ObservedMetrics``), a timer through the manual clock
+// (`waitForSleepers`), a task's progress through what it reports (an `AsyncStream`).
 
 /// A small deterministic random number generator (SplitMix64) for property-style tests.
 struct SeededGenerator: RandomNumberGenerator {
@@ -168,5 +159,17 @@ extension ObservedMetrics {
     /// a suspended producer.
     func waitForWaitingProducers(_ count: Int) async {
         await self.until("backpressure.channel.producers_waiting", [("channel", "channel")]) { $0 == Double(count) }
+    }
+
+    /// Returns once `count` consumers of a channel labelled `channel` (the default) wait on it: the channel raises
+    /// `backpressure.channel.consumers_waiting` right after registering a consumer as suspended.
+    func waitForWaitingConsumers(_ count: Int) async {
+        await self.until("backpressure.channel.consumers_waiting", [("channel", "channel")]) { $0 == Double(count) }
+    }
+
+    /// Returns once `count` callers wait in a concurrency limiter's queue: the limiter raises
+    /// `backpressure.limiter.waiting` right after registering a caller as suspended.
+    func waitForLimiterWaiters(_ count: Int, kind: String = "concurrency", label: String = "bulkhead") async {
+        await self.until("backpressure.limiter.waiting", [("kind", kind), ("limiter", label)]) { $0 == Double(count) }
     }
 }
