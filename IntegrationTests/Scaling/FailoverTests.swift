@@ -55,39 +55,34 @@ struct FailoverTests {
         )
     }
 
-    /// Runs `body` with a running pool on `connectionString`, then shuts it down and checks that no lease is left.
+    /// Runs `body` with a running pool on `connectionString` (the integration tests' pool settings: acquire timeout
+    /// 20 s, creation backoff 10 ms doubling to 200 ms), then checks that no lease is left and shuts it down.
     static func withPool<Result: Sendable>(
         _ connectionString: String,
         maximumSize: Int,
+        server: PostgresTestServer,
         _ body: (PostgresPool) async throws -> Result
     ) async throws -> Result {
-        var configuration = PostgresPool.Configuration(
-            connection: try .init(connectionString: connectionString),
-            name: TestDatabase.uniqueName("failover")
+        try await PoolTest.withPool(
+            server: server,
+            configure: { configuration in
+                configuration.connection = try .init(connectionString: connectionString)
+                configuration.pool.maximumSize = maximumSize
+            },
+            checkServerConnections: false,
+            body
         )
-        configuration.pool.maximumSize = maximumSize
-        configuration.pool.acquireTimeout = .seconds(30)
-        configuration.pool.creationBackoff = .exponential(initial: .milliseconds(10), maximum: .milliseconds(200))
-        let pool = try PostgresPool(configuration: configuration, logger: Logger(label: "failover-test"))
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await pool.run() }
-            do {
-                let result = try await body(pool)
-                try await pool.resourcePool.expectNoOutstandingLeases()
-                pool.triggerGracefulShutdown()
-                try await group.waitForAll()
-                return result
-            } catch {
-                pool.triggerGracefulShutdown()
-                group.cancelAll()
-                throw error
-            }
-        }
     }
 
     /// The TCP port of the server the pool's next connection is on.
     static func serverPort(of pool: PostgresPool) async throws -> Int32? {
         try await pool.query("SELECT inet_server_port()").singleValue(Int32.self)
+    }
+
+    /// Creates the `orders` table on the primary and waits until the standby has it.
+    static func createOrders(primary: PostgresTestServer, standby: PostgresTestServer) async throws {
+        _ = try await primary.psql("CREATE TABLE orders (writer int NOT NULL, n int NOT NULL, PRIMARY KEY (writer, n))")
+        try await waitForReplay(primary: primary, standby: standby)
     }
 
     /// Waits until the standby has replayed everything the primary has written so far (each attempt a round trip).
@@ -104,14 +99,13 @@ struct FailoverTests {
     @Test("the primary crashes under load and the standby is promoted: writes resume on it, reads go on, no lease is lost")
     func primaryCrashUnderLoad() async throws {
         try await Self.withPrimaryAndStandby { primary, standby in
-            _ = try await primary.psql("CREATE TABLE orders (writer int NOT NULL, n int NOT NULL, PRIMARY KEY (writer, n))")
-            try await Self.waitForReplay(primary: primary, standby: standby)
+            try await Self.createOrders(primary: primary, standby: standby)
             let writes = Self.connectionString(primary, standby, targetSessionAttributes: "read-write")
             let reads = Self.connectionString(primary, standby, targetSessionAttributes: "prefer-standby")
             let standbyPort = Int32(standby.connection.port)
 
-            try await Self.withPool(writes, maximumSize: 4) { writePool in
-                try await Self.withPool(reads, maximumSize: 2) { readPool in
+            try await Self.withPool(writes, maximumSize: 4, server: primary) { writePool in
+                try await Self.withPool(reads, maximumSize: 2, server: standby) { readPool in
                     #expect(try await Self.serverPort(of: writePool) == Int32(primary.connection.port))
                     #expect(try await Self.serverPort(of: readPool) == standbyPort)
                     let load = FailoverLoad()
@@ -174,12 +168,11 @@ struct FailoverTests {
     @Test("a primary fenced read-only (default_transaction_read_only) while the pool is on it: the pool moves to the other primary")
     func fencedPrimary() async throws {
         try await Self.withPrimaryAndStandby { primary, standby in
-            _ = try await primary.psql("CREATE TABLE orders (writer int NOT NULL, n int NOT NULL, PRIMARY KEY (writer, n))")
-            try await Self.waitForReplay(primary: primary, standby: standby)
+            try await Self.createOrders(primary: primary, standby: standby)
             // A switchover: the standby becomes a primary while the old one still runs, then the old one is fenced.
             try await standby.promote()
             let writes = Self.connectionString(primary, standby, targetSessionAttributes: "read-write")
-            try await Self.withPool(writes, maximumSize: 2) { pool in
+            try await Self.withPool(writes, maximumSize: 2, server: primary) { pool in
                 // The pool's connections open on the old primary (the first host that accepts writes).
                 _ = try await pool.execute("INSERT INTO orders VALUES (0, 0)")
                 #expect(try await Self.serverPort(of: pool) == Int32(primary.connection.port))
@@ -213,12 +206,11 @@ struct FailoverTests {
     @Test("the standby stops: a prefer-standby read pool moves to the primary, and the write pool does not notice")
     func standbyStops() async throws {
         try await Self.withPrimaryAndStandby { primary, standby in
-            _ = try await primary.psql("CREATE TABLE orders (writer int NOT NULL, n int NOT NULL, PRIMARY KEY (writer, n))")
-            try await Self.waitForReplay(primary: primary, standby: standby)
+            try await Self.createOrders(primary: primary, standby: standby)
             let writes = Self.connectionString(primary, standby, targetSessionAttributes: "read-write")
             let reads = Self.connectionString(primary, standby, targetSessionAttributes: "prefer-standby")
-            try await Self.withPool(writes, maximumSize: 2) { writePool in
-                try await Self.withPool(reads, maximumSize: 2) { readPool in
+            try await Self.withPool(writes, maximumSize: 2, server: primary) { writePool in
+                try await Self.withPool(reads, maximumSize: 2, server: standby) { readPool in
                     #expect(try await Self.serverPort(of: readPool) == Int32(standby.connection.port))
                     _ = try await writePool.execute("INSERT INTO orders VALUES (1, 1)")
                     try await standby.stop(mode: .fast)

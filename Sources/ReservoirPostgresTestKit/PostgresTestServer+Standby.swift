@@ -46,18 +46,11 @@ extension PostgresTestServer {
         // The standby picks its own free port; the roles and database come with the backup.
         standbyConfiguration.port = nil
         standbyConfiguration.roles = []
-        let directory = try Cluster.makePrivateDirectory(
+        let (directory, watchdog) = try await Cluster.makeWatchedDirectory(
             configuration: standbyConfiguration,
             launcher: primary.launcher,
             prefix: "reservoir-standby-"
         )
-        let watchdog: Watchdog
-        do {
-            watchdog = try await Watchdog.start(directory: directory)
-        } catch {
-            try? FileManager.default.removeItem(atPath: directory)
-            throw error
-        }
         let standby = Cluster(
             configuration: standbyConfiguration,
             password: primary.password,
@@ -66,25 +59,14 @@ extension PostgresTestServer {
             directory: directory,
             serverEnvironment: primary.serverEnvironment
         )
-        var postmaster: ChildProcess?
-        do {
-            try await standby.initializeStandby(of: primary, primaryPort: connection.port)
-            let (port, child) = try await Self.startFirstTime(standby, pickPort: System.freeLoopbackPort)
-            postmaster = child
-            return PostgresTestServer(cluster: standby, watchdog: watchdog, port: port, postmaster: child)
-        } catch {
-            if let postmaster {
-                if !(await standby.stopPostmaster(postmaster, signal: SIGQUIT, timeout: .seconds(10))) {
-                    await standby.stopPostmaster(postmaster, signal: SIGKILL, timeout: .seconds(10))
-                }
-            }
-            try? FileManager.default.removeItem(atPath: directory)
-            await watchdog.releaseAndWait()
-            if let failure = error as? Cluster.StartFailure {
-                throw failure.error
-            }
-            throw error
-        }
+        let primaryPort = connection.port
+        return try await Self.launch(
+            standby,
+            watchdog: watchdog,
+            pickingPortsWith: System.freeLoopbackPort,
+            prepare: { try await standby.initializeStandby(of: primary, primaryPort: primaryPort) },
+            finish: { _ in }
+        )
     }
 
     /// Promotes this standby to a primary (`pg_promote`), waiting up to 60 seconds until it accepts writes.

@@ -113,18 +113,11 @@ public final class PostgresTestServer: Sendable {
         let binaries = try BinaryLocator.locate(searchPath: configuration.binarySearchPath, environment: environment)
         let launcher = try Cluster.launcher(for: configuration, searchPath: binaries.toolDirectories)
         try Task.checkCancellation()
-        let directory = try Cluster.makePrivateDirectory(
+        let (directory, watchdog) = try await Cluster.makeWatchedDirectory(
             configuration: configuration,
             launcher: launcher,
             prefix: "reservoir-postgres-"
         )
-        let watchdog: Watchdog
-        do {
-            watchdog = try await Watchdog.start(directory: directory)
-        } catch {
-            try? FileManager.default.removeItem(atPath: directory)
-            throw error
-        }
         let cluster = Cluster(
             configuration: configuration,
             password: configuration.password ?? Cluster.generatePassword(),
@@ -133,14 +126,32 @@ public final class PostgresTestServer: Sendable {
             directory: directory,
             serverEnvironment: Cluster.cleanEnvironment(environment)
         )
+        return try await launch(
+            cluster,
+            watchdog: watchdog,
+            pickingPortsWith: pickPort,
+            prepare: { try await cluster.initialize() },
+            finish: { try await $0.createDatabaseAndRoles() }
+        )
+    }
 
+    /// Fills a new cluster's data folder (`prepare`), starts its postmaster on a free port and runs `finish` on the
+    /// running server; on any failure stops the postmaster, deletes the folder and releases the watchdog before
+    /// throwing.
+    static func launch(
+        _ cluster: Cluster,
+        watchdog: Watchdog,
+        pickingPortsWith pickPort: () throws -> Int,
+        prepare: () async throws -> Void,
+        finish: (PostgresTestServer) async throws -> Void
+    ) async throws -> PostgresTestServer {
         var postmaster: ChildProcess?
         do {
-            try await cluster.initialize()
+            try await prepare()
             let (port, child) = try await startFirstTime(cluster, pickPort: pickPort)
             postmaster = child
             let server = PostgresTestServer(cluster: cluster, watchdog: watchdog, port: port, postmaster: child)
-            try await server.createDatabaseAndRoles()
+            try await finish(server)
             return server
         } catch {
             if let postmaster {
@@ -148,7 +159,7 @@ public final class PostgresTestServer: Sendable {
                     await cluster.stopPostmaster(postmaster, signal: SIGKILL, timeout: .seconds(10))
                 }
             }
-            try? FileManager.default.removeItem(atPath: directory)
+            try? FileManager.default.removeItem(atPath: cluster.directory)
             await watchdog.releaseAndWait()
             if let failure = error as? Cluster.StartFailure {
                 throw failure.error

@@ -259,6 +259,23 @@ struct Cluster: Sendable {
         return directory
     }
 
+    /// ``makePrivateDirectory(configuration:launcher:prefix:)`` with a ``Watchdog`` on it, which stops a server left
+    /// running there and deletes the folder if this process dies; the folder is removed again when the watchdog cannot
+    /// start.
+    static func makeWatchedDirectory(
+        configuration: PostgresTestServer.Configuration,
+        launcher: Launcher,
+        prefix: String
+    ) async throws -> (directory: String, watchdog: Watchdog) {
+        let directory = try makePrivateDirectory(configuration: configuration, launcher: launcher, prefix: prefix)
+        do {
+            return (directory, try await Watchdog.start(directory: directory))
+        } catch {
+            try? FileManager.default.removeItem(atPath: directory)
+            throw error
+        }
+    }
+
     /// The shared-memory file system that servers go to when it is large enough.
     static let memoryFolder = "/dev/shm"
     /// 2 GiB: room for dozens of servers; container defaults (64 MiB) fall back to `/tmp`.

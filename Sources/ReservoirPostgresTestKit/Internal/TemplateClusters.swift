@@ -60,18 +60,11 @@ final class TemplateClusters: Sendable {
     }
 
     private static func make(for cluster: Cluster) async throws -> Template {
-        let directory = try Cluster.makePrivateDirectory(
+        let (directory, watchdog) = try await Cluster.makeWatchedDirectory(
             configuration: cluster.configuration,
             launcher: cluster.launcher,
             prefix: "reservoir-postgres-template-"
         )
-        let watchdog: Watchdog
-        do {
-            watchdog = try await Watchdog.start(directory: directory)
-        } catch {
-            try? FileManager.default.removeItem(atPath: directory)
-            throw error
-        }
         do {
             try await Cluster.runInitdb(
                 binaries: cluster.binaries,

@@ -8,7 +8,7 @@ struct AdaptiveConcurrencyLimiterTests {
     @Test("latency measured on the injected clock moves the limit, and the limit is a metric")
     func latencyMovesLimit() async throws {
         let clock = ManualClock()
-        let metrics = TestMetrics()
+        let metrics = ObservedMetrics()
         let limiter = try AdaptiveConcurrencyLimiter(
             .aimd(initialLimit: 2, latencyThreshold: .milliseconds(50), backoffRatio: 0.5),
             clock: clock,

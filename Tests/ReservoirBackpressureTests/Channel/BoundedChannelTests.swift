@@ -234,7 +234,7 @@ struct BoundedChannelTests {
 
     @Test("drop policies report drops to the callback and the metrics")
     func dropPoliciesAndMetrics() throws {
-        let metrics = TestMetrics()
+        let metrics = ObservedMetrics()
         let dropped = Collector<String>()
         var configuration = BoundedChannel<Int>.Configuration(capacity: 2)
         configuration.overflowPolicy = .dropOldest

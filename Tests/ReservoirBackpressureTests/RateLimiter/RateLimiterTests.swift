@@ -157,7 +157,7 @@ struct RateLimiterTests {
 
     @Test("grants and rejections are counted")
     func metrics() throws {
-        let metrics = TestMetrics()
+        let metrics = ObservedMetrics()
         let limiter = try RateLimiter(
             .tokenBucket(rate: 1, burst: 1), clock: ManualClock(), label: "api", metricsFactory: metrics)
         _ = try limiter.tryAcquire()

@@ -33,10 +33,10 @@ final class Collector<Value: Sendable>: Sendable {
     var values: [Value] { storage.withLock { $0 } }
 }
 
-/// A metrics factory whose values a test can await: the rendezvous for events that the code under test reports as a
-/// metric right after its state changed, such as a channel's `backpressure.channel.producers_waiting` (raised once a
-/// producer is registered as suspended). Counters and meters add up, gauges and recorders keep their last value, and
-/// a timer's value is how many durations it recorded.
+/// The backpressure tests' metrics factory, by label and dimensions: counters and meters add up, gauges and recorders
+/// keep their last value, and a timer's value is how many durations it recorded. A test can assert on a value or
+/// await one: the rendezvous for events that the code under test reports as a metric right after its state changed,
+/// such as a channel's `backpressure.channel.producers_waiting` (raised once a producer is registered as suspended).
 final class ObservedMetrics: MetricsFactory, Sendable {
     private struct Watcher {
         let key: String
