@@ -185,7 +185,7 @@ struct PostgresPoolFaultTests {
                 return try await group.reduce(into: [Int32]()) { $0.append($1) }
             }
             #expect(answers.sorted() == Array(0..<16))
-            let statistics = pool.poolStatistics()
+            let statistics = pool.statistics.pool
             #expect(statistics.totals.creations <= 4 + statistics.totals.creationFailures)
             #expect(statistics.totals.creationFailures >= 1)
             #expect(statistics.totals.creationFailures < 200)

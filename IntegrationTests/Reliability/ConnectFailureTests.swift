@@ -52,7 +52,7 @@ struct ConnectFailureTests {
             let underlying = try #require(error.underlying as? PostgresError)
             #expect(underlying.code == .connectionRejected)
             #expect(underlying.sqlState == .invalidPassword)
-            #expect(pool.resourcePool.stats().totals.creationFailures == 1)
+            #expect(pool.resourcePool.statistics.totals.creationFailures == 1)
             pool.triggerGracefulShutdown()
             try await group.waitForAll()
         }

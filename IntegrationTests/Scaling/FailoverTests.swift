@@ -157,9 +157,9 @@ struct FailoverTests {
                     #expect(Int(found) == acknowledged.count)
                     #expect(try await Self.serverPort(of: writePool) == standbyPort)
                     #expect(try await standby.isInRecovery() == false)
-                    let statistics = writePool.poolStatistics()
+                    let statistics = writePool.statistics.pool
                     #expect(statistics.leased == 0)
-                    #expect(readPool.poolStatistics().leased == 0)
+                    #expect(readPool.statistics.pool.leased == 0)
                 }
             }
         }
@@ -248,7 +248,7 @@ struct FailoverTests {
             configuration.pool.maximumSize = 1
         }) { pool in
             try await pool.execute(PostgresQuery(unsafeSQL: "CREATE TABLE \(table) (n int)"))
-            let created = pool.poolStatistics().totals.creations
+            let created = pool.statistics.pool.totals.creations
             await #expect(throws: PostgresError.self) {
                 try await pool.withTransaction(readOnly: true) { transaction in
                     try await transaction.execute(PostgresQuery(unsafeSQL: "INSERT INTO \(table) VALUES (1)"))
@@ -256,7 +256,7 @@ struct FailoverTests {
             }
             try await pool.execute(PostgresQuery(unsafeSQL: "INSERT INTO \(table) VALUES (2)"))
             #expect(pool.statistics.readOnlyServerInvalidations == 0)
-            #expect(pool.poolStatistics().totals.creations == created)
+            #expect(pool.statistics.pool.totals.creations == created)
             try await pool.execute(PostgresQuery(unsafeSQL: "DROP TABLE \(table)"))
         }
     }

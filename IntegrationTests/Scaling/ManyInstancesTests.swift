@@ -87,7 +87,7 @@ struct ManyInstancesTests {
             }
             let elapsed = start.duration(to: .now)
             var totals: [ResourcePoolStatistics.Totals] = []
-            for pool in pools { totals.append(pool.poolStatistics().totals) }
+            for pool in pools { totals.append(pool.statistics.pool.totals) }
             let backends = try await pools[0].query(
                 "SELECT count(*)::int4 FROM pg_stat_activity WHERE backend_type = 'client backend'"
             ).singleValue(Int32.self) ?? 0

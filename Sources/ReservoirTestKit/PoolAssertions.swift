@@ -57,7 +57,7 @@ extension ResourcePool {
             }
             group.addTask {
                 try await Task.sleep(for: timeout)
-                throw ConditionNotReachedError(lastStatistics: self.stats())
+                throw ConditionNotReachedError(lastStatistics: self.statistics)
             }
             defer { group.cancelAll() }
             return try await group.next()!
@@ -79,11 +79,11 @@ extension ResourcePool {
         maximumYields: Int,
         until condition: @Sendable (ResourcePoolStatistics) -> Bool
     ) async throws -> ResourcePoolStatistics {
-        var last = self.stats()
+        var last = self.statistics
         for _ in 0..<maximumYields {
             if condition(last) { return last }
             await Task.yield()
-            last = self.stats()
+            last = self.statistics
         }
         throw ConditionNotReachedError(lastStatistics: last)
     }

@@ -167,7 +167,7 @@ struct Contenders: Sendable {
         let reader = Task {
             var reads = 0
             while !Task.isCancelled {
-                keepAlive(pool.stats())
+                keepAlive(pool.statistics)
                 reads += 1
                 try? await Task.sleep(for: .milliseconds(1))
             }

@@ -165,7 +165,7 @@ try await withThrowingTaskGroup(of: Void.self) { group in
     _ = try await measure(fixed, seconds: 1)
     _ = try await measure(fixed64, seconds: 1)
     _ = try await measure(selfSizing, seconds: 2 * phaseSeconds)
-    log("self-sizing warm-up: effective maximum \(selfSizing.poolStatistics().effectiveMaximumSize)")
+    log("self-sizing warm-up: effective maximum \(selfSizing.statistics.pool.effectiveMaximumSize)")
     for round in 0..<rounds {
         for index in 0..<3 {
             let contender = Contender.allCases[(index + round) % 3]
@@ -178,7 +178,7 @@ try await withThrowingTaskGroup(of: Void.self) { group in
             samples[contender, default: []].append(sample)
             var note = ""
             if contender == .selfsize {
-                let limit = selfSizing.poolStatistics().effectiveMaximumSize
+                let limit = selfSizing.statistics.pool.effectiveMaximumSize
                 effectiveMaximums.append(Double(limit))
                 note = ", effective maximum \(limit)"
             }

@@ -96,7 +96,7 @@ extension ResourcePool {
         defer { self.observation.observers.subtract(1, ordering: .relaxed) }
         while true {
             let version = self.observation.version
-            let statistics = self.stats()
+            let statistics = self.statistics
             if condition(statistics) { return statistics }
             await self.observation.waitForChange(since: version)
             try Task.checkCancellation()

@@ -209,7 +209,7 @@ extension ResourcePool {
         }
         return ResourcePoolError(
             .timeout,
-            message: prefix + "; the pool is undersized or leases are held too long (see stats()). "
+            message: prefix + "; the pool is undersized or leases are held too long (see statistics). "
                 + self.poolFigures(core)
         )
     }

@@ -82,13 +82,19 @@ extension ResourcePool {
     /// Synchronous and safe to call from anywhere, including a log handler or a metrics backend that the pool is
     /// calling: the raw figures are copied under the pool's lock (a few stores and reference counts), and the
     /// quantiles, the sizing advice and the sorted leak table are computed after it is released.
-    public nonisolated func stats() -> ResourcePoolStatistics {
+    public nonisolated var statistics: ResourcePoolStatistics {
         let now = self.timeSinceEpoch()
         let figures = self.state.withLock { core in
             core.window.rotateIfNeeded(now: now)
             return StatisticsFigures(core, now: now)
         }
         return self.makeStatistics(figures)
+    }
+
+    /// The pool's figures.
+    @available(*, deprecated, renamed: "statistics")
+    public nonisolated func stats() -> ResourcePoolStatistics {
+        self.statistics
     }
 
     /// Computes the statistics from raw figures, without the lock.

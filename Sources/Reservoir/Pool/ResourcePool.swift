@@ -23,7 +23,7 @@ import Synchronization
 /// task (no actor hop) and resume served waiters directly; background work (the factory, hooks, closes, timers on the
 /// injected clock) is queued for `run()`. Under the lock only the state changes: resuming waiters, recording
 /// metrics, logging and queueing work happen after it is released, so a log handler or metrics backend may call
-/// ``stats()`` or acquire from the pool. Every wait uses `PoolClock` (`ContinuousClock` unless you inject another,
+/// ``statistics`` or acquire from the pool. Every wait uses `PoolClock` (`ContinuousClock` unless you inject another,
 /// such as the test kit's manual clock).
 public final actor ResourcePool<Resource: Sendable, PoolClock: Clock>: Service where PoolClock.Duration == Duration {
     /// The lease type of this pool.

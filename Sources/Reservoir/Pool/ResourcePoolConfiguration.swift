@@ -63,7 +63,7 @@ public struct ResourcePoolConfiguration: Sendable, Equatable {
     /// How long a graceful shutdown waits for outstanding leases before forcing. Default 30 seconds.
     public var drainTimeout: Duration
 
-    /// The window over which `stats()` computes rates, hold and wait times and the sizing advice. Default 60 s.
+    /// The window over which `statistics` computes rates, hold and wait times and the sizing advice. Default 60 s.
     public var statisticsWindow: Duration
 
     /// Extra capacity the sizing advice adds on top of the measured need (0.2 = 20 %). Default 0.2.

@@ -2,7 +2,7 @@ import CoreMetrics
 import DequeModule
 import Logging
 
-/// A snapshot of a pool's figures, from ``ResourcePool/stats()``.
+/// A snapshot of a pool's figures, from ``ResourcePool/statistics``.
 public struct ResourcePoolStatistics: Sendable {
     /// Resources ready to lease.
     public var idle: Int

@@ -198,7 +198,7 @@ public struct DemoRunner: Sendable {
         recent: (wait: LatencyHistogram, hold: LatencyHistogram, completed: Int, failed: Int),
         now: ContinuousClock.Instant
     ) async -> DashboardSnapshot {
-        let statistics = pool.poolStatistics()
+        let statistics = pool.statistics.pool
         let postgres = pool.statistics
         var snapshot = DashboardSnapshot()
         snapshot.poolName = pool.configuration.pool.name

@@ -178,7 +178,7 @@ extension PostgresPool {
 ///
 /// `@unchecked Sendable`: the metric handles are immutable and thread-safe; `counts` is protected by its `Mutex`.
 final class PostgresPoolInstruments: @unchecked Sendable {
-    private let counts = Mutex(PostgresPool.Statistics())
+    private let counts = Mutex(PostgresPool.Counters())
     private let poolName: String
     private let factory: any MetricsFactory
     private let validationRoundTrips: Counter
@@ -208,7 +208,7 @@ final class PostgresPoolInstruments: @unchecked Sendable {
             label: "reservoir.postgres.read_only_server_invalidations", dimensions: pool, factory: factory)
     }
 
-    func snapshot() -> PostgresPool.Statistics { counts.withLock { $0 } }
+    func snapshot() -> PostgresPool.Counters { counts.withLock { $0 } }
 
     func validationRoundTrip() {
         counts.withLock { $0.validationRoundTrips += 1 }

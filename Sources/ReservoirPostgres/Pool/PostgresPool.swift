@@ -48,7 +48,8 @@ public final class PostgresPool: Service, Sendable {
     public let configuration: Configuration
 
     /// The generic pool underneath. Not public: leasing from it directly would skip the cancellation bound and the
-    /// error translation of the query API; its statistics are ``poolStatistics()``, `invalidateAll()` is on the pool.
+    /// error translation of the query API; its statistics are ``Statistics/pool`` in ``statistics``, `invalidateAll()`
+    /// is on the pool.
     package let resourcePool: ResourcePool<PostgresConnection, ContinuousClock>
 
     let instruments: PostgresPoolInstruments
@@ -176,22 +177,42 @@ public final class PostgresPool: Service, Sendable {
         resourcePool.invalidateAll()
     }
 
-    /// The generic pool's statistics: counts, totals, rates, hold and wait times, sizing advice.
+    /// Everything the pool can tell about itself, in one snapshot: the generic pool's figures in
+    /// ``Statistics/pool`` (connections by state, waiters, totals, rates, hold and wait times, sizing advice), and the
+    /// PostgreSQL-specific counters since the pool was created (``Counters``), read directly:
+    /// `pool.statistics.dirtyReturns`.
     ///
-    /// - Returns: a snapshot.
-    public func poolStatistics() -> ResourcePoolStatistics {
-        resourcePool.stats()
+    /// Synchronous and safe to call from anywhere, a log handler or a metrics backend included.
+    public var statistics: Statistics {
+        Statistics(pool: resourcePool.statistics, counters: instruments.snapshot())
     }
 
-    /// The PostgreSQL-specific counters since the pool was created.
-    public var statistics: Statistics {
-        instruments.snapshot()
+    /// The generic pool's figures.
+    @available(*, deprecated, renamed: "statistics.pool")
+    public func poolStatistics() -> ResourcePoolStatistics {
+        resourcePool.statistics
     }
 }
 
 extension PostgresPool {
+    /// A snapshot of the pool: the generic pool's figures and the PostgreSQL-specific counters. A counter is read
+    /// directly on the snapshot (`statistics.fatalErrors`), through ``counters``.
+    @dynamicMemberLookup
+    public struct Statistics: Sendable {
+        /// The generic pool's figures: connections by state, waiters, totals, rates, hold and wait times, sizing
+        /// advice, leaks by site.
+        public var pool: ResourcePoolStatistics
+        /// The PostgreSQL-specific counters since the pool was created.
+        public var counters: Counters
+
+        /// A counter of ``counters``.
+        public subscript<Value>(dynamicMember keyPath: KeyPath<Counters, Value>) -> Value {
+            counters[keyPath: keyPath]
+        }
+    }
+
     /// PostgreSQL-specific counters since the pool was created.
-    public struct Statistics: Sendable, Equatable {
+    public struct Counters: Sendable, Equatable {
         /// Connections that came back inside a transaction, a failed transaction or with a command running.
         public var dirtyReturns = 0
         /// Dirty returns by acquire site (`File.swift:line`): where the code that leaked a transaction lives.
@@ -215,7 +236,7 @@ extension PostgresPool {
         /// new ones go to the current primary.
         public var readOnlyServerInvalidations = 0
 
-        /// Creates empty statistics.
+        /// Creates zero counters.
         public init() {}
     }
 }

@@ -142,7 +142,7 @@ struct DocumentationExamplesTests {
         let run = Task { try await pool.run() }
         _ = try await pool.withResource { $0 }
         // docs:stats
-        let stats = pool.stats()
+        let stats = pool.statistics
         print("leased \(stats.leased)/\(stats.maximumSize), waiting \(stats.waiting)")
         if let age = stats.oldestWaiterAge { print("oldest waiter: \(age)") }
         print("sizing: \(stats.sizing)")  // e.g. "oversized: λ=10.0/s × W=100.0ms → L=1.0 busy; ..."
@@ -158,7 +158,7 @@ struct DocumentationExamplesTests {
         _ = try await pool.lease()  // dropped at once: a leak
         try await pool.waitForStatistics { $0.totals.leaksDropped == 1 }
         // docs:leak-sites
-        let statistics = pool.stats()  // PostgresPool: pool.poolStatistics()
+        let statistics = pool.statistics  // PostgresPool: pool.statistics.pool
         for site in statistics.leaksBySite {  // most reports first
             print(site.site, "dropped:", site.dropped, "held too long:", site.heldTooLong)
         }

@@ -170,7 +170,7 @@ private final class StatisticsProbe: Sendable {
         guard self.recorded.value.blocked.isEmpty else { return }
         let finished = DispatchSemaphore(value: 0)
         DispatchQueue.global().async {
-            _ = pool.stats()
+            _ = pool.statistics
             finished.signal()
         }
         if finished.wait(timeout: .now() + .seconds(5)) == .success {

@@ -71,7 +71,7 @@ struct ResourcePoolConcurrencyTests {
         #expect(observed.sharedUses == 0)
         #expect(observed.completed + observed.cancelled == 24 * 100 + 200)
         #expect(observed.completed >= 24 * 100)
-        let stats = harness.pool.stats()
+        let stats = harness.pool.statistics
         #expect(stats.totals.acquisitions == observed.completed)
         #expect(stats.totals.cancellations == observed.cancelled)
         #expect(stats.leased == 0)

@@ -53,7 +53,7 @@ struct ResourcePoolFailureTests {
         #expect(harness.metrics.counter("reservoir.pool.leaks", ["kind": "held_too_long"]) == 1)
         harness.clock.advance(by: .seconds(5))
         await lease.release()
-        let stats = harness.pool.stats()
+        let stats = harness.pool.statistics
         #expect(stats.totals.leaksRecovered == 1)
         #expect(stats.leaksBySite.count == 1)
         #expect(stats.leaksBySite.first?.site.contains("ResourcePool+FailureTests.swift") == true)
@@ -102,7 +102,7 @@ struct ResourcePoolFailureTests {
             _ = try await harness.pool.lease(line: line)
             try await harness.pool.waitForStatistics { $0.leased == 0 && $0.closing == 0 }
         }
-        let stats = harness.pool.stats()
+        let stats = harness.pool.statistics
         #expect(stats.totals.leaksDropped == sites + 1)
         #expect(stats.leaksBySite.count == ResourcePoolStatistics.LeakSite.maximumSites)
         #expect(stats.leaksBySite.reduce(0) { $0 + $1.dropped } == sites + 1)

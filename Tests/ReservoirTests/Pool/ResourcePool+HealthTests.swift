@@ -19,7 +19,7 @@ struct ResourcePoolHealthTests {
         await first.release()
         await second.release()
         await third.release()
-        #expect(harness.pool.stats().idle == 3)
+        #expect(harness.pool.statistics.idle == 3)
         harness.clock.advance(by: .seconds(60))
         let stats = try await harness.pool.waitForStatistics { $0.idle == 1 && $0.closing == 0 }
         #expect(stats.totals.evictions["idle_timeout"] == 2)
@@ -59,7 +59,7 @@ struct ResourcePoolHealthTests {
         let harness = try PoolHarness({ $0.validation = .always }, hooks: hooks)
         let resource = try await harness.pool.withResource { $0 }
         #expect(resource == MockResource(id: 2))
-        let stats = harness.pool.stats()
+        let stats = harness.pool.statistics
         #expect(stats.totals.validationFailures == 1)
         #expect(stats.totals.acquisitions == 1)
         #expect(harness.metrics.counter("reservoir.pool.validation_failures") == 1)
@@ -109,7 +109,7 @@ struct ResourcePoolHealthTests {
         #expect(seen.value.map(\.markedBroken) == [true, false, false])
         #expect(seen.value.allSatisfy { "\($0.acquireSite)".contains("ResourcePool+HealthTests.swift") })
         // Resource 1 was marked broken; the hook discarded 2 and 3.
-        let stats = harness.pool.stats()
+        let stats = harness.pool.statistics
         #expect(stats.totals.evictions["discarded"] == 3)
         try await harness.shutdown()
     }

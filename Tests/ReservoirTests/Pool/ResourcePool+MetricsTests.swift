@@ -43,12 +43,12 @@ struct ResourcePoolMetricsTests {
         try await harness.pool.waitForStatistics { $0.waiting == 1 }
         #expect(harness.metrics.gauge("db.client.connection.pending_requests") == 1)
         harness.clock.advance(by: .seconds(3))
-        #expect(harness.pool.stats().oldestWaiterAge == .seconds(3))
+        #expect(harness.pool.statistics.oldestWaiterAge == .seconds(3))
         await lease.release()
         _ = try await waiter.value
         #expect(harness.metrics.timerValues("db.client.connection.wait_time") == [0, 3_000_000_000])
         #expect(harness.metrics.gauge("db.client.connection.pending_requests") == 0)
-        let stats = harness.pool.stats()
+        let stats = harness.pool.statistics
         #expect(stats.oldestWaiterAge == nil)
         #expect(stats.window.acquisitions == 2)
         #expect(stats.window.p99WaitTime ?? .zero >= .seconds(3))
@@ -67,7 +67,7 @@ struct ResourcePoolMetricsTests {
             harness.clock.advance(by: .milliseconds(100))
             await lease.release()
         }
-        let stats = harness.pool.stats()
+        let stats = harness.pool.statistics
         #expect(stats.window.acquisitions == 100)
         #expect(abs(stats.window.acquireRate - 10) < 0.01)
         #expect(stats.window.meanHoldTime == .milliseconds(100))

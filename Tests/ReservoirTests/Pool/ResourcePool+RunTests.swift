@@ -47,12 +47,12 @@ struct ResourcePoolRunTests {
         try await unstarted.pool.waitForStatistics { $0.waiting == 1 }
         try await unstarted.waitForSleepers(1)
         unstarted.clock.advance(by: .milliseconds(499))
-        #expect(unstarted.pool.stats().waiting == 1)
+        #expect(unstarted.pool.statistics.waiting == 1)
         unstarted.clock.advance(by: .milliseconds(1))
         let error = await #expect(throws: ResourcePoolError.self) { try await waiter.value }
         #expect(error?.code == .timeout)
         #expect(error?.message.contains("run() has not started") == true)
-        #expect(unstarted.pool.stats().waiting == 0)
+        #expect(unstarted.pool.statistics.waiting == 0)
     }
 
     @Test("the configured acquire timeout bounds an acquire before run() too")
@@ -137,7 +137,7 @@ struct ResourcePoolCreationFailureTests {
         let error = await #expect(throws: ResourcePoolError.self) { try await waiter.value }
         #expect(error?.code == .circuitBreakerOpen)
         #expect(error?.underlying is Permanent)
-        #expect(harness.pool.stats().totals.creationFailures == 1)
+        #expect(harness.pool.statistics.totals.creationFailures == 1)
         harness.runTask.cancel()
     }
 }

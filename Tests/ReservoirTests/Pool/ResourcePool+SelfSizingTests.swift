@@ -7,7 +7,7 @@ struct ResourcePoolSelfSizingTests {
     @Test("off by default: the effective maximum is maximumSize, in the statistics and the metric")
     func offByDefault() async throws {
         let harness = try PoolHarness { $0.maximumSize = 6 }
-        #expect(harness.pool.stats().effectiveMaximumSize == 6)
+        #expect(harness.pool.statistics.effectiveMaximumSize == 6)
         #expect(harness.metrics.gauge("reservoir.pool.effective_max") == 6)
         try await harness.shutdown()
     }
@@ -23,7 +23,7 @@ struct ResourcePoolSelfSizingTests {
         let second = try await harness.pool.lease()
         let waiter = Task { try await harness.pool.withResource { _ in } }
         try await harness.pool.waitForStatistics { $0.waiting == 1 }
-        let stats = harness.pool.stats()
+        let stats = harness.pool.statistics
         #expect(stats.effectiveMaximumSize == 2)
         #expect(stats.maximumSize == 8)
         #expect(stats.leased == 2)
@@ -46,7 +46,7 @@ struct ResourcePoolSelfSizingTests {
             factory: ResourceFactory(create: { 1 }, close: { _ in })
         )
         // It starts at max(minimumSize, 1) and climbs from there.
-        #expect(pool.stats().effectiveMaximumSize == 1)
+        #expect(pool.statistics.effectiveMaximumSize == 1)
     }
 
     @Test("an invalid self-sizing policy is refused, naming the field")

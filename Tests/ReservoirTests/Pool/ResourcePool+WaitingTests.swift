@@ -33,7 +33,7 @@ struct ResourcePoolWaitingTests {
         let error = await #expect(throws: ResourcePoolError.self) { try await waiter.value }
         #expect(error?.code == .timeout)
         #expect(error?.message.contains("leased 1") == true)
-        let stats = harness.pool.stats()
+        let stats = harness.pool.statistics
         #expect(stats.waiting == 0)
         #expect(stats.totals.timeouts == 1)
         #expect(harness.metrics.counter("db.client.connection.timeouts") == 1)
@@ -51,7 +51,7 @@ struct ResourcePoolWaitingTests {
         let waiter = Task { try await harness.pool.withResource { $0 } }
         try await harness.pool.waitForStatistics { $0.waiting == 1 }
         harness.clock.advance(by: .milliseconds(999))
-        #expect(harness.pool.stats().waiting == 1)
+        #expect(harness.pool.statistics.waiting == 1)
         harness.clock.advance(by: .milliseconds(1))
         await #expect(throws: ResourcePoolError(.timeout, message: "")) { try await waiter.value }
         await held.release()
@@ -73,7 +73,7 @@ struct ResourcePoolWaitingTests {
         // The slot was not leaked: the resource comes back and serves the next caller at once.
         let resource = try await harness.pool.withResource { $0 }
         #expect(resource == MockResource(id: 1))
-        let stats = harness.pool.stats()
+        let stats = harness.pool.statistics
         #expect(stats.leased == 0)
         #expect(stats.idle == 1)
         #expect(harness.metrics.counter("reservoir.pool.cancellations") == 1)
@@ -137,7 +137,7 @@ struct ResourcePoolWaitingTests {
         for task in tasks { try await task.value }
         #expect(done.value == 3)
         #expect(harness.factory.createCalls == 2)
-        let stats = harness.pool.stats()
+        let stats = harness.pool.statistics
         #expect(stats.idle == 2)
         #expect(stats.totals.creations == 2)
         try await harness.shutdown()

@@ -12,7 +12,7 @@ struct ResourcePoolTests {
         #expect(first == MockResource(id: 1))
         #expect(second == first)
         #expect(harness.factory.createCalls == 1)
-        let stats = harness.pool.stats()
+        let stats = harness.pool.statistics
         #expect(stats.idle == 1)
         #expect(stats.leased == 0)
         #expect(stats.totals.acquisitions == 2)
@@ -26,10 +26,10 @@ struct ResourcePoolTests {
         let harness = try PoolHarness()
         let lease = try await harness.pool.lease()
         #expect(lease.resource == MockResource(id: 1))
-        #expect(harness.pool.stats().leased == 1)
+        #expect(harness.pool.statistics.leased == 1)
         await #expect(throws: OutstandingLeasesError.self) { try await harness.pool.expectNoOutstandingLeases() }
         await lease.release()
-        #expect(harness.pool.stats().leased == 0)
+        #expect(harness.pool.statistics.leased == 0)
         try await harness.pool.expectNoOutstandingLeases()
         try await harness.shutdown()
     }
@@ -41,7 +41,7 @@ struct ResourcePoolTests {
         await #expect(throws: Boom.self) {
             try await harness.pool.withResource { _ in throw Boom() }
         }
-        let stats = harness.pool.stats()
+        let stats = harness.pool.statistics
         #expect(stats.leased == 0)
         #expect(stats.idle == 1)
         try await harness.shutdown()
