@@ -78,8 +78,9 @@ struct OrdersServiceTests {
             #expect(series.value("db_client_connection_max", pool) == 4)
             #expect(series.value("reservoir_pool_circuit_breaker_open", pool) == 0)
             #expect(series.value("db_client_connection_pending_requests", pool) == 0)
-            // The migration, two creations, the unknown item and four reads each leased a connection.
-            #expect((series.value("db_client_connection_use_time_count", pool) ?? 0) >= 8)
+            // The migration, two creations, the unknown item and three reads each leased a connection (the job
+            // consumer's writes may add more).
+            #expect((series.value("db_client_connection_use_time_count", pool) ?? 0) >= 7)
             let open = (series.value("db_client_connection_count", pool, "\"idle\"") ?? -1)
                 + (series.value("db_client_connection_count", pool, "\"used\"") ?? -1)
             #expect((1...4).contains(open))
@@ -168,6 +169,30 @@ struct OrdersServiceTests {
             #expect(try await running.request("/health", headers: greedy).status == .ok)
             let series = prometheusSeries(try await running.request("/metrics").text)
             #expect(series.value("orders_rate_limited_total") == 1)
+        }
+    }
+
+    @Test("every admission mode serves orders and reports its pool", arguments: [
+        AdmissionMode.adaptive, .selfSizing, .unbounded,
+    ])
+    func admissionModes(mode: AdmissionMode) async throws {
+        try await OrdersServiceHarness.withService { configuration in
+            configuration.admission = mode
+        } _: { running in
+            let created = try await running.request(
+                "/orders",
+                method: .post,
+                headers: Self.json,
+                body: #"{"customer":"grace","item":"item-3","quantity":1}"#
+            )
+            #expect(created.status == .created)
+            let readiness = try await running.request("/ready").decode(ReadinessStatus.self)
+            #expect(readiness.ready)
+            // Self-sizing starts at the pool's minimum (2) and moves within 1...4; the others stay at 4.
+            #expect((1...4).contains(readiness.maximumConnections))
+            let series = prometheusSeries(try await running.request("/metrics").text)
+            let limiter = series.value("backpressure_limiter_in_flight", "limiter=\"orders\"")
+            #expect((limiter != nil) == (mode == .adaptive))
         }
     }
 
