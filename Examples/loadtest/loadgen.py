@@ -166,8 +166,17 @@ async def scrape(host, port, interval, samples, stop, origin):
             pass
 
 
+SLO_SECONDS = 1.0
+
+
 def summarise(results, origin, begin, end, duration):
-    """Figures of the requests whose intended send time falls in [begin, end) seconds after origin."""
+    """Figures of the requests whose intended send time falls in [begin, end) seconds after origin.
+
+    Goodput is counted by completion time instead: 2xx answers that *arrived* in [begin, end), per second (an
+    answer to a request sent in the window but delivered long after it is not throughput of that window);
+    `goodput_slo` counts only those that took at most SLO_SECONDS.
+    """
+    done = [r for r in results if 200 <= r[1] < 300 and begin <= r[0] + r[2] - origin < end]
     chosen = [r for r in results if begin <= r[0] - origin < end]
     ok = [r[2] for r in chosen if 200 <= r[1] < 300]
     shed = [r[2] for r in chosen if r[1] == 503]
@@ -183,7 +192,9 @@ def summarise(results, origin, begin, end, duration):
         "errors": len(failed),
         "not_sent": len(not_sent),
         "other": other,
-        "goodput": len(ok) / duration if duration > 0 else 0,
+        "goodput": len(done) / duration if duration > 0 else 0,
+        "goodput_slo": len([r for r in done if r[2] <= SLO_SECONDS]) / duration if duration > 0 else 0,
+        "slo_s": SLO_SECONDS,
         "p50_ms": None if not ok else percentile(ok, 0.50) * 1000,
         "p99_ms": None if not ok else percentile(ok, 0.99) * 1000,
         "max_ms": None if not ok else max(ok) * 1000,
@@ -205,25 +216,36 @@ async def sweep(args):
         # The first second warms connections up; figures cover the rest of the step.
         step = summarise(generator.results, origin, 1.0, args.duration, args.duration - 1.0)
         step["offered"] = rate
+        if args.raw:
+            write_raw(args.raw, "sweep", rate, generator.results, origin)
         step["wall_s"] = time.monotonic() - origin
         waiters = [s[1].get("waiters", 0) for s in samples if s[0] >= 1.0]
         step["max_waiters"] = max(waiters) if waiters else None
         print(json.dumps(step), flush=True)
 
 
-def recovery_time(series, limit, after):
-    """Seconds after `after` from which every point of `series` (t, value) is at most `limit`; None if never."""
+def write_raw(path, kind, rate, results, origin):
+    """Appends one CSV line per request: kind, rate, intended send time (s after the start), status, latency (s)."""
+    with open(path, "a") as handle:
+        for intended, status, latency in results:
+            handle.write("%s,%.1f,%.6f,%d,%.6f\n" % (kind, rate, intended - origin, status, latency))
+
+
+def recovery_time(series, limit, after, hold):
+    """Seconds after `after` until `series` ((t, value) points) is back at most `limit` and stays there for at least
+    `hold` seconds; None if that never happens in the series. Also returns the later points above the limit
+    (excursions unrelated to the event show up there rather than moving the recovery time)."""
     later = [(t, v) for t, v in series if t >= after and v is not None]
-    if not later:
-        return None
-    last_bad = None
-    for t, v in later:
-        if v > limit:
-            last_bad = t
-    if last_bad is None:
-        return 0.0
-    following = [t for t, _ in later if t > last_bad]
-    return (following[0] - after) if following else None
+    for index, (start, value) in enumerate(later):
+        if value > limit:
+            continue
+        run = [point for point in later[index:] if point[0] < start + hold]
+        if later[-1][0] < start + hold - 1e-9:
+            return None, []  # not enough series left to tell
+        if all(v <= limit for _, v in run):
+            excursions = [(t, v) for t, v in later[index:] if v > limit]
+            return start - after, excursions
+    return None, []
 
 
 async def spike(args):
@@ -237,6 +259,8 @@ async def spike(args):
     await scraper
     await generator.close_all()
 
+    if args.raw:
+        write_raw(args.raw, "spike", args.peak, generator.results, origin)
     spike_end = args.before + args.during
     total = spike_end + args.after
     window = args.window
@@ -251,8 +275,11 @@ async def spike(args):
     baseline_waiters = [s[1].get("waiters", 0) for s in samples if 2.0 <= s[0] < args.before]
     waiter_limit = max(baseline_waiters) if baseline_waiters else 0
     p99_limit = baseline["p99_ms"] * args.tolerance if baseline["p99_ms"] else None
-    p99_series = [(point["t"] + window, point["p99_ms"]) for point in timeline]
+    p99_series = [(point["t"], point["p99_ms"]) for point in timeline]
     waiter_series = [(s[0], s[1].get("waiters", 0)) for s in samples]
+    p99_recovery, p99_excursions = (recovery_time(p99_series, p99_limit, spike_end, args.hold)
+                                    if p99_limit else (None, []))
+    waiters_recovery, _ = recovery_time(waiter_series, waiter_limit, spike_end, args.hold)
     print(json.dumps({
         "base": args.base,
         "peak": args.peak,
@@ -265,8 +292,10 @@ async def spike(args):
         "tolerance": args.tolerance,
         "during_summary": summarise(generator.results, origin, args.before, spike_end, args.during),
         "after_summary": summarise(generator.results, origin, spike_end, total, args.after),
-        "p99_recovery_s": recovery_time(p99_series, p99_limit, spike_end) if p99_limit else None,
-        "waiters_recovery_s": recovery_time(waiter_series, waiter_limit, spike_end),
+        "hold_s": args.hold,
+        "p99_recovery_s": p99_recovery,
+        "p99_excursions": p99_excursions,
+        "waiters_recovery_s": waiters_recovery,
         "timeline": timeline,
         "scrapes": [{"t": s[0], **s[1]} for s in samples],
     }), flush=True)
@@ -287,7 +316,10 @@ def main():
     parser.add_argument("--before", type=float, default=10.0)
     parser.add_argument("--during", type=float, default=10.0)
     parser.add_argument("--after", type=float, default=20.0)
+    parser.add_argument("--raw", help="append every request (CSV) to this file")
     parser.add_argument("--window", type=float, default=0.5, help="spike: seconds per timeline point")
+    parser.add_argument("--hold", type=float, default=3.0,
+                        help="spike: seconds a figure must stay back at its half-load value to count as recovered")
     parser.add_argument("--tolerance", type=float, default=1.5,
                         help="spike: p99 counts as recovered at most this many times its half-load value")
     args = parser.parse_args()

@@ -100,7 +100,7 @@ sweep() {
     done
     log "sweep ($mode): ${rates%,} req/s, $step_seconds s each"
     timeout 600 python3 "$here/loadgen.py" sweep --port "$port" --rates "${rates%,}" --duration "$step_seconds" \
-        --scrape-interval "$scrape_seconds" | tee "$results/sweep-$mode.jsonl" >&2
+        --scrape-interval "$scrape_seconds" --raw "$results/requests-$mode.csv" | tee "$results/sweep-$mode.jsonl" >&2
 }
 
 # spike MODE: half load 10 s, 3x saturation 10 s, half load 20 s.
@@ -109,7 +109,7 @@ spike() {
     log "spike ($mode): $(python3 -c "print(round($saturation / 2))") → $(python3 -c "print(round($saturation * 3))") req/s"
     timeout 300 python3 "$here/loadgen.py" spike --port "$port" --base "$(python3 -c "print($saturation / 2)")" \
         --peak "$(python3 -c "print($saturation * 3)")" --before 10 --during 10 --after 20 \
-        --scrape-interval "$scrape_seconds" >"$results/spike-$mode.json"
+        --scrape-interval "$scrape_seconds" --raw "$results/requests-$mode.csv" >"$results/spike-$mode.json"
     python3 -c "import json; d = json.load(open('$results/spike-$mode.json')); print('  p99 recovery:', d['p99_recovery_s'], 's; waiters recovery:', d['waiters_recovery_s'], 's')" >&2
 }
 
@@ -151,7 +151,8 @@ cat >"$results/meta.json" <<EOF
   "step_s": $step_seconds,
   "scrape_s": $scrape_seconds,
   "wrk": "wrk $wrk_arguments, POST /orders",
-  "command": "bash Examples/loadtest/run.sh"
+  "command": "bash Examples/loadtest/run.sh",
+  "duration_s": $(( $(date +%s) - started_at ))
 }
 EOF
 python3 "$here/report.py" "$results" "$docs"

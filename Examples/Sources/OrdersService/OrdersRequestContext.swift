@@ -24,9 +24,13 @@ extension OrdersRequestContextProtocol {
 
 /// The request context of the orders service: Hummingbird's basic context plus the remote address.
 public struct OrdersRequestContext: OrdersRequestContextProtocol {
+    /// Hummingbird's per-request storage (logger, parameters, allocator).
     public var coreContext: CoreRequestContextStorage
     let remoteHost: String?
 
+    /// Creates the context for a request arriving on `source`'s channel.
+    ///
+    /// - Parameter source: the channel and logger Hummingbird hands every request.
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.remoteHost = source.channel.remoteAddress?.ipAddress
