@@ -56,11 +56,6 @@ public final class AdmissionControl: Sendable {
         self.shed = Counter(label: "orders_shed_total", factory: metricsFactory)
         self.rateLimited = Counter(label: "orders_rate_limited_total", factory: metricsFactory)
     }
-
-    /// Stops the limiter: callers still queued get 503.
-    func shutdown() {
-        limiter?.shutdown()
-    }
 }
 
 /// One token bucket per client, created on first use.

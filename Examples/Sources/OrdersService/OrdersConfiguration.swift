@@ -192,11 +192,20 @@ public struct OrdersConfiguration: Sendable, CustomStringConvertible {
         if let clientRate, !(clientRate.isFinite && clientRate > 0) {
             throw OrdersConfigurationError(variable: "clientRate", message: "must be positive (got \(clientRate))")
         }
-        guard queueTimeout > .zero, acquireTimeout > .zero else {
-            throw OrdersConfigurationError(variable: "queueTimeout", message: "timeouts must be positive")
+        guard queueTimeout > .zero else {
+            throw OrdersConfigurationError(variable: "queueTimeout", message: "must be positive (got \(queueTimeout))")
         }
-        guard simulatedQueryTime >= .zero, drainDelay >= .zero else {
-            throw OrdersConfigurationError(variable: "simulatedQueryTime", message: "durations must not be negative")
+        guard acquireTimeout > .zero else {
+            throw OrdersConfigurationError(
+                variable: "acquireTimeout",
+                message: "must be positive (got \(acquireTimeout))"
+            )
+        }
+        guard simulatedQueryTime >= .zero else {
+            throw OrdersConfigurationError(variable: "simulatedQueryTime", message: "must not be negative")
+        }
+        guard drainDelay >= .zero else {
+            throw OrdersConfigurationError(variable: "drainDelay", message: "must not be negative")
         }
         guard jobQueueCapacity >= 1 else {
             throw OrdersConfigurationError(variable: "jobQueueCapacity", message: "must be at least 1")
