@@ -147,17 +147,47 @@ public final class OrdersService: Sendable {
         await group.triggerGracefulShutdown()
     }
 
-    /// Whether the service has begun draining.
+    /// Whether the service has begun draining (`/ready` answers 503).
     public var isDraining: Bool { readiness.isDraining }
+
+    /// Returns once graceful shutdown has begun and `/ready` answers 503; at once if it already has.
+    ///
+    /// Not cancellable: a caller waits until the service drains. Tests use it to look at a draining service without
+    /// polling.
+    public func waitUntilDraining() async {
+        await readiness.waitUntilDraining()
+    }
 }
 
 /// The readiness state that `/ready` reports besides the pool's circuit breaker.
 final class Readiness: Sendable {
-    private let draining = Atomic(false)
+    private struct State {
+        var draining = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
 
-    var isDraining: Bool { draining.load(ordering: .relaxed) }
+    private let state = Mutex(State())
 
-    func drainStarted() { draining.store(true, ordering: .relaxed) }
+    var isDraining: Bool { state.withLock { $0.draining } }
+
+    func drainStarted() {
+        let waiters = state.withLock { state in
+            state.draining = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func waitUntilDraining() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let draining = state.withLock { state in
+                if !state.draining { state.waiters.append(continuation) }
+                return state.draining
+            }
+            if draining { continuation.resume() }
+        }
+    }
 }
 
 /// Last in the group, so first to hear of graceful shutdown: flips `/ready` to 503, then gives load balancers the
