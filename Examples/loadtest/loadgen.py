@@ -23,6 +23,8 @@ import time
 METRIC_NAMES = {
     "db_client_connection_pending_requests": "waiters",
     "backpressure_limiter_in_flight": "limiter_in_flight",
+    "backpressure_limiter_limit": "limiter_limit",
+    "reservoir_pool_effective_max": "pool_effective_max",
 }
 
 
@@ -221,6 +223,9 @@ async def sweep(args):
         step["wall_s"] = time.monotonic() - origin
         waiters = [s[1].get("waiters", 0) for s in samples if s[0] >= 1.0]
         step["max_waiters"] = max(waiters) if waiters else None
+        # The limit in force at the end of the step: the limiter's when there is one, else the pool's maximum.
+        last = samples[-1][1] if samples else {}
+        step["limit_at_end"] = last.get("limiter_limit", last.get("pool_effective_max"))
         print(json.dumps(step), flush=True)
 
 

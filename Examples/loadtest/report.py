@@ -13,7 +13,18 @@ from xml.sax.saxutils import escape
 
 from loadgen import recovery_time
 
-COLOURS = {"shedding": "#1f77b4", "unbounded": "#d62728"}
+COLOURS = {"shedding": "#1f77b4", "unbounded": "#d62728", "adaptive": "#2ca02c", "self-sizing": "#9467bd"}
+DESCRIPTIONS = {
+    "shedding": "`ORDERS_ADMISSION=fixed`, limit {limit}, queue {queue}, queue timeout {queue_timeout_ms} ms: what does "
+                "not fit is answered 503 with `Retry-After` at once.",
+    "unbounded": "`ORDERS_ADMISSION=unbounded`: no limiter, every request waits for a connection (up to the pool's "
+                 "{acquire_timeout_s} s acquire timeout).",
+    "adaptive": "`ORDERS_ADMISSION=adaptive`: an `AdaptiveConcurrencyLimiter` (latency gradient) starting at {limit}, "
+                "between 1 and four times the pool, queue {queue}, queue timeout {queue_timeout_ms} ms.",
+    "self-sizing": "`ORDERS_ADMISSION=self-sizing`: no limiter; the pool's `selfSizing` moves its effective maximum "
+                   "within 1…{pool_size}, and its waiter queue is bounded (`maximumWaiters` {queue}, acquire timeout "
+                   "{queue_timeout_ms} ms), so it sheds with 503 too.",
+}
 DASHES = {"p50": "6,4", "p99": ""}
 
 
@@ -193,10 +204,8 @@ def main():
                  "inserts the order, then holds its connection %s ms in `pg_sleep` to model a heavier database, and "
                  "enqueues a background job). Pool of %s connections on a throwaway PostgreSQL (Unix socket)."
                  % (meta["simulated_query_ms"], meta["pool_size"]))
-    lines.append("- **shedding**: `ORDERS_ADMISSION=fixed`, limit %s, queue %s, queue timeout %s ms: what does not "
-                 "fit is answered 503 with `Retry-After` at once." % (meta["limit"], meta["queue"], meta["queue_timeout_ms"]))
-    lines.append("- **unbounded**: `ORDERS_ADMISSION=unbounded`: no limiter, every request waits for a connection "
-                 "(up to the pool's %s s acquire timeout)." % meta["acquire_timeout_s"])
+    for mode in meta["modes"]:
+        lines.append("- **%s**: %s" % (mode, DESCRIPTIONS.get(mode, "").format(**meta)))
     lines.append("- Saturation: %.0f requests/s, found closed-loop with `wrk` (%s) against the unbounded service."
                  % (saturation, meta["wrk"]))
     lines.append("- Load: `Examples/loadtest/loadgen.py`, open loop: request *i* is due at *i*/rate whatever happened "
@@ -205,7 +214,10 @@ def main():
                  "%s s; the first second of each is left out of the figures. **Goodput** counts the 2xx answers that "
                  "*arrived* during the step, per second (answers delivered after the step, as a backlog drains, do "
                  "not count); **≤ 1 s** counts only those that took at most a second. p50/p99/max are of accepted "
-                 "(2xx) requests, by the step they were sent in, including those answered after it." % meta["step_s"])
+                 "(2xx) requests, by the step they were sent in, including those answered after it. *Limit at end* is "
+                 "the limiter's limit (fixed, adaptive) or else the pool's effective maximum, in the step's last "
+                 "scrape of `/metrics`. Each service is warmed up for 4 s at half load before its first step."
+                 % meta["step_s"])
     lines.append("")
     lines.append("![goodput](load-test-goodput.svg)")
     lines.append("")
@@ -215,14 +227,14 @@ def main():
         lines.append("### %s" % mode)
         lines.append("")
         lines.append("| offered (req/s) | × saturation | goodput (2xx/s) | ≤ 1 s (2xx/s) | p50 (ms) | p99 (ms) | "
-                     "max (ms) | 503 | 503 p99 (ms) | errors/timeouts | max pool waiters |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+                     "max (ms) | 503 | 503 p99 (ms) | errors/timeouts | max pool waiters | limit at end |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for s in steps:
-            lines.append("| %.0f | %.2f | %.0f | %.0f | %s | %s | %s | %d | %s | %d | %s |" % (
+            lines.append("| %.0f | %.2f | %.0f | %.0f | %s | %s | %s | %d | %s | %d | %s | %s |" % (
                 s["offered"], s["offered"] / saturation, s["goodput"], s["goodput_slo"], fmt(s["p50_ms"], 1),
                 fmt(s["p99_ms"], 1),
                 fmt(s["max_ms"], 0), s["shed"], fmt(s["shed_p99_ms"], 1), s["errors"] + s["not_sent"],
-                fmt(s["max_waiters"], 0)))
+                fmt(s["max_waiters"], 0), fmt(s.get("limit_at_end"), 0)))
         lines.append("")
 
     lines.append("## Goals")

@@ -9,7 +9,8 @@
 # times it (loadgen.py); run a spike (half load, 3x saturation for 10 s, half load); write the report.
 # Everything it starts is stopped by PID when it ends, also on error or Ctrl-C. Settings (environment):
 #   POOL_SIZE (4), SIMULATED_QUERY_MS (20), STEP_SECONDS (8), LIMIT (pool size), QUEUE (pool size),
-#   QUEUE_TIMEOUT_MS (500), RESULTS (a new folder under /tmp), DOCS (docs/ of the repository).
+#   QUEUE_TIMEOUT_MS (500), RESULTS (a new folder under /tmp), DOCS (docs/ of the repository),
+#   MODES ("unbounded shedding"; also "adaptive" and "self-sizing", about 2.5 minutes each).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -26,6 +27,7 @@ scrape_seconds=0.25
 results="${RESULTS:-$(mktemp -d /tmp/orders-loadtest.XXXXXX)}"
 docs="${DOCS:-$root/docs}"
 fractions=(0.25 0.5 0.75 1 1.25 1.5 2 2.5 3)
+read -r -a modes <<<"${MODES:-unbounded shedding}"
 started_at=$(date +%s)
 load_at_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -98,6 +100,9 @@ sweep() {
     for fraction in "${fractions[@]}"; do
         rates+="$(python3 -c "print(round($fraction * $saturation, 1))"),"
     done
+    # A fresh service: warm it up (connections opened, statements prepared) at half load, unrecorded.
+    timeout 60 python3 "$here/loadgen.py" sweep --port "$port" --rates "$(python3 -c "print($saturation / 2)")" \
+        --duration 4 >/dev/null
     log "sweep ($mode): ${rates%,} req/s, $step_seconds s each"
     timeout 600 python3 "$here/loadgen.py" sweep --port "$port" --rates "${rates%,}" --duration "$step_seconds" \
         --scrape-interval "$scrape_seconds" --raw "$results/requests-$mode.csv" | tee "$results/sweep-$mode.jsonl" >&2
@@ -125,14 +130,22 @@ if grep -q "Non-2xx" "$results/wrk.txt"; then
 fi
 log "saturation: $saturation req/s"
 
-sweep unbounded
-spike unbounded
 stop_service
 
-start_service fixed
-sweep shedding
-spike shedding
-stop_service
+# The service's ORDERS_ADMISSION for each mode the report names.
+admission_of() {
+    case "$1" in
+        shedding) echo fixed ;;
+        unbounded | adaptive | self-sizing) echo "$1" ;;
+        *) echo "run.sh: unknown mode $1 (shedding, unbounded, adaptive, self-sizing)" >&2; exit 2 ;;
+    esac
+}
+for mode in "${modes[@]}"; do
+    start_service "$(admission_of "$mode")"
+    sweep "$mode"
+    spike "$mode"
+    stop_service
+done
 
 cpu="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
 cat >"$results/meta.json" <<EOF
@@ -140,7 +153,7 @@ cat >"$results/meta.json" <<EOF
   "when": "$(date -u '+%Y-%m-%d %H:%M UTC')",
   "machine": "$(nproc) cores ($cpu), Linux $(uname -r)",
   "load": "$load_at_start",
-  "modes": ["shedding", "unbounded"],
+  "modes": [$(printf '"%s",' "${modes[@]}" | sed 's/,$//')],
   "saturation_rps": $saturation,
   "pool_size": $pool_size,
   "simulated_query_ms": $simulated_ms,
