@@ -115,7 +115,9 @@ class LoadGenerator:
 
     async def drive(self, phases, origin):
         """Sends requests for each (rate, seconds) phase back to back; returns when the last one is answered."""
-        tasks = []
+        # Only requests still in flight are kept: gathering thousands of finished tasks at the end would run their
+        # callbacks on the event loop just as the last answers arrive, and delay (and so inflate) exactly those.
+        pending = set()
         start = origin
         for rate, seconds in phases:
             count = int(rate * seconds)
@@ -130,9 +132,12 @@ class LoadGenerator:
                     self.not_sent += 1
                     self.results.append((due, -1, 0.0))
                     continue
-                tasks.append(asyncio.ensure_future(self.one(due)))
+                task = asyncio.ensure_future(self.one(due))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
             start += seconds
-        await asyncio.gather(*tasks)
+        while pending:
+            await asyncio.wait(set(pending))
 
     async def close_all(self):
         for connection in self.idle:
