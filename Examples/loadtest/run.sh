@@ -164,7 +164,7 @@ cat >"$results/meta.json" <<EOF
   "step_s": $step_seconds,
   "scrape_s": $scrape_seconds,
   "wrk": "wrk $wrk_arguments, POST /orders",
-  "command": "bash Examples/loadtest/run.sh",
+  "command": "${MODES:+MODES='$MODES' }bash Examples/loadtest/run.sh",
   "duration_s": $(( $(date +%s) - started_at ))
 }
 EOF
