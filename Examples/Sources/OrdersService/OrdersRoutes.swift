@@ -167,7 +167,7 @@ struct OrdersRoutes: Sendable {
     }
 
     func readinessResponse() -> Response {
-        let statistics = store.pool.poolStatistics()
+        let statistics = store.pool.statistics.pool
         let status = ReadinessStatus(
             ready: !readiness.isDraining && !statistics.circuitBreakerOpen,
             draining: readiness.isDraining,
