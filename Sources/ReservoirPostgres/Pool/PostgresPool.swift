@@ -23,7 +23,7 @@ import ServiceLifecycle
 ///   the pool's `ResourcePoolConfiguration.validation` policy says is also checked with `SELECT 1`, and after any connection error every
 ///   idle connection is, before its next lease. Failing connections are replaced without the caller noticing.
 /// - **Dirty returns.** A connection that comes back inside a transaction (or a failed one) is rolled back before
-///   anyone else can lease it, or closed if that fails; it is counted in ``Statistics/dirtyReturns`` and
+///   anyone else can lease it, or closed if that fails; it is counted in ``Counters/dirtyReturns`` and
 ///   `reservoir.postgres.dirty_returns{db.client.connection.pool.name,state,lease.site}` and logged (warning) with its acquire site. A
 ///   connection that comes back with a command still running is closed.
 /// - **Cancellation.** Cancelling a task during a statement sends a cancel request to the server and waits at most
@@ -32,7 +32,7 @@ import ServiceLifecycle
 /// - **Failover.** With several hosts and `target_session_attrs=read-write` (or `primary`) in the connection string,
 ///   a connection whose server turns read-only (a write fails with `25006` on a standby or a fenced primary, or the
 ///   server reports `in_hot_standby` or `default_transaction_read_only`) invalidates every connection, and new ones
-///   go to the current primary; counted in ``Statistics/readOnlyServerInvalidations``. See `docs/scaling.md`.
+///   go to the current primary; counted in ``Counters/readOnlyServerInvalidations``. See `docs/scaling.md`.
 /// - **Fatal errors.** A connection that was lost or terminated by the server (SQLSTATE `57P01`, `57P02`, `57P03`)
 ///   is closed and replaced, and every idle connection is validated before its next lease.
 /// - **Timeouts, each with its own error.** Waiting for a connection: `ResourcePoolError` (`.timeout`). Opening a
