@@ -33,9 +33,11 @@ struct OrdersServiceHarness {
     struct ServiceExitedBeforeListening: Error {}
 
     /// Starts the service, runs `body`, then shuts it down gracefully and waits for `run()` to return; then runs
-    /// `afterShutdown` with the database (still there).
+    /// `afterShutdown` with the database (still there). With `endsByCancellation`, the service's task is cancelled
+    /// instead (for a body that started the graceful shutdown itself and must not wait out its drain).
     static func withService(
         _ configure: (inout OrdersConfiguration) -> Void = { _ in },
+        endsByCancellation: Bool = false,
         _ body: (Running) async throws -> Void,
         afterShutdown: (PostgresTestServer.Database) async throws -> Void = { _ in }
     ) async throws {
@@ -73,8 +75,13 @@ struct OrdersServiceHarness {
                     try? await group.waitForAll()
                     throw error
                 }
-                await service.triggerGracefulShutdown()
-                try await group.waitForAll()
+                if endsByCancellation {
+                    group.cancelAll()
+                    try? await group.waitForAll()
+                } else {
+                    await service.triggerGracefulShutdown()
+                    try await group.waitForAll()
+                }
             }
             try await afterShutdown(database)
         }

@@ -198,42 +198,19 @@ struct OrdersServiceTests {
 
     @Test("once graceful shutdown begins, /ready answers 503 while the server still serves")
     func readyWhileDraining() async throws {
-        let server = try await PostgresTestServer.shared
-        try await server.withDatabase { database in
-            var configuration = OrdersConfiguration()
-            configuration.port = 0
-            configuration.drainDelay = .seconds(60)  // ended by cancellation below, never waited out
-            let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-            let service = try OrdersService(
-                configuration: configuration,
-                databaseURL: database.connectionString,
-                logger: Logger(label: "orders-test"),
-                onServerRunning: { port in
-                    portContinuation.yield(port)
-                    portContinuation.finish()
-                }
-            )
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    defer { portContinuation.finish() }
-                    try await service.run()
-                }
-                var iterator = ports.makeAsyncIterator()
-                let port = try #require(await iterator.next())
-                let running = OrdersServiceHarness.Running(service: service, port: port, database: database)
-                #expect(try await running.request("/ready").status == .ok)
+        try await OrdersServiceHarness.withService(
+            { $0.drainDelay = .seconds(60) },  // ended by cancellation, never waited out
+            endsByCancellation: true
+        ) { running in
+            #expect(try await running.request("/ready").status == .ok)
 
-                await service.triggerGracefulShutdown()
-                await service.waitUntilDraining()
-                let ready = try await running.request("/ready")
-                #expect(ready.status == .serviceUnavailable)
-                let status = try ready.decode(ReadinessStatus.self)
-                #expect(!status.ready && status.draining && !status.circuitBreakerOpen)
-                #expect(try await running.request("/health").status == .ok)
-
-                group.cancelAll()
-                try? await group.waitForAll()
-            }
+            await running.service.triggerGracefulShutdown()
+            await running.service.waitUntilDraining()
+            let ready = try await running.request("/ready")
+            #expect(ready.status == .serviceUnavailable)
+            let status = try ready.decode(ReadinessStatus.self)
+            #expect(!status.ready && status.draining && !status.circuitBreakerOpen)
+            #expect(try await running.request("/health").status == .ok)
         }
     }
 
