@@ -16,7 +16,8 @@
 // transaction.
 //
 // Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS per phase (default 2), BENCH_CONCURRENCY (e.g. "1,8,64"),
-// BENCH_SYSTEMS (e.g. "ours" to profile one client alone; default all three: "ours,nio,pgbench"),
+// BENCH_SYSTEMS (e.g. "ours" to profile one client alone; default all four: "ours,pinned,nio,pgbench", where
+// "pinned" is PostgresPool with each client task preferring `pool.taskExecutor`, the I/O threads),
 // BENCH_TPCB_CONCURRENCY (default "8,64"; empty skips TPC-B), BENCH_PHASES (default "select,pipeline,tpcb").
 import Foundation
 import Glibc
@@ -27,7 +28,7 @@ let environment = ProcessInfo.processInfo.environment
 let rounds = max(1, Int(environment["BENCH_ROUNDS"] ?? "") ?? 3)
 let phaseSeconds = max(1, Int(environment["BENCH_SECONDS"] ?? "") ?? 2)
 let concurrencies = (environment["BENCH_CONCURRENCY"] ?? "1,8,64").split(separator: ",").compactMap { Int($0) }
-let selectedSystems = Set((environment["BENCH_SYSTEMS"] ?? "ours,nio,pgbench").split(separator: ",").map(String.init))
+let selectedSystems = Set((environment["BENCH_SYSTEMS"] ?? "ours,pinned,nio,pgbench").split(separator: ",").map(String.init))
 let tpcbConcurrencies = (environment["BENCH_TPCB_CONCURRENCY"] ?? "8,64").split(separator: ",").compactMap { Int($0) }
 let phases = Set((environment["BENCH_PHASES"] ?? "select,pipeline,tpcb").split(separator: ",").map(String.init))
 let poolConnections = 8
@@ -97,6 +98,7 @@ func measureInProcess<Random>(
     clients: Int,
     queriesPerCall: Int = 1,
     seconds: Int = phaseSeconds,
+    executor: (any TaskExecutor)? = nil,
     makeRandom: @escaping @Sendable (UInt64) -> Random,
     _ operation: @escaping @Sendable (inout Random) async throws -> Int32
 ) async throws -> Sample {
@@ -105,7 +107,7 @@ func measureInProcess<Random>(
     let deadline = start + UInt64(seconds) * 1_000_000_000
     let perTask = try await withThrowingTaskGroup(of: [UInt64].self) { group in
         for client in 0..<clients {
-            group.addTask {
+            group.addTask(executorPreference: executor) {
                 var random = makeRandom(0x9E37_79B9_7F4A_7C15 &+ UInt64(client) &* 7919)
                 var latencies: [UInt64] = []
                 latencies.reserveCapacity(1 << 16)
@@ -229,13 +231,25 @@ let nio = NIOClientRunner(
 
 enum System: String, CaseIterable {
     case ours = "PostgresPool"
+    case pinned = "PostgresPool, tasks on pool.taskExecutor"
     case nio = "PostgresClient"
     case pgbench = "pgbench"
 
     var key: String {
         switch self {
         case .ours: "ours"
+        case .pinned: "pinned"
         case .nio: "nio"
+        case .pgbench: "pgbench"
+        }
+    }
+
+    /// The prefix of its `name=value` lines.
+    var lineKey: String {
+        switch self {
+        case .ours: "postgres_pool"
+        case .pinned: "postgres_pool_pinned"
+        case .nio: "postgres_nio"
         case .pgbench: "pgbench"
         }
     }
@@ -271,12 +285,19 @@ try await withThrowingTaskGroup(of: Void.self) { group in
 
     for round in 0..<rounds {
         for clients in concurrencies where phases.contains("select") {
-            let order = (0..<3).map { System.allCases[($0 + round) % 3] }
+            let count = System.allCases.count
+            let order = (0..<count).map { System.allCases[($0 + round) % count] }
             for system in order where selectedSystems.contains(system.key) {
                 let sample: Sample
                 switch system {
                 case .ours:
                     sample = try await measureInProcess(clients: clients) { try await ours.select(aid: $0.next()) }
+                case .pinned:
+                    // Each client task prefers the pool's I/O executor for its whole loop (as a request handler
+                    // would for its whole request), not per statement.
+                    sample = try await measureInProcess(
+                        clients: clients, executor: ours.pool.taskExecutor, makeRandom: { RandomAccount(state: $0) }
+                    ) { try await ours.select(aid: $0.next()) }
                 case .nio:
                     sample = try await measureInProcess(clients: clients) { try await nio.select(aid: $0.next()) }
                 case .pgbench:
@@ -376,7 +397,7 @@ for clients in tpcbConcurrencies {
 for clients in concurrencies {
     for system in System.allCases {
         guard let series = results[clients]?[system] else { continue }
-        let key = "pg.select_c\(clients).\(system == .ours ? "postgres_pool" : system == .nio ? "postgres_nio" : "pgbench")"
+        let key = "pg.select_c\(clients).\(system.lineKey)"
         print("\(key).qps=\(format(series.qps, 0))")
         print("\(key).cpu_us_per_query=\(format(median(series.samples.map(\.cpuMicrosecondsPerQuery)), 2))")
         print("\(key).context_switches_per_query=\(format(median(series.samples.map(\.contextSwitchesPerQuery)), 2))")
@@ -387,6 +408,10 @@ for clients in concurrencies {
     let mine = series[.ours]?.qps ?? .nan
     print("pg.select_c\(clients).ratio_vs_postgres_nio=\(format(mine / (series[.nio]?.qps ?? .nan), 2))")
     print("pg.select_c\(clients).ratio_vs_pgbench=\(format(mine / (series[.pgbench]?.qps ?? .nan), 2))")
+    let pinned = series[.pinned]?.qps ?? .nan
+    print("pg.select_c\(clients).pinned_ratio_vs_postgres_nio=\(format(pinned / (series[.nio]?.qps ?? .nan), 2))")
+    print("pg.select_c\(clients).pinned_ratio_vs_pgbench=\(format(pinned / (series[.pgbench]?.qps ?? .nan), 2))")
+    print("pg.select_c\(clients).pinned_ratio_vs_postgres_pool=\(format(pinned / mine, 2))")
 }
 if phases.contains("pipeline") {
     print("pg.pipeline_batch10.qps=\(format(pipelined.qps, 0))")

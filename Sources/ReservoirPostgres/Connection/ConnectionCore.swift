@@ -218,7 +218,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         let reactor = self.reactor
         lock.unlock()
         if let reactor {
-            reactor.enqueue(job, on: self)
+            reactor.enqueue(job, as: asUnownedTaskExecutor())
         } else {
             globalConcurrentExecutor.enqueue(job)
         }

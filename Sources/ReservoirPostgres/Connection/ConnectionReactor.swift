@@ -26,17 +26,38 @@ final class ConnectionReactor: @unchecked Sendable {
 
     private static let nextIndex = Atomic<Int>(0)
 
+    private static let nextJobIndex = Atomic<Int>(0)
+
     /// The reactor a new connection joins: each in turn.
     static func next() -> ConnectionReactor {
         let all = shared
         return all[nextIndex.wrappingAdd(1, ordering: .relaxed).oldValue % all.count]
     }
 
+    /// The reactor whose thread is the calling thread, if any.
+    static func current() -> ConnectionReactor? {
+        let me = UInt(pthread_self())
+        for reactor in shared where reactor.threadID.load(ordering: .relaxed) == me { return reactor }
+        return nil
+    }
+
+    /// Where a job of a task that prefers ``PostgresIOExecutor`` runs: on the reactor whose thread enqueues it (the
+    /// one that read the task's answer, so no thread is woken), else on each reactor in turn.
+    static func forJob() -> ConnectionReactor {
+        if let current = current() { return current }
+        let all = shared
+        if all.count == 1 { return all[0] }
+        return all[nextJobIndex.wrappingAdd(1, ordering: .relaxed).oldValue % all.count]
+    }
+
     private let lock = ConnectionLock()
+    /// The reactor thread's `pthread_self()`, set before it runs anything (0 until then).
+    private let threadID = Atomic<UInt>(0)
     private let epoll: Int32
     private let wakeup: Int32
-    /// Jobs of tasks pinned to one of this reactor's connections, with the executor each runs on.
-    private var jobs: [(UnownedJob, ConnectionCore)] = []
+    /// Jobs of tasks pinned to one of this reactor's connections or to ``PostgresIOExecutor``, with the executor each
+    /// runs on.
+    private var jobs: [(UnownedJob, UnownedTaskExecutor)] = []
     /// Connections whose state changed outside the reactor (a command, a cancel, a close, a stream unpaused).
     private var dirty: [ConnectionCore] = []
     /// The thread is in (or about to enter) `epoll_wait` and must be woken through the eventfd.
@@ -72,10 +93,10 @@ final class ConnectionReactor: @unchecked Sendable {
 
     // MARK: Called from other threads.
 
-    /// Runs `job` on this reactor's thread as `core`'s executor.
-    func enqueue(_ job: UnownedJob, on core: ConnectionCore) {
+    /// Runs `job` on this reactor's thread as `executor` (a connection on this reactor, or ``PostgresIOExecutor``).
+    func enqueue(_ job: UnownedJob, as executor: UnownedTaskExecutor) {
         lock.lock()
-        jobs.append((job, core))
+        jobs.append((job, executor))
         wakeIfPolling()
         lock.unlock()
     }
@@ -103,8 +124,9 @@ final class ConnectionReactor: @unchecked Sendable {
 
     private func run(index: Int) {
         clibpq_set_thread_name("reservoir-pg-io")
+        threadID.store(UInt(pthread_self()), ordering: .relaxed)
         var events = [epoll_event](repeating: epoll_event(), count: 64)
-        var batch: [(UnownedJob, ConnectionCore)] = []
+        var batch: [(UnownedJob, UnownedTaskExecutor)] = []
         batch.reserveCapacity(16)
         var changed: [ConnectionCore] = []
         changed.reserveCapacity(16)
@@ -119,7 +141,7 @@ final class ConnectionReactor: @unchecked Sendable {
             lock.unlock()
 
             if !idle {
-                for (job, core) in batch { job.runSynchronously(on: core.asUnownedTaskExecutor()) }
+                for (job, executor) in batch { job.runSynchronously(on: executor) }
                 batch.removeAll(keepingCapacity: true)
                 var completions = Completions()
                 for core in changed { turn(core, readable: false, writable: false, completions: &completions) }
@@ -254,4 +276,21 @@ struct ReactorInterest {
     var events: UInt32
     var deadline: ContinuousClock.Instant?
     var closing: Bool
+}
+
+/// The process's PostgreSQL I/O threads (the reactors) as one task executor.
+///
+/// A task that prefers it runs its non-isolated code on the reactor thread that read its last answer: the thread that
+/// reads a result continues the task at once, and the task sends its next statement from there, with no thread
+/// woken in the process. With the statements of many tasks in flight, one wake-up of a reactor reads several answers
+/// and runs all their tasks: the model of pgbench, one thread serving all its clients. Jobs enqueued from elsewhere
+/// (the task's first, or one resumed by another thread) go to the reactors in turn.
+final class PostgresIOExecutor: TaskExecutor, @unchecked Sendable {
+    static let shared = PostgresIOExecutor()
+
+    private init() {}
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        ConnectionReactor.forJob().enqueue(UnownedJob(job), as: asUnownedTaskExecutor())
+    }
 }

@@ -81,6 +81,35 @@ extension PostgresPool {
         }
     }
 
+    /// The PostgreSQL I/O threads as a task executor, for `withTaskExecutorPreference` and
+    /// `addTask(executorPreference:)`; see ``withPinnedExecution(_:)``.
+    ///
+    /// Shared by every pool and connection in the process.
+    public var taskExecutor: any TaskExecutor { PostgresIOExecutor.shared }
+
+    /// Runs `body` on the PostgreSQL I/O threads, so that the pool's statements cost no thread hop in the process.
+    ///
+    /// By default a task that calls the pool runs on Swift's cooperative pool: it sends its statement, suspends, and
+    /// the I/O thread that reads the answer wakes a cooperative thread to continue it. Inside `body` the task's
+    /// non-isolated code runs on the I/O thread itself (a task executor preference): the thread that reads an answer
+    /// continues the task at once, and with many tasks in flight one wake-up serves all the answers that arrived
+    /// together. With 8 tasks running point selects this cut the client CPU per statement by about a third and its
+    /// context switches from about 1 to 0.3 (`docs/postgres.md`, Performance).
+    ///
+    /// The cost: `body`'s code shares the I/O threads (half the processors) with the I/O of every connection. Code
+    /// that computes for long or blocks there delays the answers of all of them. Use it for work that mostly waits
+    /// on the database (a request handler that runs a few statements), not for CPU-heavy work. Actor-isolated code
+    /// called from `body` still runs on its actor.
+    ///
+    /// - Parameter body: the work to run.
+    /// - Returns: what `body` returns.
+    /// - Throws: what `body` throws.
+    public func withPinnedExecution<Result>(
+        _ body: () async throws -> Result
+    ) async rethrows -> Result {
+        try await withTaskExecutorPreference(PostgresIOExecutor.shared) { try await body() }
+    }
+
     /// Runs a statement on a pooled connection and returns all its rows.
     ///
     /// Interpolated values are sent as bound parameters; the statement is prepared once per connection and reused
