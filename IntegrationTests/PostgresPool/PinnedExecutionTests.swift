@@ -1,0 +1,101 @@
+import Foundation
+import Glibc
+import ReservoirPostgres
+import ReservoirPostgresTestKit
+import Reservoir
+import ReservoirTestKit
+import Synchronization
+import Testing
+
+/// `pool.taskExecutor` and `pool.withPinnedExecution`: tasks that prefer the PostgreSQL I/O threads.
+@Suite("PostgresPool: tasks on the I/O threads")
+struct PinnedExecutionTests {
+    /// The calling thread's name, as the kernel has it.
+    static func threadName() -> String {
+        let name = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? ""
+        return name.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test("a pinned task resumes after every statement on an I/O thread; an unpinned one does not")
+    func resumesOnTheIOThread() async throws {
+        try await PoolTest.withPool(configure: { $0.pool.maximumSize = 2 }) { pool in
+            let pinned = try await pool.withPinnedExecution {
+                var threads: Set<String> = []
+                var sum = 0
+                for index in 0..<50 {
+                    sum += try await pool.query("SELECT \(index)::int8").singleValue(Int.self) ?? 0
+                    threads.insert(Self.threadName())
+                    try await pool.withTransaction { transaction in
+                        try await transaction.execute("SELECT 1")
+                    }
+                    threads.insert(Self.threadName())
+                }
+                return (sum, threads)
+            }
+            #expect(pinned.0 == 1225)
+            #expect(pinned.1 == ["reservoir-pg-io"])
+
+            // The same loop from a plain task continues on Swift's cooperative pool.
+            let unpinned = try await Task.detached {
+                var threads: Set<String> = []
+                for index in 0..<20 {
+                    _ = try await pool.query("SELECT \(index)::int8")
+                    threads.insert(Self.threadName())
+                }
+                return threads
+            }.value
+            #expect(!unpinned.contains("reservoir-pg-io"))
+        }
+    }
+
+    @Test("more pinned tasks than connections: every task is served, in turn, and the pool ends with nothing leased")
+    func moreTasksThanConnections() async throws {
+        try await PoolTest.withPool(configure: { $0.pool.maximumSize = 2 }) { pool in
+            let total = try await withThrowingTaskGroup(of: Int.self) { group in
+                for task in 0..<16 {
+                    group.addTask(executorPreference: pool.taskExecutor) {
+                        var sum = 0
+                        for index in 0..<20 {
+                            sum += try await pool.query("SELECT \(task * 100 + index)::int8").singleValue(Int.self) ?? 0
+                        }
+                        return sum
+                    }
+                }
+                var total = 0
+                for try await sum in group { total += sum }
+                return total
+            }
+            let expected = (0..<16).reduce(0) { sum, task in sum + (0..<20).reduce(0) { $0 + task * 100 + $1 } }
+            #expect(total == expected)
+            #expect(pool.statistics.pool.leased == 0)
+        }
+    }
+
+    @Test("a pinned task waiting for a connection times out with the pool's error, and one cancelled mid-statement stops it on the server")
+    func timeoutsAndCancellation() async throws {
+        try await PoolTest.withPool(configure: { $0.pool.maximumSize = 1 }) { pool in
+            let name = pool.configuration.applicationName
+            let sleeper = Task {
+                try await pool.withPinnedExecution { try await pool.query("SELECT pg_sleep(60)") }
+            }
+            try await PoolTest.waitOnServer(
+                "SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = \(name) AND state = 'active' AND query LIKE 'SELECT pg_sleep%'")
+
+            // The only connection is busy: a pinned waiter gets the pool's timeout, not a hang.
+            let waiter = await #expect(throws: ResourcePoolError.self) {
+                try await pool.withPinnedExecution {
+                    try await pool.query("SELECT 1", timeout: .milliseconds(50))
+                }
+            }
+            #expect(waiter?.code == .timeout)
+
+            sleeper.cancel()
+            await #expect(throws: CancellationError.self) { try await sleeper.value }
+            let value = try await pool.withPinnedExecution {
+                try await pool.query("SELECT \(Int32(7))").singleValue(Int32.self)
+            }
+            #expect(value == 7)
+            #expect(pool.statistics.cancellationsReused == 1)
+        }
+    }
+}
