@@ -29,6 +29,19 @@ func transfer(pool: PostgresPool, amount: Int32, from: Int32, to: Int32) async t
     }
 }
 
+// docs: pinned
+/// One request of a service that mostly waits on the database: its statements continue on the I/O thread that read
+/// their answers.
+func orderSummary(pool: PostgresPool, customer: Int32) async throws -> (orders: Int64, total: Int64) {
+    try await pool.withPinnedExecution {
+        let orders = try await pool.query("SELECT count(*) FROM orders WHERE customer = \(customer)")
+            .singleValue(Int64.self) ?? 0
+        let total = try await pool.query("SELECT coalesce(sum(amount), 0)::int8 FROM orders WHERE customer = \(customer)")
+            .singleValue(Int64.self) ?? 0
+        return (orders, total)
+    }
+}
+
 // docs: timeouts
 enum BalanceLookup: Equatable {
     case balance(Int32?)
@@ -61,7 +74,7 @@ func makePoolBehindPgBouncer(connectionString: String) throws -> PostgresPool {
 
 @Suite("docs/postgres.md pool examples")
 struct PoolDocumentationExampleTests {
-    @Test("the documented pool setup, transaction, timeout handling and PgBouncer settings work")
+    @Test("the documented pool setup, transaction, pinned request, timeout handling and PgBouncer settings work")
     func examplesRun() async throws {
         let server = try await TestDatabase.server.value
         let connectionString = server.connection.unixSocketConnectionString
@@ -80,6 +93,13 @@ struct PoolDocumentationExampleTests {
             #expect(first == .balance(70))
             #expect(second == .balance(30))
             try await pool.execute("DROP TABLE accounts")
+            try await pool.execute("DROP TABLE IF EXISTS orders")
+            try await pool.execute("CREATE TABLE orders (customer int4 NOT NULL, amount int8 NOT NULL)")
+            try await pool.execute("INSERT INTO orders VALUES (7, 10), (7, 32), (8, 5)")
+            let summary = try await orderSummary(pool: pool, customer: 7)
+            #expect(summary.orders == 2)
+            #expect(summary.total == 42)
+            try await pool.execute("DROP TABLE orders")
             pool.triggerGracefulShutdown()
             try await group.waitForAll()
         }
