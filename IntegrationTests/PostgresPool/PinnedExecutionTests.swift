@@ -98,4 +98,25 @@ struct PinnedExecutionTests {
             #expect(pool.statistics.cancellationsReused == 1)
         }
     }
+
+    /// A `@MainActor` caller whose body captures and mutates main-actor state (it must compile, and run on the actor).
+    @MainActor
+    static func readOnTheMainActor(_ pool: PostgresPool) async throws -> [Int32] {
+        var seen: [Int32] = []
+        try await pool.withPinnedExecution {
+            for index in Int32(0)..<3 {
+                seen.append(try await pool.query("SELECT \(index)").singleValue(Int32.self) ?? -1)
+                MainActor.assertIsolated()
+            }
+        }
+        return seen
+    }
+
+    @Test("a @MainActor caller passes a body that touches its state; the body runs on the main actor")
+    func mainActorCaller() async throws {
+        try await PoolTest.withPool(configure: { $0.pool.maximumSize = 1 }) { pool in
+            let seen = try await Self.readOnTheMainActor(pool)
+            #expect(seen == [0, 1, 2])
+        }
+    }
 }

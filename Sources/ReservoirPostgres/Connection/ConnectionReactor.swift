@@ -285,7 +285,7 @@ struct ReactorInterest {
 /// woken in the process. With the statements of many tasks in flight, one wake-up of a reactor reads several answers
 /// and runs all their tasks: the model of pgbench, one thread serving all its clients. Jobs enqueued from elsewhere
 /// (the task's first, or one resumed by another thread) go to the reactors in turn.
-final class PostgresIOExecutor: TaskExecutor, @unchecked Sendable {
+final class PostgresIOExecutor: TaskExecutor, Sendable {
     static let shared = PostgresIOExecutor()
 
     private init() {}

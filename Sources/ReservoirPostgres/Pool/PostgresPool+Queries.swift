@@ -82,7 +82,7 @@ extension PostgresPool {
     }
 
     /// The PostgreSQL I/O threads as a task executor, for `withTaskExecutorPreference` and
-    /// `addTask(executorPreference:)`; see ``withPinnedExecution(_:)``.
+    /// `addTask(executorPreference:)`; see ``withPinnedExecution(isolation:_:)``.
     ///
     /// Shared by every pool and connection in the process.
     public var taskExecutor: any TaskExecutor { PostgresIOExecutor.shared }
@@ -101,13 +101,17 @@ extension PostgresPool {
     /// on the database (a request handler that runs a few statements), not for CPU-heavy work. Actor-isolated code
     /// called from `body` still runs on its actor.
     ///
-    /// - Parameter body: the work to run.
+    /// - Parameters:
+    ///   - isolation: the caller's isolation, inherited: a body isolated to an actor (top-level code, `@MainActor`)
+    ///     compiles and runs on its actor, where the preference does not apply.
+    ///   - body: the work to run.
     /// - Returns: what `body` returns.
     /// - Throws: what `body` throws.
     public func withPinnedExecution<Result>(
+        isolation: isolated (any Actor)? = #isolation,
         _ body: () async throws -> Result
     ) async rethrows -> Result {
-        try await withTaskExecutorPreference(PostgresIOExecutor.shared) { try await body() }
+        try await withTaskExecutorPreference(PostgresIOExecutor.shared, isolation: isolation) { try await body() }
     }
 
     /// Runs a statement on a pooled connection and returns all its rows.
