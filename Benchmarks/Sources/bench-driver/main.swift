@@ -4,6 +4,8 @@
 // first), and the summary compares medians of the per-round means. Beside wall time it reports the client's CPU time
 // per round trip (getrusage of this process around each round: user + system): wall time depends on how fast an idle
 // core wakes up, CPU time is what the driver itself costs and stays stable from round to round.
+// Two series: short rounds (BENCH_ROUNDS × BENCH_QUERIES, default 31 × 2000) and long rounds (BENCH_LONG_ROUNDS ×
+// BENCH_LONG_QUERIES, default 5 × 20000), whose lines carry `.long_rounds`; see the comment above the measurement.
 import CLibPQRaw
 import Foundation
 import ReservoirPostgres
@@ -140,12 +142,6 @@ func pinnedRound(_ connection: PostgresConnection, _ count: Int) async throws ->
 }
 _ = try await pinnedRound(connection, perRound)
 
-var rawMicros: [Double] = []
-var driverMicros: [Double] = []
-var pinnedMicros: [Double] = []
-var ratios: [Double] = []
-var pinnedRatios: [Double] = []
-var cpuMicros: [[Double]] = [[], [], []]  // raw, cooperative, pinned: client CPU µs per round trip
 // BENCH_ONLY=raw|pinned|cooperative runs one variant alone (for profiling its CPU cost) and prints no ratio.
 if let only = ProcessInfo.processInfo.environment["BENCH_ONLY"] {
     let clock = ContinuousClock()
@@ -162,24 +158,38 @@ if let only = ProcessInfo.processInfo.environment["BENCH_ONLY"] {
     exit(0)
 }
 
-for round in 0..<rounds {
-    // Three variants per round, rotating the order so that none always runs first.
-    var seconds = [0.0, 0.0, 0.0]
-    for step in 0..<3 {
-        let variant = (step + round) % 3
-        let cpuBefore = processCPUSeconds()
-        switch variant {
-        case 0: seconds[0] = await Task.detached { raw.run(perRound) }.value
-        case 1: seconds[1] = try await driverRound(connection, perRound)
-        default: seconds[2] = try await pinnedRound(connection, perRound)
+/// One series of interleaved rounds: per-round wall and CPU micros for each variant, and the per-round ratios.
+struct Series {
+    var raw: [Double] = []
+    var cooperative: [Double] = []
+    var pinned: [Double] = []
+    var cpu: [[Double]] = [[], [], []]  // raw, cooperative, pinned: client CPU µs per round trip
+    var cooperativeRatios: [Double] = []
+    var pinnedRatios: [Double] = []
+}
+
+func measure(rounds: Int, perRound: Int) async throws -> Series {
+    var series = Series()
+    for round in 0..<rounds {
+        // Three variants per round, rotating the order so that none always runs first.
+        var seconds = [0.0, 0.0, 0.0]
+        for step in 0..<3 {
+            let variant = (step + round) % 3
+            let cpuBefore = processCPUSeconds()
+            switch variant {
+            case 0: seconds[0] = await Task.detached { raw.run(perRound) }.value
+            case 1: seconds[1] = try await driverRound(connection, perRound)
+            default: seconds[2] = try await pinnedRound(connection, perRound)
+            }
+            series.cpu[variant].append((processCPUSeconds() - cpuBefore) / Double(perRound) * 1e6)
         }
-        cpuMicros[variant].append((processCPUSeconds() - cpuBefore) / Double(perRound) * 1e6)
+        series.raw.append(seconds[0] / Double(perRound) * 1e6)
+        series.cooperative.append(seconds[1] / Double(perRound) * 1e6)
+        series.pinned.append(seconds[2] / Double(perRound) * 1e6)
+        series.cooperativeRatios.append(seconds[1] / seconds[0])
+        series.pinnedRatios.append(seconds[2] / seconds[0])
     }
-    rawMicros.append(seconds[0] / Double(perRound) * 1e6)
-    driverMicros.append(seconds[1] / Double(perRound) * 1e6)
-    pinnedMicros.append(seconds[2] / Double(perRound) * 1e6)
-    ratios.append(seconds[1] / seconds[0])
-    pinnedRatios.append(seconds[2] / seconds[0])
+    return series
 }
 
 func row(_ name: String, _ values: [Double]) -> String {
@@ -188,27 +198,51 @@ func row(_ name: String, _ values: [Double]) -> String {
            values.min()!, values.max()!)
 }
 
-print("driver round trip: \(sql) with one int4 parameter, binary result; \(rounds) rounds × \(perRound) queries")
-print(row("raw blocking libpq, own thread", rawMicros))
-print(row("query, task on connection thread", pinnedMicros))
-print(row("query, task on cooperative pool", driverMicros))
 func ratioLine(_ name: String, _ ratios: [Double]) -> String {
     String(format: "%-34@ median %.3f  p25 %.3f  p75 %.3f  min %.3f  max %.3f", name as NSString,
            median(ratios), percentile(ratios, 0.25), percentile(ratios, 0.75), ratios.min()!, ratios.max()!)
 }
-print(row("client CPU, raw libpq", cpuMicros[0]))
-print(row("client CPU, pinned", cpuMicros[2]))
-print(row("client CPU, cooperative", cpuMicros[1]))
-print(ratioLine("ratio pinned / raw (per round)", pinnedRatios))
-print(ratioLine("ratio cooperative / raw (per round)", ratios))
+
+func printTable(_ series: Series, rounds: Int, perRound: Int) {
+    print("driver round trip: \(sql) with one int4 parameter, binary result; \(rounds) rounds × \(perRound) queries")
+    print(row("raw blocking libpq, own thread", series.raw))
+    print(row("query, task on connection thread", series.pinned))
+    print(row("query, task on cooperative pool", series.cooperative))
+    print(row("client CPU, raw libpq", series.cpu[0]))
+    print(row("client CPU, pinned", series.cpu[2]))
+    print(row("client CPU, cooperative", series.cpu[1]))
+    print(ratioLine("ratio pinned / raw (per round)", series.pinnedRatios))
+    print(ratioLine("ratio cooperative / raw (per round)", series.cooperativeRatios))
+}
+
+func printLines(_ series: Series, prefix: String) {
+    print(String(format: "\(prefix).raw_us=%.2f", median(series.raw)))
+    print(String(format: "\(prefix).pinned_us=%.2f", median(series.pinned)))
+    print(String(format: "\(prefix).cooperative_us=%.2f", median(series.cooperative)))
+    print(String(format: "\(prefix).raw_cpu_us=%.2f", median(series.cpu[0])))
+    print(String(format: "\(prefix).pinned_cpu_us=%.2f", median(series.cpu[2])))
+    print(String(format: "\(prefix).cooperative_cpu_us=%.2f", median(series.cpu[1])))
+    print(String(format: "\(prefix).cpu_ratio_pinned_vs_blocking_libpq=%.3f", median(series.cpu[2]) / median(series.cpu[0])))
+    print(String(format: "\(prefix).ratio_cooperative_vs_blocking_libpq=%.3f", median(series.cooperativeRatios)))
+    print(String(format: "\(prefix).ratio_vs_blocking_libpq=%.3f", median(series.pinnedRatios)))
+}
+
+// Short rounds (31 × 2000 by default, tens of milliseconds each) and long rounds (5 × 20000, one to two seconds
+// each): on a VM whose cross-vCPU wake-ups are expensive, a thread and the server backend it talks to may share a
+// vCPU for a while after the scheduler placed them together, and the load balancer separates them again within a
+// second or so. Short rounds catch such placements (raw libpq benefits most: its thread and backend ping-pong
+// alone); long rounds show the steady state. BENCH_LONG_ROUNDS=0 skips the long rounds.
+let longRounds = Int(ProcessInfo.processInfo.environment["BENCH_LONG_ROUNDS"] ?? "") ?? 5
+let longPerRound = Int(ProcessInfo.processInfo.environment["BENCH_LONG_QUERIES"] ?? "") ?? 20000
+let short = try await measure(rounds: rounds, perRound: perRound)
+let long = longRounds > 0 ? try await measure(rounds: longRounds, perRound: longPerRound) : nil
 await connection.close()
 try await server?.stop()
-print(String(format: "pg.driver_roundtrip.raw_us=%.2f", median(rawMicros)))
-print(String(format: "pg.driver_roundtrip.pinned_us=%.2f", median(pinnedMicros)))
-print(String(format: "pg.driver_roundtrip.cooperative_us=%.2f", median(driverMicros)))
-print(String(format: "pg.driver_roundtrip.raw_cpu_us=%.2f", median(cpuMicros[0])))
-print(String(format: "pg.driver_roundtrip.pinned_cpu_us=%.2f", median(cpuMicros[2])))
-print(String(format: "pg.driver_roundtrip.cooperative_cpu_us=%.2f", median(cpuMicros[1])))
-print(String(format: "pg.driver_roundtrip.cpu_ratio_pinned_vs_blocking_libpq=%.3f", median(cpuMicros[2]) / median(cpuMicros[0])))
-print(String(format: "pg.driver_roundtrip.ratio_cooperative_vs_blocking_libpq=%.3f", median(ratios)))
-print(String(format: "pg.driver_roundtrip.ratio_vs_blocking_libpq=%.3f", median(pinnedRatios)))
+
+printTable(short, rounds: rounds, perRound: perRound)
+if let long {
+    print("")
+    printTable(long, rounds: longRounds, perRound: longPerRound)
+}
+printLines(short, prefix: "pg.driver_roundtrip")
+if let long { printLines(long, prefix: "pg.driver_roundtrip.long_rounds") }
