@@ -74,6 +74,9 @@ public struct OrdersConfiguration: Sendable, CustomStringConvertible {
     /// How long `/ready` reports draining before the HTTP server stops accepting, so that a load balancer can take
     /// the instance out first. Default zero.
     public var drainDelay: Duration = .zero
+    /// Whether each request's database work runs on the PostgreSQL I/O threads (`pool.withPinnedExecution`): the
+    /// thread that reads an answer continues the request, with no thread woken in between. Default `false`.
+    public var pinsDatabaseWork: Bool = false
     /// Whether `GET /debug/hold/:key` exists (it waits for a PostgreSQL advisory lock; tests use it to hold
     /// connections deterministically). Default `false`.
     public var enablesTestRoutes: Bool = false
@@ -92,6 +95,7 @@ public struct OrdersConfiguration: Sendable, CustomStringConvertible {
     /// | `ORDERS_CONCURRENCY_LIMIT`, `ORDERS_QUEUE_LENGTH`, `ORDERS_QUEUE_TIMEOUT_MS` | limiter |
     /// | `ORDERS_ACQUIRE_TIMEOUT_MS` | ``acquireTimeout`` |
     /// | `ORDERS_CLIENT_RATE`, `ORDERS_CLIENT_BURST` | ``clientRate``, ``clientBurst`` |
+    /// | `ORDERS_PIN_DATABASE_WORK` (0 or 1) | ``pinsDatabaseWork`` |
     /// | `ORDERS_SIMULATED_QUERY_MS`, `ORDERS_JOB_QUEUE`, `ORDERS_DRAIN_DELAY_MS`, `ORDERS_TEST_ROUTES` | the rest |
     ///
     /// - Parameter environment: the variables, usually `ProcessInfo.processInfo.environment`.
@@ -147,14 +151,16 @@ public struct OrdersConfiguration: Sendable, CustomStringConvertible {
         if let time = try milliseconds("ORDERS_SIMULATED_QUERY_MS", in: 0...60_000) { simulatedQueryTime = time }
         if let capacity = try integer("ORDERS_JOB_QUEUE", in: 1...1_000_000) { jobQueueCapacity = capacity }
         if let delay = try milliseconds("ORDERS_DRAIN_DELAY_MS", in: 0...600_000) { drainDelay = delay }
-        if let raw = value("ORDERS_TEST_ROUTES") {
+        func flag(_ name: String) throws(OrdersConfigurationError) -> Bool? {
+            guard let raw = value(name) else { return nil }
             switch raw.lowercased() {
-            case "1", "true", "yes": enablesTestRoutes = true
-            case "0", "false", "no": enablesTestRoutes = false
-            default:
-                throw OrdersConfigurationError(variable: "ORDERS_TEST_ROUTES", message: "expected 0 or 1, got \"\(raw)\"")
+            case "1", "true", "yes": return true
+            case "0", "false", "no": return false
+            default: throw OrdersConfigurationError(variable: name, message: "expected 0 or 1, got \"\(raw)\"")
             }
         }
+        if let pins = try flag("ORDERS_PIN_DATABASE_WORK") { pinsDatabaseWork = pins }
+        if let routes = try flag("ORDERS_TEST_ROUTES") { enablesTestRoutes = routes }
         try validate()
     }
 
@@ -220,7 +226,7 @@ public struct OrdersConfiguration: Sendable, CustomStringConvertible {
             + "acquireTimeout: \(acquireTimeout), clientRate: \(clientRate.map { "\($0)/s" } ?? "off"), "
             + "clientBurst: \(effectiveClientBurst.map(String.init) ?? "-"), "
             + "simulatedQueryTime: \(simulatedQueryTime), jobQueue: \(jobQueueCapacity), "
-            + "drainDelay: \(drainDelay), testRoutes: \(enablesTestRoutes))"
+            + "drainDelay: \(drainDelay), pinsDatabaseWork: \(pinsDatabaseWork), testRoutes: \(enablesTestRoutes))"
     }
 }
 

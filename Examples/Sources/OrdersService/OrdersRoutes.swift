@@ -28,6 +28,7 @@ struct OrdersRoutes: Sendable {
     let readiness: Readiness
     let registry: PrometheusCollectorRegistry
     let logger: Logger
+    let pinsDatabaseWork: Bool
     let enablesTestRoutes: Bool
 
     func makeRouter() -> Router<OrdersRequestContext> {
@@ -73,6 +74,14 @@ struct OrdersRoutes: Sendable {
             }
         }
         if enablesTestRoutes {
+            // The name of the thread a request continues on after a statement (tests check the pinning with it).
+            router.group("debug").get("thread") { _, _ in
+                await databaseCall {
+                    _ = try await store.pool.query("SELECT 1")
+                    let name = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? ""
+                    return APIResponse.json(["thread": name.trimmingCharacters(in: .whitespacesAndNewlines)])
+                }
+            }
             router.group("debug").add(middleware: guarded).get("hold/:key") { _, context in
                 guard let raw = context.parameters.get("key"), let key = Int64(raw) else {
                     return APIResponse.error(.badRequest, "the key must be a whole number")
@@ -138,7 +147,9 @@ struct OrdersRoutes: Sendable {
     /// `Retry-After`, anything unexpected 500 (logged; the client gets no details).
     func databaseCall(_ body: () async throws -> Response) async -> Response {
         do {
-            return try await body()
+            // Pinned, the request's statements continue on the I/O thread that read their answers; the JSON work
+            // around them is small. See docs/postgres.md, "Tasks on the I/O threads".
+            return try await pinsDatabaseWork ? store.pool.withPinnedExecution { try await body() } : body()
         } catch let error as ResourcePoolError {
             switch error.code {
             case .timeout, .tooManyWaiters:

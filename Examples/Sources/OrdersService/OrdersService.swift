@@ -98,6 +98,7 @@ public final class OrdersService: Sendable {
             readiness: readiness,
             registry: registry,
             logger: logger,
+            pinsDatabaseWork: configuration.pinsDatabaseWork,
             enablesTestRoutes: configuration.enablesTestRoutes
         )
         var application = Application(

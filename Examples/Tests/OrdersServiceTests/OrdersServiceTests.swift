@@ -196,6 +196,20 @@ struct OrdersServiceTests {
         }
     }
 
+    @Test("with pinsDatabaseWork a request continues on the PostgreSQL I/O thread after its statements; without, it does not", arguments: [true, false])
+    func pinnedDatabaseWork(pinned: Bool) async throws {
+        try await OrdersServiceHarness.withService { configuration in
+            configuration.pinsDatabaseWork = pinned
+            configuration.enablesTestRoutes = true
+        } _: { running in
+            let created = try await running.request(
+                "/orders", method: .post, headers: Self.json, body: #"{"customer":"lin","item":"item-2","quantity":1}"#)
+            #expect(created.status == .created)
+            let thread = try await running.request("/debug/thread").decode([String: String].self)["thread"]
+            #expect((thread == "reservoir-pg-io") == pinned, "thread: \(thread ?? "none")")
+        }
+    }
+
     @Test("once graceful shutdown begins, /ready answers 503 while the server still serves")
     func readyWhileDraining() async throws {
         try await OrdersServiceHarness.withService(
@@ -248,6 +262,7 @@ struct OrdersConfigurationTests {
             "ORDERS_CLIENT_RATE": "5",
             "ORDERS_SIMULATED_QUERY_MS": "20",
             "ORDERS_TEST_ROUTES": "1",
+            "ORDERS_PIN_DATABASE_WORK": "1",
         ])
         #expect(configuration.databaseURL == "postgresql://app:hunter2@db/app")
         #expect(configuration.port == 9000 && configuration.poolSize == 12)
@@ -257,6 +272,8 @@ struct OrdersConfigurationTests {
         #expect(configuration.clientRate == 5 && configuration.effectiveClientBurst == 10)
         #expect(configuration.simulatedQueryTime == .milliseconds(20))
         #expect(configuration.enablesTestRoutes)
+        #expect(configuration.pinsDatabaseWork)
+        #expect(!OrdersConfiguration().pinsDatabaseWork)
         #expect(!configuration.description.contains("hunter2"))
         #expect(try OrdersConfiguration(environment: [:]).databaseURL == nil)
         #expect(
@@ -273,6 +290,7 @@ struct OrdersConfigurationTests {
         ("ORDERS_CLIENT_RATE", "-1"),
         ("ORDERS_QUEUE_TIMEOUT_MS", "0"),
         ("ORDERS_TEST_ROUTES", "perhaps"),
+        ("ORDERS_PIN_DATABASE_WORK", "2"),
     ])
     func badValue(variable: String, value: String) {
         #expect {
