@@ -218,7 +218,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         let reactor = self.reactor
         lock.unlock()
         if let reactor {
-            reactor.enqueue(job, as: asUnownedTaskExecutor())
+            reactor.enqueue(job, as: .connection(self))
         } else {
             globalConcurrentExecutor.enqueue(job)
         }

@@ -56,8 +56,8 @@ final class ConnectionReactor: @unchecked Sendable {
     private let epoll: Int32
     private let wakeup: Int32
     /// Jobs of tasks pinned to one of this reactor's connections or to ``PostgresIOExecutor``, with the executor each
-    /// runs on.
-    private var jobs: [(UnownedJob, UnownedTaskExecutor)] = []
+    /// runs on (a connection is held strongly until its job has run).
+    private var jobs: [(UnownedJob, JobExecutor)] = []
     /// Connections whose state changed outside the reactor (a command, a cancel, a close, a stream unpaused).
     private var dirty: [ConnectionCore] = []
     /// The thread is in (or about to enter) `epoll_wait` and must be woken through the eventfd.
@@ -93,8 +93,8 @@ final class ConnectionReactor: @unchecked Sendable {
 
     // MARK: Called from other threads.
 
-    /// Runs `job` on this reactor's thread as `executor` (a connection on this reactor, or ``PostgresIOExecutor``).
-    func enqueue(_ job: UnownedJob, as executor: UnownedTaskExecutor) {
+    /// Runs `job` on this reactor's thread as `executor`.
+    func enqueue(_ job: UnownedJob, as executor: JobExecutor) {
         lock.lock()
         jobs.append((job, executor))
         wakeIfPolling()
@@ -126,7 +126,7 @@ final class ConnectionReactor: @unchecked Sendable {
         clibpq_set_thread_name("reservoir-pg-io")
         threadID.store(UInt(pthread_self()), ordering: .relaxed)
         var events = [epoll_event](repeating: epoll_event(), count: 64)
-        var batch: [(UnownedJob, UnownedTaskExecutor)] = []
+        var batch: [(UnownedJob, JobExecutor)] = []
         batch.reserveCapacity(16)
         var changed: [ConnectionCore] = []
         changed.reserveCapacity(16)
@@ -141,7 +141,12 @@ final class ConnectionReactor: @unchecked Sendable {
             lock.unlock()
 
             if !idle {
-                for (job, executor) in batch { job.runSynchronously(on: executor) }
+                for (job, executor) in batch {
+                    switch executor {
+                    case .connection(let core): job.runSynchronously(on: core.asUnownedTaskExecutor())
+                    case .io: job.runSynchronously(on: PostgresIOExecutor.shared.asUnownedTaskExecutor())
+                    }
+                }
                 batch.removeAll(keepingCapacity: true)
                 var completions = Completions()
                 for core in changed { turn(core, readable: false, writable: false, completions: &completions) }
@@ -278,6 +283,14 @@ struct ReactorInterest {
     var closing: Bool
 }
 
+/// The executor a reactor runs a job as.
+enum JobExecutor {
+    /// A connection on this reactor (`PostgresConnection.withPinnedExecution`, `pool.withTransaction`).
+    case connection(ConnectionCore)
+    /// ``PostgresIOExecutor`` (`pool.withPinnedExecution`).
+    case io
+}
+
 /// The process's PostgreSQL I/O threads (the reactors) as one task executor.
 ///
 /// A task that prefers it runs its non-isolated code on the reactor thread that read its last answer: the thread that
@@ -291,6 +304,6 @@ final class PostgresIOExecutor: TaskExecutor, Sendable {
     private init() {}
 
     func enqueue(_ job: consuming ExecutorJob) {
-        ConnectionReactor.forJob().enqueue(UnownedJob(job), as: asUnownedTaskExecutor())
+        ConnectionReactor.forJob().enqueue(UnownedJob(job), as: .io)
     }
 }
