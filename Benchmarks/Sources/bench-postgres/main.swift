@@ -38,6 +38,8 @@ let accounts: Int32 = 1_000_000  // pgbench: 100 000 rows per scale unit, scale 
 
 struct Usage {
     var cpuSeconds: Double
+    /// User time alone: the client's own code (Swift, libpq, libc), without the kernel's socket and scheduling work.
+    var userSeconds: Double
     var contextSwitches: Int
 
     static func current(_ who: Int32) -> Usage {
@@ -45,7 +47,8 @@ struct Usage {
         getrusage(__rusage_who_t(who), &usage)
         let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
             + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
-        return Usage(cpuSeconds: cpu, contextSwitches: usage.ru_nvcsw + usage.ru_nivcsw)
+        let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        return Usage(cpuSeconds: cpu, userSeconds: user, contextSwitches: usage.ru_nvcsw + usage.ru_nivcsw)
     }
 }
 
@@ -55,6 +58,7 @@ struct Sample {
     var p50Microseconds: Double
     var p99Microseconds: Double
     var cpuMicrosecondsPerQuery: Double
+    var userMicrosecondsPerQuery: Double
     var contextSwitchesPerQuery: Double
 }
 
@@ -135,6 +139,7 @@ func measureInProcess<Random>(
         p50Microseconds: percentile(latencies, 0.5),
         p99Microseconds: percentile(latencies, 0.99),
         cpuMicrosecondsPerQuery: (after.cpuSeconds - before.cpuSeconds) * 1e6 / queries,
+        userMicrosecondsPerQuery: (after.userSeconds - before.userSeconds) * 1e6 / queries,
         contextSwitchesPerQuery: Double(after.contextSwitches - before.contextSwitches) / queries
     )
 }
@@ -182,6 +187,7 @@ func measurePgbench(
         p50Microseconds: percentile(latencies, 0.5),
         p99Microseconds: percentile(latencies, 0.99),
         cpuMicrosecondsPerQuery: (after.cpuSeconds - before.cpuSeconds) * 1e6 / queries,
+        userMicrosecondsPerQuery: (after.userSeconds - before.userSeconds) * 1e6 / queries,
         contextSwitchesPerQuery: Double(after.contextSwitches - before.contextSwitches) / queries
     )
 }
@@ -209,7 +215,7 @@ struct Series {
         [
             format(qps, 0), spread, format(median(samples.map(\.p50Microseconds))),
             format(median(samples.map(\.p99Microseconds))), format(median(samples.map(\.cpuMicrosecondsPerQuery))),
-            format(median(samples.map(\.contextSwitchesPerQuery)), 2),
+            format(median(samples.map(\.userMicrosecondsPerQuery))), format(median(samples.map(\.contextSwitchesPerQuery)), 2),
         ]
     }
 }
@@ -355,7 +361,7 @@ print("Point select, scale 10, TCP loopback, \(rounds) rounds × \(phaseSeconds)
 print("PostgresPool and PostgresClient: at most \(poolConnections) connections; pgbench: one connection per client.")
 print("Client cost per query from getrusage (user+system CPU; voluntary+involuntary context switches).")
 print("")
-let header = ["clients", "client", "q/s (median)", "spread", "p50 µs", "p99 µs", "CPU µs/q", "ctx sw/q"]
+let header = ["clients", "client", "q/s (median)", "spread", "p50 µs", "p99 µs", "CPU µs/q", "user µs/q", "ctx sw/q"]
 if phases.contains("select") || phases.contains("pipeline") { print(header.joined(separator: " | ")) }
 for clients in concurrencies {
     for system in System.allCases {
@@ -371,7 +377,7 @@ if phases.contains("pipeline") {
 if !tpcbResults.isEmpty {
     print("")
     print("TPC-B-like (pgbench -b tpcb-like -M prepared), scale 10: transactions of five statements; per transaction.")
-    print(["clients", "client", "tx/s (median)", "spread", "p50 µs", "p99 µs", "CPU µs/tx", "ctx sw/tx"].joined(separator: " | "))
+    print(["clients", "client", "tx/s (median)", "spread", "p50 µs", "p99 µs", "CPU µs/tx", "user µs/tx", "ctx sw/tx"].joined(separator: " | "))
     for clients in tpcbConcurrencies {
         for system in TPCBSystem.allCases {
             guard let series = tpcbResults[clients]?[system] else { continue }
@@ -400,6 +406,7 @@ for clients in concurrencies {
         let key = "pg.select_c\(clients).\(system.lineKey)"
         print("\(key).qps=\(format(series.qps, 0))")
         print("\(key).cpu_us_per_query=\(format(median(series.samples.map(\.cpuMicrosecondsPerQuery)), 2))")
+        print("\(key).user_cpu_us_per_query=\(format(median(series.samples.map(\.userMicrosecondsPerQuery)), 2))")
         print("\(key).context_switches_per_query=\(format(median(series.samples.map(\.contextSwitchesPerQuery)), 2))")
     }
 }
