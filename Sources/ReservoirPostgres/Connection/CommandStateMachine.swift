@@ -42,8 +42,10 @@ struct CommandStateMachine<Rows> {
         case pipelineSync
         /// `PGRES_PIPELINE_ABORTED`: skipped because an earlier statement of the segment failed.
         case pipelineAborted
-        /// `PGRES_FATAL_ERROR`, `PGRES_NONFATAL_ERROR`, `PGRES_BAD_RESPONSE` or an unknown status.
-        case error(PostgresError)
+        /// `PGRES_FATAL_ERROR`, `PGRES_NONFATAL_ERROR`, `PGRES_BAD_RESPONSE` or an unknown status. (Errors are
+        /// `indirect` here and below: a `PostgresError` is about 250 bytes, and every value of an enum that held one
+        /// inline would be that large, copied whole on every result of every statement.)
+        indirect case error(PostgresError)
         /// `PGRES_COPY_OUT`.
         case copyOut
         /// `PGRES_COPY_IN`.
@@ -88,7 +90,7 @@ struct CommandStateMachine<Rows> {
     enum Outcome {
         case rows(Rows)
         case done
-        case failure(PostgresError)
+        indirect case failure(PostgresError)
         /// One entry per pipeline statement: its rows (`nil` when it returned no result) or its error.
         case pipeline([Swift.Result<Rows?, PostgresError>])
         case cancelled
@@ -105,7 +107,7 @@ struct CommandStateMachine<Rows> {
         /// Indicates that the server waits for `COPY FROM STDIN` data: end the copy with an error message.
         case endCopyIn
         /// Indicates that the connection cannot go on (replication protocol): break it with this error.
-        case breakConnection(PostgresError)
+        indirect case breakConnection(PostgresError)
         /// Indicates that the current step is done: send the next one.
         case send(Step)
         /// Indicates that the command ended; `exitPipeline` when libpq must leave pipeline mode first.
@@ -128,7 +130,12 @@ struct CommandStateMachine<Rows> {
         var index = 0
         var results: [Swift.Result<Rows?, PostgresError>] = []
         var current: Rows?
-        var currentError: PostgresError?
+        /// Boxed (see ``CommandStateMachine/error``).
+        var currentError: PostgresError? {
+            get { currentErrorBox?.error }
+            set { currentErrorBox = newValue.map(ErrorBox.init) }
+        }
+        private var currentErrorBox: ErrorBox?
         /// The statements this pipeline prepares, by index, and which ran under a cached name.
         var statements: [PipelineStatement] = []
         /// In a transaction pipeline: whether the results being read are the current statement's Parse.
@@ -155,7 +162,19 @@ struct CommandStateMachine<Rows> {
     /// Whether the statement was prepared again after it disappeared from the server (at most once).
     private var retriedAfterMissingStatement = false
     private var result: Rows?
-    private var error: PostgresError?
+    /// The first error of the command, boxed: inline, it would make the state (copied when a command starts) about
+    /// 250 bytes larger.
+    private var error: PostgresError? {
+        get { errorBox?.error }
+        set { errorBox = newValue.map(ErrorBox.init) }
+    }
+    private var errorBox: ErrorBox?
+
+    /// A `PostgresError` behind a reference.
+    final class ErrorBox {
+        let error: PostgresError
+        init(_ error: PostgresError) { self.error = error }
+    }
 
     /// Starts a command and says what to send first.
     ///

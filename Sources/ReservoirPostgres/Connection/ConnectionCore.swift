@@ -24,7 +24,8 @@ enum CommandOutcome {
     case rows(PostgresResultStorage)
     case pipeline([Result<PostgresRows, PostgresError>])
     case done
-    case failure(PostgresError)
+    /// `indirect`: a `PostgresError` inline would make every outcome about 250 bytes, copied through the continuation.
+    indirect case failure(PostgresError)
     case cancelled
 }
 
