@@ -20,6 +20,9 @@ import DequeModule
 ///    is awaited for up to the grace period, and past it the connection breaks and the command ends with
 ///    ``ExpiryOutcome/outcomeUnknown``.
 /// 4. A command may come with a deadline of its own (a rollback on behalf of a cancelled task): the same expiry.
+/// The instant the command deadlines are stored relative to (see `ConnectionStateMachine.Entry.deadline`).
+private let deadlineEpoch = ContinuousClock.now
+
 struct ConnectionStateMachine<Command> {
     /// How a command that outlived its deadline ends.
     enum ExpiryOutcome: Equatable {
@@ -55,12 +58,32 @@ struct ConnectionStateMachine<Command> {
         let kind: Kind
         let scope: UInt64?
         /// When the command must have ended, once a cancel or its own deadline set one.
-        var deadline: ContinuousClock.Instant?
+        ///
+        /// Stored as a `Duration` from a fixed instant: `ContinuousClock.Instant` is not frozen, so a struct holding
+        /// one has no fixed layout, and every copy of an entry (one per statement, and more) went through its value
+        /// witnesses; `Duration` is frozen.
+        var deadline: ContinuousClock.Instant? {
+            get { deadlineOffset.map { deadlineEpoch.advanced(by: $0) } }
+            set { deadlineOffset = newValue.map { deadlineEpoch.duration(to: $0) } }
+        }
+        private var deadlineOffset: Duration?
         /// The task was cancelled while the command ran.
         var cancelRequested = false
         /// The server-side cancel request still has to be sent (by the connection's reactor thread).
         var cancelRequestPending = false
         var expiryOutcome: ExpiryOutcome
+
+        init(
+            id: UInt64, command: Command, kind: Kind, scope: UInt64?, deadline: ContinuousClock.Instant?,
+            expiryOutcome: ExpiryOutcome
+        ) {
+            self.id = id
+            self.command = command
+            self.kind = kind
+            self.scope = scope
+            self.expiryOutcome = expiryOutcome
+            self.deadline = deadline
+        }
     }
 
     /// The connection's state.
