@@ -130,7 +130,7 @@ struct CommandStateMachine<Rows> {
         var index = 0
         var results: [Swift.Result<Rows?, PostgresError>] = []
         var current: Rows?
-        /// Boxed (see ``CommandStateMachine/error``).
+        /// Boxed, as the machine's first error is.
         var currentError: PostgresError? {
             get { currentErrorBox?.error }
             set { currentErrorBox = newValue.map(ErrorBox.init) }

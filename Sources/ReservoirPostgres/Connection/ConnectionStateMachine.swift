@@ -1,5 +1,9 @@
 import DequeModule
 
+/// The instant the command deadlines are stored relative to (see `ConnectionStateMachine.Entry.deadline`). Read once;
+/// the machine's decisions never depend on its value, only on the instants the shell passes in.
+private let deadlineEpoch = ContinuousClock.now
+
 /// The life of the commands on one connection: which command holds the wire, which wait, which scope (transaction)
 /// owns the connection, what a cancellation does, when a deadline breaks the connection, and how it ends.
 ///
@@ -20,9 +24,6 @@ import DequeModule
 ///    is awaited for up to the grace period, and past it the connection breaks and the command ends with
 ///    ``ExpiryOutcome/outcomeUnknown``.
 /// 4. A command may come with a deadline of its own (a rollback on behalf of a cancelled task): the same expiry.
-/// The instant the command deadlines are stored relative to (see `ConnectionStateMachine.Entry.deadline`).
-private let deadlineEpoch = ContinuousClock.now
-
 struct ConnectionStateMachine<Command> {
     /// How a command that outlived its deadline ends.
     enum ExpiryOutcome: Equatable {
