@@ -67,24 +67,12 @@ struct ConnectionStateMachine<Command> {
             get { deadlineOffset.map { deadlineEpoch.advanced(by: $0) } }
             set { deadlineOffset = newValue.map { deadlineEpoch.duration(to: $0) } }
         }
-        private var deadlineOffset: Duration?
+        var deadlineOffset: Duration?
         /// The task was cancelled while the command ran.
         var cancelRequested = false
         /// The server-side cancel request still has to be sent (by the connection's reactor thread).
         var cancelRequestPending = false
         var expiryOutcome: ExpiryOutcome
-
-        init(
-            id: UInt64, command: Command, kind: Kind, scope: UInt64?, deadline: ContinuousClock.Instant?,
-            expiryOutcome: ExpiryOutcome
-        ) {
-            self.id = id
-            self.command = command
-            self.kind = kind
-            self.scope = scope
-            self.expiryOutcome = expiryOutcome
-            self.deadline = deadline
-        }
     }
 
     /// The connection's state.
@@ -199,7 +187,8 @@ struct ConnectionStateMachine<Command> {
         }
         if taskIsCancelled && cancellable { return .cancelled(command) }
         let entry = Entry(
-            id: id, command: command, kind: kind, scope: scope, deadline: deadline, expiryOutcome: expiryOutcome)
+            id: id, command: command, kind: kind, scope: scope,
+            deadlineOffset: deadline.map { deadlineEpoch.duration(to: $0) }, expiryOutcome: expiryOutcome)
         guard state == .open, active == nil, isEligible(entry) else {
             waiting.append(entry)
             return .wait
