@@ -7,6 +7,7 @@
 //
 // Client cost per query comes from getrusage: RUSAGE_SELF around the in-process phases (PostgresPool,
 // PostgresClient), RUSAGE_CHILDREN around pgbench (the tool is a child of this process). CPU is user + system time;
+// user time alone is shown beside it (the client's own code, without the kernel's socket and scheduling work);
 // context switches are voluntary + involuntary. The server's own cost is not counted.
 //
 // Plus pgbench's TPC-B-like transaction (`-b tpcb-like -M prepared`: five statements between BEGIN and COMMIT) at 8

@@ -28,6 +28,11 @@ struct OrdersServiceHarness {
                 )
             }
         }
+
+        /// Posts a JSON order body (valid or not) to `POST /orders`.
+        func postOrder(_ body: String) async throws -> TestClient.Response {
+            try await request("/orders", method: .post, headers: [.contentType: "application/json"], body: body)
+        }
     }
 
     struct ServiceExitedBeforeListening: Error {}

@@ -9,17 +9,10 @@ import Testing
 
 @Suite("Orders service")
 struct OrdersServiceTests {
-    static let json: HTTPFields = [.contentType: "application/json"]
-
     @Test("creates, reads and lists orders; bad input is 400, unknown ids 404; jobs are written before shutdown ends")
     func api() async throws {
         try await OrdersServiceHarness.withService({ _ in }) { running in
-            let created = try await running.request(
-                "/orders",
-                method: .post,
-                headers: Self.json,
-                body: #"{"customer":"ada","item":"item-7","quantity":2}"#
-            )
+            let created = try await running.postOrder(#"{"customer":"ada","item":"item-7","quantity":2}"#)
             #expect(created.status == .created)
             let order = try created.decode(Order.self)
             #expect(order.customer == "ada" && order.item == "item-7" && order.quantity == 2)
@@ -30,12 +23,7 @@ struct OrdersServiceTests {
             #expect(read.status == .ok)
             #expect(try read.decode(Order.self) == order)
 
-            let second = try await running.request(
-                "/orders",
-                method: .post,
-                headers: Self.json,
-                body: #"{"customer":"ada","item":"item-1","quantity":5}"#
-            )
+            let second = try await running.postOrder(#"{"customer":"ada","item":"item-1","quantity":5}"#)
             #expect(second.status == .created)
             let list = try await running.request("/orders?customer=ada")
             #expect(list.status == .ok)
@@ -52,16 +40,11 @@ struct OrdersServiceTests {
                 #"{"customer":"","item":"item-1","quantity":1}"#,
             ]
             for body in badBodies {
-                let response = try await running.request("/orders", method: .post, headers: Self.json, body: body)
+                let response = try await running.postOrder(body)
                 #expect(response.status == .badRequest, "body: \(body)")
                 #expect(response.text.contains("\"error\""))
             }
-            let unknownItem = try await running.request(
-                "/orders",
-                method: .post,
-                headers: Self.json,
-                body: #"{"customer":"ada","item":"item-x","quantity":1}"#
-            )
+            let unknownItem = try await running.postOrder(#"{"customer":"ada","item":"item-x","quantity":1}"#)
             #expect(unknownItem.status == .unprocessableContent)
 
             #expect(try await running.request("/health").status == .ok)
@@ -179,12 +162,7 @@ struct OrdersServiceTests {
         try await OrdersServiceHarness.withService { configuration in
             configuration.admission = mode
         } _: { running in
-            let created = try await running.request(
-                "/orders",
-                method: .post,
-                headers: Self.json,
-                body: #"{"customer":"grace","item":"item-3","quantity":1}"#
-            )
+            let created = try await running.postOrder(#"{"customer":"grace","item":"item-3","quantity":1}"#)
             #expect(created.status == .created)
             let readiness = try await running.request("/ready").decode(ReadinessStatus.self)
             #expect(readiness.ready)
@@ -202,8 +180,7 @@ struct OrdersServiceTests {
             configuration.pinsDatabaseWork = pinned
             configuration.enablesTestRoutes = true
         } _: { running in
-            let created = try await running.request(
-                "/orders", method: .post, headers: Self.json, body: #"{"customer":"lin","item":"item-2","quantity":1}"#)
+            let created = try await running.postOrder(#"{"customer":"lin","item":"item-2","quantity":1}"#)
             #expect(created.status == .created)
             let thread = try await running.request("/debug/thread").decode([String: String].self)["thread"]
             #expect((thread == "reservoir-pg-io") == pinned, "thread: \(thread ?? "none")")
