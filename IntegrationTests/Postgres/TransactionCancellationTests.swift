@@ -90,7 +90,7 @@ struct TransactionCancellationTests {
                 // The old driver cancelled COMMIT on the server here (ERROR 57014, a failed transaction left open)
                 // and threw CancellationError. Now nothing is sent: the server still waits for the lock.
                 try await blocker.unsafeExecuteScript("SELECT pg_advisory_unlock(\(key))")
-                try await transaction.value
+                _ = try await transaction.value
                 #expect(connection.transactionStatus == .idle)
                 #expect(!connection.isClosed)
                 #expect(try await Self.count(table, on: connection) == 1)
@@ -133,7 +133,10 @@ struct TransactionCancellationTests {
 
     @Test(
         "a cancel before, during or after a statement of the body rolls back and leaves the connection idle",
-        arguments: ["before the first statement", "during a statement", "after the last statement"]
+        arguments: [
+            "before the first statement", "during the first statement (sent with BEGIN)", "during a statement",
+            "after the last statement",
+        ]
     )
     func cancelInTheBody(moment: String) async throws {
         try await TestDatabase.withConnection { connection in
@@ -146,6 +149,10 @@ struct TransactionCancellationTests {
                     if moment == "before the first statement" {
                         startedContinuation.yield()
                         for await _ in gate { break }
+                    }
+                    if moment == "during the first statement (sent with BEGIN)" {
+                        startedContinuation.yield()
+                        try await transaction.execute("SELECT pg_sleep(30)")
                     }
                     try await transaction.execute("INSERT INTO \(identifier: table) VALUES (1)")
                     if moment == "during a statement" {
@@ -160,7 +167,7 @@ struct TransactionCancellationTests {
                 }
             }
             for await _ in started { break }
-            if moment == "during a statement" {
+            if moment.hasPrefix("during") {
                 try await TestDatabase.withConnection { observer in
                     try await waitUntilRunning("pg_sleep", pid: connection.backendProcessID, observer: observer)
                 }

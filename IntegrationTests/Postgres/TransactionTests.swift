@@ -120,6 +120,39 @@ struct TransactionTests {
         }
     }
 
+    @Test("BEGIN travels with the first statement: two statements cost three round trips, an empty body none")
+    func beginTravelsWithTheFirstStatement() async throws {
+        try await TestDatabase.withConnection { (connection: PostgresConnection) async throws in
+            let table = try await makeTable(connection)
+            func steps() -> Int { connection.core.lock.withLock { connection.core.stepsWritten } }
+            func transaction(_ value: Int32) async throws -> PostgresTransactionStatus {
+                try await connection.withTransaction(isolationLevel: .repeatableRead) { transaction in
+                    try await transaction.execute("INSERT INTO \(identifier: table) VALUES (\(value))")
+                    let status = connection.transactionStatus
+                    let isolation = try await transaction.query("SHOW transaction_isolation").singleValue(String.self)
+                    #expect(isolation == "repeatable read")
+                    return status
+                }
+            }
+            #expect(try await transaction(1) == .inTransaction)  // prepares both statements
+            let before = steps()
+            #expect(try await transaction(2) == .inTransaction)
+            #expect(steps() - before == 3)  // BEGIN + INSERT, SHOW, COMMIT
+
+            let beforeEmpty = steps()
+            let value = try await connection.withTransaction { _ in
+                // Nothing has run on the server yet: the transaction opens with its first statement.
+                connection.transactionStatus
+            }
+            #expect(value == .idle)
+            #expect(steps() == beforeEmpty)
+            await #expect(throws: Failure.self) { try await connection.withTransaction { _ in throw Failure() } }
+            #expect(steps() == beforeEmpty)  // nothing to roll back either
+            #expect(connection.transactionStatus == .idle)
+            #expect(try await count(table, on: connection) == 2)
+        }
+    }
+
     @Test("a read-only transaction rejects writes")
     func readOnly() async throws {
         try await TestDatabase.withConnection { (connection: PostgresConnection) async throws in

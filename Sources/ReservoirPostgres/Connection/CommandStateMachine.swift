@@ -19,6 +19,10 @@
 /// - **Pipeline** (`.pipeline`): every statement in pipeline mode, cached ones by name, new ones prepared in the same
 ///   pipeline while the cache has room (a pipeline cannot deallocate to make room), the rest unnamed; a Sync after
 ///   each (independent) or after the last (one transaction). After a stream, a `.resetSingleRowMode` step first.
+/// - **The first command of a transaction** carries the transaction's `BEGIN` (``start(_:cache:singleRowModeDirty:begin:)``):
+///   a query whose statement is cached or unnamed sends it in the same pipeline (`.beginAndExecute`: BEGIN,
+///   Bind/Execute, Sync), so opening the transaction costs no round trip of its own; any other command sends `BEGIN`
+///   over the simple protocol first (`.begin`) and starts its own steps once it succeeded.
 struct CommandStateMachine<Rows> {
     /// What the command is, as the protocol needs to know it.
     enum Kind {
@@ -84,6 +88,11 @@ struct CommandStateMachine<Rows> {
         case stream
         /// The statements in pipeline mode, with a Sync after each or (`transaction`) after the last.
         case pipeline([PipelineStatement], transaction: Bool)
+        /// `BEGIN …` over the simple protocol, before the command's own first step.
+        case begin(String)
+        /// In pipeline mode: `BEGIN …` (unnamed), Bind/Execute of the statement (`.prepared` or `.unnamed`), one
+        /// Sync. The statement runs inside the transaction the `BEGIN` opens; when `BEGIN` fails it is skipped.
+        case beginAndExecute(String, PipelineStatement)
     }
 
     /// How the command ended.
@@ -145,8 +154,14 @@ struct CommandStateMachine<Rows> {
     /// The step the command is in.
     ///
     /// Query: `.deallocate` → `.prepare` → `.execute`, or `.pipelinedPrepare`, or `.execute` alone. Pipeline:
-    /// [`.resetSingleRowMode` →] `.pipeline`. Script and stream: `.execute`.
+    /// [`.resetSingleRowMode` →] `.pipeline`. Script and stream: `.execute`. The first command of a transaction:
+    /// `.pipelinedBegin` alone, or `.begin` before its own phases.
     enum Phase {
+        /// The transaction's `BEGIN` runs; the command's own first step is planned when it succeeded.
+        case begin
+        /// `BEGIN` and the statement in one pipeline; `nulls` counts the end-of-statement NULLs seen (1 after the
+        /// `BEGIN`, 2 after the statement), and the Sync ends the command.
+        case pipelinedBegin(nulls: Int)
         case resetSingleRowMode
         case deallocate
         case prepare
@@ -159,6 +174,8 @@ struct CommandStateMachine<Rows> {
     private(set) var phase: Phase
     /// The statement's name when it runs prepared.
     private(set) var statementName: String?
+    /// The `BEGIN` this command opens its transaction with, if it is the transaction's first command.
+    private(set) var begin: String?
     /// Whether the statement was prepared again after it disappeared from the server (at most once).
     private var retriedAfterMissingStatement = false
     private var result: Rows?
@@ -183,40 +200,73 @@ struct CommandStateMachine<Rows> {
     ///   - cache: The connection's prepared-statement cache.
     ///   - singleRowModeDirty: Whether the previous command ran in single-row mode (libpq 15 would leak it into a
     ///     pipeline).
+    ///   - begin: The transaction's `BEGIN` when this is the first command inside a transaction that has not been
+    ///     opened on the server yet (``PostgresConnection/withTransaction(isolationLevel:readOnly:isolation:_:)``
+    ///     defers it to here).
     /// - Returns: The machine and its first step.
-    static func start(_ kind: Kind, cache: inout StatementCache, singleRowModeDirty: Bool) -> (Self, Step) {
+    static func start(
+        _ kind: Kind,
+        cache: inout StatementCache,
+        singleRowModeDirty: Bool,
+        begin: String? = nil
+    ) -> (Self, Step) {
         var machine = Self(kind: kind, phase: .execute)
+        guard let begin else {
+            let step = machine.firstStep(cache: &cache, singleRowModeDirty: singleRowModeDirty)
+            return (machine, step)
+        }
+        machine.begin = begin
+        // After a stream, libpq 15 would apply the stream's single-row mode to a pipelined Execute.
+        if !singleRowModeDirty, case .query(let key, let cacheable) = kind {
+            if !cacheable || !cache.isEnabled {
+                machine.phase = .pipelinedBegin(nulls: 0)
+                return (machine, .beginAndExecute(begin, .unnamed))
+            }
+            if let name = cache.hit(key) {
+                machine.statementName = name
+                machine.phase = .pipelinedBegin(nulls: 0)
+                return (machine, .beginAndExecute(begin, .prepared(name: name)))
+            }
+        }
+        // Anything else (a statement to prepare, a script, a stream, a pipeline) is planned once BEGIN succeeded, so
+        // that nothing is evicted from the cache for a command that never runs.
+        machine.phase = .begin
+        return (machine, .begin(begin))
+    }
+
+    /// Plans the command's own first step (after its `BEGIN`, if it had one to send).
+    private mutating func firstStep(cache: inout StatementCache, singleRowModeDirty: Bool) -> Step {
+        phase = .execute
         switch kind {
         case .query(let key, let cacheable):
-            guard cacheable, cache.isEnabled else { return (machine, .executeUnnamed) }
+            guard cacheable, cache.isEnabled else { return .executeUnnamed }
             switch cache.lookup(key) {
             case .hit(let name):
-                machine.statementName = name
-                return (machine, .executePrepared(name: name))
+                statementName = name
+                return .executePrepared(name: name)
             case .miss(let name, let evicted):
-                machine.statementName = name
+                statementName = name
                 if singleRowModeDirty {
                     if let evicted {
-                        machine.phase = .deallocate
-                        return (machine, .deallocate(name: evicted))
+                        phase = .deallocate
+                        return .deallocate(name: evicted)
                     }
-                    machine.phase = .prepare
-                    return (machine, .prepare(name: name))
+                    phase = .prepare
+                    return .prepare(name: name)
                 }
-                machine.phase = .pipelinedPrepare(PipelinedPrepare(evicted: evicted))
-                return (machine, .prepareAndExecute(name: name, evicted: evicted))
+                phase = .pipelinedPrepare(PipelinedPrepare(evicted: evicted))
+                return .prepareAndExecute(name: name, evicted: evicted)
             }
         case .script:
-            return (machine, .script)
+            return .script
         case .stream:
-            return (machine, .stream)
+            return .stream
         case .pipeline:
             if singleRowModeDirty {
-                machine.phase = .resetSingleRowMode
-                return (machine, .resetSingleRowMode)
+                phase = .resetSingleRowMode
+                return .resetSingleRowMode
             }
-            let step = machine.startPipeline(cache: &cache)
-            return (machine, step)
+            return startPipeline(cache: &cache)
         }
     }
 
@@ -227,7 +277,11 @@ struct CommandStateMachine<Rows> {
 
     /// The text of the statement the results being read belong to, for error messages.
     var statementText: String? {
-        switch kind {
+        switch phase {
+        case .begin, .pipelinedBegin(nulls: 0): return begin
+        default: break
+        }
+        return switch kind {
         case .query(let key, _), .stream(let key): key.sql
         case .script: nil
         case .pipeline(let keys, _):
@@ -259,6 +313,11 @@ struct CommandStateMachine<Rows> {
             break
         }
         switch phase {
+        case .begin:
+            if case .error(let failure) = received, error == nil { error = failure }
+            return .readMore
+        case .pipelinedBegin(let nulls):
+            return pipelinedBeginResult(received, nulls: nulls, cache: &cache)
         case .resetSingleRowMode, .deallocate:
             // Results of a housekeeping step are dropped; a failed DEALLOCATE (for example inside an aborted
             // transaction) only leaks a statement on the server.
@@ -294,6 +353,14 @@ struct CommandStateMachine<Rows> {
         cancelRequested: Bool
     ) -> Action {
         switch phase {
+        case .begin:
+            // The transaction is open on the server unless BEGIN failed; the caller rolls back either way.
+            if let error { return .complete(.failure(error), exitPipeline: false) }
+            if cancelRequested { return .complete(.cancelled, exitPipeline: false) }
+            return .send(firstStep(cache: &cache, singleRowModeDirty: false))
+        case .pipelinedBegin(let nulls):
+            phase = .pipelinedBegin(nulls: nulls + 1)
+            return .readMore
         case .resetSingleRowMode:
             if cancelRequested { return .complete(.cancelled, exitPipeline: false) }
             return .send(startPipeline(cache: &cache))
@@ -413,6 +480,39 @@ struct CommandStateMachine<Rows> {
             }
         }
         return .complete(.failure(error), exitPipeline: false)
+    }
+
+    // MARK: BEGIN and the statement in one pipeline.
+
+    /// Results of `.beginAndExecute`: BEGIN's, NULL, the statement's (or `PGRES_PIPELINE_ABORTED` when BEGIN failed),
+    /// NULL, Sync. The first error is the command's.
+    private mutating func pipelinedBeginResult(
+        _ received: Result,
+        nulls: Int,
+        cache: inout StatementCache
+    ) -> Action {
+        switch received {
+        case .rows(let rows, _), .singleRow(let rows):
+            if nulls == 1 { result = rows }
+        case .error(let failure):
+            if error == nil { error = failure }
+        case .pipelineSync:
+            guard let error else {
+                if let result { return .complete(.rows(result), exitPipeline: true) }
+                return .complete(.done, exitPipeline: true)
+            }
+            if case .query(let key, _) = kind, statementName != nil,
+                error.sqlState == .invalidSQLStatementName || error.sqlState == .featureNotSupported
+            {
+                // Gone from the server, or its plan no longer fits. Inside the transaction the failure aborted it, so
+                // it is not prepared again here; the next use prepares it.
+                cache.remove(key)
+            }
+            return .complete(.failure(error), exitPipeline: true)
+        case .pipelineAborted, .copyOut, .copyIn, .copyBoth:
+            break
+        }
+        return .readMore
     }
 
     // MARK: A new statement prepared and run in one pipeline.

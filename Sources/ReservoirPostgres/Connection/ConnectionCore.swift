@@ -169,6 +169,11 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     var statementCache: StatementCache
     var singleRowModeDirty = false
     var listeners: [String: [UInt64: AsyncStream<PostgresNotification>.Continuation]] = [:]
+    /// The `BEGIN` of the session that owns the connection, not sent yet: the session's first command carries it
+    /// (see ``deferBegin(_:scope:)``).
+    var deferredBegin: (scope: UInt64, sql: String)?
+    /// The steps written so far; each waits for its answers, so this counts round trips (the tests read it).
+    var stepsWritten = 0
     var backendProcessID: Int32 = 0
     var connectContinuation: UnsafeContinuation<Void, any Error>?
     /// The reactor serving the connection once it is open; `nil` while it connects.
@@ -348,10 +353,27 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         completions.resumeAll()
     }
 
+    /// Opens the transaction of session `scope` lazily: instead of a round trip of its own, `begin` goes out with the
+    /// session's first command (in the same pipeline when that is a prepared or unnamed query). Safe from any thread.
+    func deferBegin(_ begin: String, scope: UInt64) {
+        lock.withLock { deferredBegin = (scope, begin) }
+    }
+
+    /// Drops the deferred `BEGIN` of session `scope` if no command took it, and says whether it did so: `true` means
+    /// nothing ran in the transaction, and there is nothing to commit or roll back. Safe from any thread.
+    func discardUnsentBegin(scope: UInt64) -> Bool {
+        lock.withLock {
+            guard let deferred = deferredBegin, deferred.scope == scope else { return false }
+            deferredBegin = nil
+            return true
+        }
+    }
+
     /// Ends the session `scope` owns and lets waiting commands run. Safe from any thread.
     func endSession(_ scope: UInt64) {
         var completions = Completions()
         lock.lock()
+        if deferredBegin?.scope == scope { deferredBegin = nil }
         perform(machine.sessionEnded(scope), completions: &completions)
         lock.unlock()
         completions.resumeAll()
@@ -389,8 +411,13 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             complete(command, .failure(failure), completions: &completions)
             return
         }
+        var begin: String?
+        if let deferred = deferredBegin, deferred.scope == command.scope {
+            begin = deferred.sql
+            deferredBegin = nil
+        }
         let (state, step) = CommandStateMachine<PostgresResultStorage>.start(
-            kind, cache: &statementCache, singleRowModeDirty: singleRowModeDirty)
+            kind, cache: &statementCache, singleRowModeDirty: singleRowModeDirty, begin: begin)
         command.protocolState = state
         send(step, of: command, on: connection, completions: &completions)
     }
@@ -473,8 +500,29 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
                 return false
             }
             sent = 1
+        case .begin(let sql):
+            sent = PQsendQuery(connection, sql)
+        case .beginAndExecute(let begin, let statement):
+            guard PQenterPipelineMode(connection) == 1,
+                PQsendQueryParams(connection, begin, 0, nil, nil, nil, nil, 0) == 1
+            else { return false }
+            let query = command.query
+            switch statement {
+            case .prepared(let name):
+                sent = query.bindings.withUnsafeParameters { count, _, values, lengths, formats in
+                    PQsendQueryPrepared(connection, name, count, values, lengths, formats, 1)
+                }
+            case .unnamed:
+                sent = query.bindings.withUnsafeParameters { count, types, values, lengths, formats in
+                    PQsendQueryParams(connection, query.sql, count, types, values, lengths, formats, 1)
+                }
+            case .prepareAndExecute:
+                return false  // never planned: a statement to prepare gets BEGIN as a step of its own
+            }
+            guard sent == 1, PQpipelineSync(connection) == 1 else { return false }
         }
         guard sent == 1 else { return false }
+        stepsWritten &+= 1
         switch step {
         case .stream: singleRowModeDirty = true
         case .resetSingleRowMode: break

@@ -234,6 +234,9 @@ public final class PostgresConnection: Sendable {
     // MARK: State for pools.
 
     /// The server-side transaction state, as libpq reports it.
+    ///
+    /// Inside ``withTransaction(isolationLevel:readOnly:isolation:_:)`` it stays `.idle` until the body's first
+    /// statement, which opens the transaction on the server.
     public var transactionStatus: PostgresTransactionStatus {
         core.lock.withLock {
             guard let connection = core.connection, core.isConnected else { return .unknown }

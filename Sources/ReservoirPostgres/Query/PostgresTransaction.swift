@@ -20,6 +20,11 @@ extension PostgresConnection {
     /// tasks) run inside it, one at a time. Calling `withTransaction` again inside `body` opens a savepoint that
     /// is released on success and rolled back to on failure, leaving the outer transaction usable.
     ///
+    /// **`BEGIN` travels with the first statement.** It costs no round trip of its own: the body's first statement
+    /// sends it in the same pipeline (when that statement is cached or unnamed; otherwise `BEGIN` goes first), and
+    /// when `BEGIN` fails that statement throws its error. Until the first statement runs, nothing is open on the
+    /// server (``PostgresConnection/transactionStatus`` is `.idle`); a body that runs no statement sends nothing.
+    ///
     /// **After it throws, the connection is never inside a transaction**: it is idle (rolled back) or closed.
     ///
     /// **Cancellation.** A cancellation before `COMMIT` is sent rolls back and throws `CancellationError`. Once
@@ -66,27 +71,26 @@ extension PostgresConnection {
         var begin = "BEGIN"
         if let isolationLevel { begin += " ISOLATION LEVEL \(isolationLevel.sql)" }
         if readOnly { begin += " READ ONLY" }
+        // BEGIN goes out with the body's first statement, in the same round trip (see the documentation above).
+        core.deferBegin(begin, scope: scope)
         let node = SessionScope(core: ObjectIdentifier(core), id: scope, parent: SessionScope.current)
         return try await SessionScope.$current.withValue(node) {
-            do {
-                try await runScript(begin, scope: scope)
-            } catch {
-                // A BEGIN stopped by a cancel may or may not have opened the transaction block.
-                if transactionStatus != .idle { await rollBack("ROLLBACK", scope: scope) }
-                throw error
-            }
             let transaction = PostgresTransaction(connection: self, depth: 0)
             let result: Result
             do {
                 result = try await body(transaction)
             } catch {
-                await rollBack("ROLLBACK", scope: scope)
+                // Once BEGIN went out, the transaction may be open (or failed) even if its statement was cancelled.
+                if !core.discardUnsentBegin(scope: scope) { await rollBack("ROLLBACK", scope: scope) }
                 throw error
             }
+            let nothingRan = core.discardUnsentBegin(scope: scope)
             if Task.isCancelled {
-                await rollBack("ROLLBACK", scope: scope)
+                if !nothingRan { await rollBack("ROLLBACK", scope: scope) }
                 throw CancellationError()
             }
+            // A body that ran no statement opened nothing on the server: there is nothing to commit.
+            if nothingRan { return result }
             TransactionTestHooks.commitWillStart?()
             return try await commit(scope: scope, result: result)
         }

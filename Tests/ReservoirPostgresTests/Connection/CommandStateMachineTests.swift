@@ -266,4 +266,101 @@ struct CommandStateMachineTests {
                 == "send \(Machine.Step.pipeline([.unnamed], transaction: false))")
         #expect(Self.feed(&machine, [.rows("A", count: 1), nil, .pipelineSync], cache: &cache).last == "complete pipeline(A) exitPipeline")
     }
+
+    // MARK: The first command of a transaction carries its BEGIN.
+
+    @Test("a cached or unnamed query sends BEGIN in its own pipeline and returns the statement's rows")
+    func beginWithACachedQuery() {
+        var cache = StatementCache(capacity: 4)
+        cache.insert(Self.key("q"), name: "s1")
+        var (machine, step) = Machine.start(
+            .query(Self.key("q"), cacheable: true), cache: &cache, singleRowModeDirty: false, begin: "BEGIN READ ONLY")
+        #expect(step == .beginAndExecute("BEGIN READ ONLY", .prepared(name: "s1")))
+        #expect(machine.statementText == "BEGIN READ ONLY")  // an error read now is BEGIN's
+        let actions = Self.feed(
+            &machine, [.rows("begin", count: 0), nil, .rows("r", count: 1), nil, .pipelineSync], cache: &cache)
+        #expect(actions == ["readMore", "readMore", "readMore", "readMore", "complete rows(r) exitPipeline"])
+
+        var (unnamed, unnamedStep) = Machine.start(
+            .query(Self.key("u"), cacheable: false), cache: &cache, singleRowModeDirty: false, begin: "BEGIN")
+        #expect(unnamedStep == .beginAndExecute("BEGIN", .unnamed))
+        let beginOnly = Self.feed(&unnamed, [.rows("begin", count: 0), nil], cache: &cache)
+        #expect(beginOnly == ["readMore", "readMore"])
+        #expect(unnamed.statementText == "u")
+        #expect(Self.feed(&unnamed, [.rows("", count: 0), nil, .pipelineSync], cache: &cache).last == "complete rows() exitPipeline")
+    }
+
+    @Test("when BEGIN fails its statement is skipped and the command fails with BEGIN's error")
+    func failedBegin() {
+        var cache = StatementCache(capacity: 4)
+        cache.insert(Self.key("q"), name: "s1")
+        var (machine, _) = Machine.start(
+            .query(Self.key("q"), cacheable: true), cache: &cache, singleRowModeDirty: false, begin: "BEGIN")
+        let failure = Self.serverError(.syntaxError)
+        #expect(
+            Self.feed(&machine, [.error(failure), nil, .pipelineAborted, nil, .pipelineSync], cache: &cache).last
+                == "complete failure(42601) exitPipeline")
+        #expect(cache.hit(Self.key("q")) == "s1")  // the statement is still prepared on the server
+    }
+
+    @Test("a statement sent with BEGIN that disappeared from the server is dropped from the cache, not retried")
+    func missingStatementWithBegin() {
+        var cache = StatementCache(capacity: 4)
+        cache.insert(Self.key("q"), name: "s1")
+        var (machine, _) = Machine.start(
+            .query(Self.key("q"), cacheable: true), cache: &cache, singleRowModeDirty: false, begin: "BEGIN")
+        let missing = Self.serverError(.invalidSQLStatementName)
+        // Inside the transaction the failure aborted it: the caller sees the error, the next use prepares again.
+        #expect(
+            Self.feed(&machine, [.rows("begin", count: 0), nil, .error(missing), nil, .pipelineSync], cache: &cache, idle: false)
+                == ["readMore", "readMore", "readMore", "readMore", "complete failure(26000) exitPipeline"])
+        #expect(cache.hit(Self.key("q")) == nil)
+    }
+
+    @Test("a statement to prepare runs BEGIN as a step of its own and evicts nothing until BEGIN succeeded")
+    func beginBeforeAPrepare() {
+        var cache = StatementCache(capacity: 1)
+        cache.insert(Self.key("old"), name: "s0")
+        var (machine, step) = Machine.start(
+            .query(Self.key("new"), cacheable: true), cache: &cache, singleRowModeDirty: false, begin: "BEGIN")
+        #expect(step == .begin("BEGIN"))
+        #expect(cache.hit(Self.key("old")) == "s0")
+        let next = Self.feed(&machine, [.rows("begin", count: 0), nil], cache: &cache)
+        let name = machine.statementName ?? ""
+        #expect(next == ["readMore", "send \(Machine.Step.prepareAndExecute(name: name, evicted: "s0"))"])
+        let actions = Self.feed(
+            &machine,
+            [.rows("dealloc", count: 0), nil, .pipelineSync, .rows("parse", count: 0), nil, .rows("r", count: 1), nil, .pipelineSync],
+            cache: &cache, idle: false)
+        #expect(actions.last == "complete rows(r) exitPipeline")
+        #expect(cache.hit(Self.key("new")) == name)
+
+        // A BEGIN that fails, or a cancel once it ran, ends the command before its statement is planned.
+        var (failing, _) = Machine.start(
+            .query(Self.key("other"), cacheable: true), cache: &cache, singleRowModeDirty: false, begin: "BEGIN")
+        #expect(Self.feed(&failing, [.error(Self.serverError(.syntaxError)), nil], cache: &cache).last == "complete failure(42601)")
+        var (cancelled, _) = Machine.start(
+            .query(Self.key("other"), cacheable: true), cache: &cache, singleRowModeDirty: false, begin: "BEGIN")
+        #expect(Self.feed(&cancelled, [.rows("begin", count: 0), nil], cache: &cache, cancelRequested: true).last == "complete cancelled")
+        #expect(cache.hit(Self.key("new")) == name)  // nothing was evicted for them
+        #expect(cache.count == 1)
+    }
+
+    @Test("a script, a stream, a pipeline and a query after a stream send BEGIN first, then their own steps")
+    func beginBeforeOtherCommands() {
+        var cache = StatementCache(capacity: 0)
+        let commands: [(Machine.Kind, Bool, Machine.Step)] = [
+            (.script, false, .script),
+            (.stream(Self.key("s")), false, .stream),
+            (.pipeline([Self.key("a")], transaction: true), false, .pipeline([.unnamed], transaction: true)),
+            (.query(Self.key("q"), cacheable: false), true, .executeUnnamed),
+        ]
+        for (kind, afterStream, own) in commands {
+            var (machine, step) = Machine.start(kind, cache: &cache, singleRowModeDirty: afterStream, begin: "BEGIN")
+            #expect(step == .begin("BEGIN"))
+            #expect(machine.statementText == "BEGIN")
+            // BEGIN's rows are not a stream's rows: nothing is delivered.
+            #expect(Self.feed(&machine, [.rows("begin", count: 1), nil], cache: &cache) == ["readMore", "send \(own)"])
+        }
+    }
 }
