@@ -153,6 +153,42 @@ struct TransactionTests {
         }
     }
 
+    @Test(
+        "whatever the body's first command is, it runs inside the transaction",
+        arguments: ["new statement", "cached statement", "unnamed", "script", "stream", "pipeline", "savepoint"]
+    )
+    func everyFirstCommandOpensTheTransaction(first: String) async throws {
+        try await TestDatabase.withConnection { (connection: PostgresConnection) async throws in
+            let table = try await makeTable(connection)
+            let insert: PostgresQuery = "INSERT INTO \(identifier: table) VALUES (1) RETURNING value"
+            if first == "cached statement" { _ = try await connection.query(insert) }  // prepared and cached now
+            func runFirstCommand(_ transaction: PostgresTransaction) async throws {
+                switch first {
+                case "new statement", "cached statement": _ = try await transaction.query(insert)
+                case "unnamed": _ = try await connection.unsafeQuery(rawSQL: "INSERT INTO \(table) VALUES (1)")
+                case "script": try await connection.unsafeExecuteScript("INSERT INTO \(table) VALUES (1)")
+                case "stream": for try await _ in transaction.stream(insert) {}
+                case "pipeline": _ = try await connection.pipeline([insert], mode: .independent)
+                default: try await transaction.withSavepoint { try await $0.execute(insert) }
+                }
+            }
+            let before = try await count(table, on: connection)
+            await #expect(throws: Failure.self) {
+                try await connection.withTransaction(isolationLevel: .serializable) { transaction in
+                    try await runFirstCommand(transaction)
+                    #expect(connection.transactionStatus == .inTransaction)
+                    let isolation = try await transaction.query("SHOW transaction_isolation").singleValue(String.self)
+                    #expect(isolation == "serializable")
+                    throw Failure()
+                }
+            }
+            #expect(connection.transactionStatus == .idle)
+            #expect(try await count(table, on: connection) == before)  // rolled back with the transaction
+            try await connection.withTransaction { try await runFirstCommand($0) }
+            #expect(try await count(table, on: connection) == before + 1)
+        }
+    }
+
     @Test("a read-only transaction rejects writes")
     func readOnly() async throws {
         try await TestDatabase.withConnection { (connection: PostgresConnection) async throws in
