@@ -11,10 +11,10 @@
 // context switches are voluntary + involuntary. The server's own cost is not counted.
 //
 // Plus pgbench's TPC-B-like transaction (`-b tpcb-like -M prepared`: five statements between BEGIN and COMMIT) at 8
-// and 64 clients, against the same transaction through `pool.withTransaction` (its body on the connection's thread),
-// and, for contrast, through `pool.withConnection` and the connection's `withTransaction` from a task on the
-// cooperative pool, interleaved likewise. Its CPU and context switches are per
-// transaction.
+// and 64 clients, against the same transaction through `pool.withTransaction` (its body on the connection's thread)
+// from tasks on the cooperative pool and from tasks on `pool.taskExecutor` for their whole loop ("pinned"), and, for
+// contrast, through `pool.withConnection` and the connection's `withTransaction` from a task on the cooperative pool,
+// interleaved likewise. Its CPU and context switches are per transaction.
 //
 // Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS per phase (default 2), BENCH_CONCURRENCY (e.g. "1,8,64"),
 // BENCH_SYSTEMS (e.g. "ours" to profile one client alone; default all four: "ours,pinned,nio,pgbench", where
@@ -264,6 +264,7 @@ enum System: String, CaseIterable {
 
 enum TPCBSystem: String, CaseIterable {
     case ours = "PostgresPool withTransaction"
+    case pinned = "PostgresPool withTransaction, tasks on pool.taskExecutor"
     case unpinned = "withConnection + connection.withTransaction, not pinned"
     case pgbench = "pgbench"
 }
@@ -315,9 +316,11 @@ try await withThrowingTaskGroup(of: Void.self) { group in
                     Data("round \(round + 1)/\(rounds) c\(clients) \(system.rawValue): \(format(sample.queriesPerSecond, 0)) q/s\n".utf8))
             }
         }
-        // TPC-B-like transactions: ours through withTransaction, ours unpinned, and pgbench; the order rotates.
+        // TPC-B-like transactions: ours through withTransaction (from tasks on the cooperative pool, and from tasks
+        // on pool.taskExecutor for their whole loop), ours unpinned, and pgbench; the order rotates.
         for clients in tpcbConcurrencies where phases.contains("tpcb") {
-            for system in (0..<3).map({ TPCBSystem.allCases[($0 + round) % 3] }) {
+            let count = TPCBSystem.allCases.count
+            for system in (0..<count).map({ TPCBSystem.allCases[($0 + round) % count] }) {
                 let sample: Sample
                 switch system {
                 case .ours, .unpinned:
@@ -325,6 +328,10 @@ try await withThrowingTaskGroup(of: Void.self) { group in
                     sample = try await measureInProcess(clients: clients, makeRandom: { TPCBRandom(state: $0) }) {
                         try await ours.tpcb(&$0, unpinned: unpinned)
                     }
+                case .pinned:
+                    sample = try await measureInProcess(
+                        clients: clients, executor: ours.pool.taskExecutor, makeRandom: { TPCBRandom(state: $0) }
+                    ) { try await ours.tpcb(&$0, unpinned: false) }
                 case .pgbench:
                     sample = try await measurePgbench(
                         server: server, clients: clients, label: "tpcb\(clients)r\(round)",
@@ -389,7 +396,10 @@ if !tpcbResults.isEmpty {
 print("")
 for clients in tpcbConcurrencies {
     guard let series = tpcbResults[clients] else { continue }
-    for (system, key) in [(TPCBSystem.ours, "postgres_pool"), (.unpinned, "postgres_pool_unpinned"), (.pgbench, "pgbench")] {
+    for (system, key) in [
+        (TPCBSystem.ours, "postgres_pool"), (.pinned, "postgres_pool_pinned"), (.unpinned, "postgres_pool_unpinned"),
+        (.pgbench, "pgbench"),
+    ] {
         guard let sample = series[system] else { continue }
         print("pg.tpcb_c\(clients).\(key).tps=\(format(sample.qps, 0))")
         print("pg.tpcb_c\(clients).\(key).cpu_us_per_transaction=\(format(median(sample.samples.map(\.cpuMicrosecondsPerQuery)), 2))")
@@ -399,6 +409,7 @@ for clients in tpcbConcurrencies {
     }
     let pgbench = series[.pgbench]?.qps ?? .nan
     print("pg.tpcb_c\(clients).ratio_vs_pgbench=\(format((series[.ours]?.qps ?? .nan) / pgbench, 2))")
+    print("pg.tpcb_c\(clients).pinned_ratio_vs_pgbench=\(format((series[.pinned]?.qps ?? .nan) / pgbench, 2))")
     print("pg.tpcb_c\(clients).unpinned_ratio_vs_pgbench=\(format((series[.unpinned]?.qps ?? .nan) / pgbench, 2))")
 }
 for clients in concurrencies {
