@@ -119,4 +119,34 @@ struct PinnedExecutionTests {
             #expect(seen == [0, 1, 2])
         }
     }
+
+    /// Counters shared between the test and a task that yields on the I/O threads.
+    final class Progress: Sendable {
+        let yields = Atomic<Int>(0)
+        let answered = Atomic<Bool>(false)
+    }
+
+    @Test("a pinned task that keeps yielding does not keep the I/O thread from reading other connections' answers")
+    func yieldingTaskDoesNotStarveTheSockets() async throws {
+        try await PoolTest.withPool(configure: { $0.pool.maximumSize = 2 }) { pool in
+            _ = try await pool.query("SELECT 1")  // a connection is open and has joined its I/O thread
+            let progress = Progress()
+            // Bounded: if the I/O thread only ran jobs while any were queued, the answer below would be read only
+            // once this loop gave up, and the task would report that it never saw it.
+            let spinner = Task(executorPreference: pool.taskExecutor) {
+                var rounds = 0
+                while !progress.answered.load(ordering: .acquiring), rounds < 5_000_000 {
+                    progress.yields.add(1, ordering: .relaxed)
+                    await Task.yield()
+                    rounds += 1
+                }
+                return progress.answered.load(ordering: .acquiring)
+            }
+            while progress.yields.load(ordering: .relaxed) == 0 { await Task.yield() }
+            let value = try await pool.query("SELECT 42::int8 FROM pg_sleep(0.05)").singleValue(Int.self)
+            progress.answered.store(true, ordering: .releasing)
+            #expect(value == 42)
+            #expect(await spinner.value, "the answer was read only after the yielding task gave up")
+        }
+    }
 }
