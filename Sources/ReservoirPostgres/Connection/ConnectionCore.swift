@@ -140,7 +140,7 @@ final class Command: @unchecked Sendable {
 ///
 /// Threads: a short-lived thread of the connection's own connects (DNS, TLS and authentication may block); then the
 /// connection joins a `ConnectionReactor`, whose thread waits on the sockets of many connections at once, reads
-/// results and resumes waiting tasks, the answers of one wake-up in one batch. A calling task sends its command
+/// results and resumes waiting tasks, several answers per wake-up. A calling task sends its command
 /// directly from its own thread when the connection is free (sending in non-blocking mode never blocks), so a round
 /// trip costs at most one wake-up of the reactor for the answer (shared with the other answers that arrived
 /// together) and one to resume the task. Everything below `lock` is protected by it; libpq is only ever called with

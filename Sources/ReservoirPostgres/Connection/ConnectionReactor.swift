@@ -4,7 +4,9 @@ import Glibc
 import Synchronization
 
 /// A thread that waits on the sockets of many connections at once (`epoll`), reads their results and resumes the
-/// tasks that wait for them, all the results of one wake-up in one batch.
+/// tasks that wait for them, several answers per wake-up. Each answer is handed back as it is read, and a task pinned
+/// here runs at once, before the next socket is read: it sends its next statement while the other answers are read,
+/// as pgbench's loop does. After a round of jobs the thread always looks at its sockets before the next round.
 ///
 /// A connection opens on a short-lived thread of its own (DNS, TLS and authentication may block), then joins a
 /// reactor for the rest of its life. With every connection on one thread, several answers that arrive together cost
