@@ -179,6 +179,15 @@ struct FailoverTests {
 
                 _ = try await primary.psql(
                     "ALTER SYSTEM SET default_transaction_read_only = on;\nSELECT pg_reload_conf();")
+                // pg_reload_conf() only signals the postmaster. Once a new session sees the setting, the postmaster has
+                // reloaded and signalled the running backends, and the pool's connections apply it before their next
+                // statement. Without this wait a write could still reach the old primary before the reload (a flaky
+                // failure, about one run in five when the scaling tests ran together).
+                var fenced = false
+                for _ in 0..<500 where !fenced {
+                    fenced = try await primary.psql("SHOW default_transaction_read_only") == "on"
+                }
+                try #require(fenced)
 
                 // The pool may learn it from a failed write (25006) or from the server's report before a lease; either
                 // way, at most one write per open connection fails, and then writes reach the new primary.
