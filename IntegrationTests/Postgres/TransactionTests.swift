@@ -189,6 +189,40 @@ struct TransactionTests {
         }
     }
 
+    @Test(
+        "a BEGIN that fails fails every statement of the body unsent, and the transaction, even when the body catches it",
+        arguments: [true, false]
+    )
+    func failedBegin(firstStatementCached: Bool) async throws {
+        try await TestDatabase.withConnection { (connection: PostgresConnection) async throws in
+            let table = try await makeTable(connection)
+            let insert: PostgresQuery = "INSERT INTO \(identifier: table) VALUES (1)"
+            if firstStatementCached { _ = try await connection.execute("DELETE FROM \(identifier: table)") }
+            // Not a level PostgreSQL knows: BEGIN fails to parse, before any transaction block opens.
+            let bogus = PostgresConnection.IsolationLevel(sql: "NONSENSE")
+            var errors: [PostgresError] = []
+            let thrown = try await #require(throws: PostgresError.self) {
+                try await connection.withTransaction(isolationLevel: bogus) { transaction in
+                    for statement in [
+                        firstStatementCached ? "DELETE FROM \(identifier: table)" : insert, insert, insert,
+                    ] as [PostgresQuery] {
+                        do { _ = try await transaction.execute(statement) } catch let error as PostgresError {
+                            errors.append(error)
+                        }
+                    }
+                }
+            }
+            #expect(thrown.sqlState == .syntaxError)
+            #expect(errors.count == 3)
+            #expect(errors.allSatisfy { $0.sqlState == .syntaxError })
+            #expect(connection.transactionStatus == .idle)
+            #expect(try await count(table, on: connection) == 0)  // no insert ran outside the transaction
+            // The connection is fine for the next transaction.
+            try await connection.withTransaction { try await $0.execute(insert) }
+            #expect(try await count(table, on: connection) == 1)
+        }
+    }
+
     @Test("a read-only transaction rejects writes")
     func readOnly() async throws {
         try await TestDatabase.withConnection { (connection: PostgresConnection) async throws in

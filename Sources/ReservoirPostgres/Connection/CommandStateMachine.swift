@@ -176,6 +176,8 @@ struct CommandStateMachine<Rows> {
     private(set) var statementName: String?
     /// The `BEGIN` this command opens its transaction with, if it is the transaction's first command.
     private(set) var begin: String?
+    /// Whether that `BEGIN` failed (the command fails with its error, and the transaction did not open).
+    private(set) var beginFailed = false
     /// Whether the statement was prepared again after it disappeared from the server (at most once).
     private var retriedAfterMissingStatement = false
     private var result: Rows?
@@ -314,7 +316,10 @@ struct CommandStateMachine<Rows> {
         }
         switch phase {
         case .begin:
-            if case .error(let failure) = received, error == nil { error = failure }
+            if case .error(let failure) = received, error == nil {
+                error = failure
+                beginFailed = true
+            }
             return .readMore
         case .pipelinedBegin(let nulls):
             return pipelinedBeginResult(received, nulls: nulls, cache: &cache)
@@ -495,7 +500,10 @@ struct CommandStateMachine<Rows> {
         case .rows(let rows, _), .singleRow(let rows):
             if nulls == 1 { result = rows }
         case .error(let failure):
-            if error == nil { error = failure }
+            if error == nil {
+                error = failure
+                beginFailed = nulls == 0
+            }
         case .pipelineSync:
             guard let error else {
                 if let result { return .complete(.rows(result), exitPipeline: true) }

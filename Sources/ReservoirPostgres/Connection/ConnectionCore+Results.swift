@@ -152,6 +152,11 @@ extension ConnectionCore {
             }
         }
         if case .rows = outcome { sawUnpromptedInput = false } else if case .done = outcome { sawUnpromptedInput = false }
+        if command.protocolState?.beginFailed == true, let scope = command.scope {
+            // The transaction's BEGIN failed: the rest of its session must not run outside it.
+            let error = command.protocolState?.pendingError ?? PostgresError(.server, message: "BEGIN failed")
+            failedBegin = (scope, error)
+        }
         completions.append(command, outcome)
         if isActive { perform(machine.commandFinished(id: command.id), completions: &completions) }
     }

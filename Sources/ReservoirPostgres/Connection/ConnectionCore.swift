@@ -172,6 +172,9 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     /// The `BEGIN` of the session that owns the connection, not sent yet: the session's first command carries it
     /// (see ``deferBegin(_:scope:)``).
     var deferredBegin: (scope: UInt64, sql: String)?
+    /// The session whose `BEGIN` failed, with its error: every later command of that session fails with it, unsent,
+    /// so that a body that caught the error never runs statements outside the transaction it asked for.
+    var failedBegin: (scope: UInt64, error: PostgresError)?
     /// The steps written so far; each waits for its answers, so this counts round trips (the tests read it).
     var stepsWritten = 0
     var backendProcessID: Int32 = 0
@@ -369,11 +372,22 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         }
     }
 
+    /// The error of session `scope`'s `BEGIN` if it failed, clearing it (commands of the session run again after).
+    /// Safe from any thread.
+    func takeFailedBegin(scope: UInt64) -> PostgresError? {
+        lock.withLock {
+            guard let failed = failedBegin, failed.scope == scope else { return nil }
+            failedBegin = nil
+            return failed.error
+        }
+    }
+
     /// Ends the session `scope` owns and lets waiting commands run. Safe from any thread.
     func endSession(_ scope: UInt64) {
         var completions = Completions()
         lock.lock()
         if deferredBegin?.scope == scope { deferredBegin = nil }
+        if failedBegin?.scope == scope { failedBegin = nil }
         perform(machine.sessionEnded(scope), completions: &completions)
         lock.unlock()
         completions.resumeAll()
@@ -409,6 +423,10 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         }
         if let failure = command.encodingFailure {
             complete(command, .failure(failure), completions: &completions)
+            return
+        }
+        if let failed = failedBegin, failed.scope == command.scope {
+            complete(command, .failure(failed.error), completions: &completions)
             return
         }
         var begin: String?

@@ -21,8 +21,9 @@ extension PostgresConnection {
     /// is released on success and rolled back to on failure, leaving the outer transaction usable.
     ///
     /// **`BEGIN` travels with the first statement.** It costs no round trip of its own: the body's first statement
-    /// sends it in the same pipeline (when that statement is cached or unnamed; otherwise `BEGIN` goes first), and
-    /// when `BEGIN` fails that statement throws its error. Until the first statement runs, nothing is open on the
+    /// sends it in the same pipeline (when that statement is cached or unnamed; otherwise `BEGIN` goes first). When
+    /// `BEGIN` fails, that statement and every later one of the body throw its error without running, and
+    /// `withTransaction` throws it even if the body caught it. Until the first statement runs, nothing is open on the
     /// server (``PostgresConnection/transactionStatus`` is `.idle`); a body that runs no statement sends nothing.
     ///
     /// **After it throws, the connection is never inside a transaction**: it is idle (rolled back) or closed.
@@ -80,9 +81,20 @@ extension PostgresConnection {
             do {
                 result = try await body(transaction)
             } catch {
+                if core.takeFailedBegin(scope: scope) != nil {
+                    // BEGIN failed (its statement and every later one threw): nothing ran in a transaction.
+                    if transactionStatus != .idle { await rollBack("ROLLBACK", scope: scope) }
+                    throw error
+                }
                 // Once BEGIN went out, the transaction may be open (or failed) even if its statement was cancelled.
                 if !core.discardUnsentBegin(scope: scope) { await rollBack("ROLLBACK", scope: scope) }
                 throw error
+            }
+            if let failure = core.takeFailedBegin(scope: scope) {
+                // The body caught BEGIN's error and returned: report it, never a transaction that did not happen.
+                if transactionStatus != .idle { await rollBack("ROLLBACK", scope: scope) }
+                if Task.isCancelled { throw CancellationError() }
+                throw failure
             }
             let nothingRan = core.discardUnsentBegin(scope: scope)
             if Task.isCancelled {

@@ -300,7 +300,17 @@ struct CommandStateMachineTests {
         #expect(
             Self.feed(&machine, [.error(failure), nil, .pipelineAborted, nil, .pipelineSync], cache: &cache).last
                 == "complete failure(42601) exitPipeline")
+        #expect(machine.beginFailed)  // the connection fails the rest of the transaction's statements unsent
         #expect(cache.hit(Self.key("q")) == "s1")  // the statement is still prepared on the server
+
+        // The statement's own error, after BEGIN succeeded, is not BEGIN's.
+        var (second, _) = Machine.start(
+            .query(Self.key("q"), cacheable: true), cache: &cache, singleRowModeDirty: false, begin: "BEGIN")
+        let unique = Self.serverError(.uniqueViolation)
+        #expect(
+            Self.feed(&second, [.rows("begin", count: 0), nil, .error(unique), nil, .pipelineSync], cache: &cache).last
+                == "complete failure(23505) exitPipeline")
+        #expect(!second.beginFailed)
     }
 
     @Test("a statement sent with BEGIN that disappeared from the server is dropped from the cache, not retried")
@@ -339,6 +349,7 @@ struct CommandStateMachineTests {
         var (failing, _) = Machine.start(
             .query(Self.key("other"), cacheable: true), cache: &cache, singleRowModeDirty: false, begin: "BEGIN")
         #expect(Self.feed(&failing, [.error(Self.serverError(.syntaxError)), nil], cache: &cache).last == "complete failure(42601)")
+        #expect(failing.beginFailed)
         var (cancelled, _) = Machine.start(
             .query(Self.key("other"), cacheable: true), cache: &cache, singleRowModeDirty: false, begin: "BEGIN")
         #expect(Self.feed(&cancelled, [.rows("begin", count: 0), nil], cache: &cache, cancelRequested: true).last == "complete cancelled")
