@@ -323,15 +323,12 @@ try await withThrowingTaskGroup(of: Void.self) { group in
             for system in (0..<count).map({ TPCBSystem.allCases[($0 + round) % count] }) {
                 let sample: Sample
                 switch system {
-                case .ours, .unpinned:
+                case .ours, .pinned, .unpinned:
                     let unpinned = system == .unpinned
-                    sample = try await measureInProcess(clients: clients, makeRandom: { TPCBRandom(state: $0) }) {
-                        try await ours.tpcb(&$0, unpinned: unpinned)
-                    }
-                case .pinned:
                     sample = try await measureInProcess(
-                        clients: clients, executor: ours.pool.taskExecutor, makeRandom: { TPCBRandom(state: $0) }
-                    ) { try await ours.tpcb(&$0, unpinned: false) }
+                        clients: clients, executor: system == .pinned ? ours.pool.taskExecutor : nil,
+                        makeRandom: { TPCBRandom(state: $0) }
+                    ) { try await ours.tpcb(&$0, unpinned: unpinned) }
                 case .pgbench:
                     sample = try await measurePgbench(
                         server: server, clients: clients, label: "tpcb\(clients)r\(round)",
