@@ -30,8 +30,6 @@ final class ChildProcess: Sendable {
     private struct Waiters {
         var nextID: UInt64 = 0
         var continuations: [UInt64: CheckedContinuation<ProcessTermination?, Never>] = [:]
-        /// The timeout timers of waiters that have one; cancelled when the child exits, so none lingers.
-        var timers: [UInt64: Task<Void, Never>] = [:]
     }
 
     private enum ExitState {
@@ -128,9 +126,6 @@ final class ChildProcess: Sendable {
             }
         }
         guard let waiters else { return }
-        for timer in waiters.timers.values {
-            timer.cancel()
-        }
         for waiter in waiters.continuations.values {
             waiter.resume(returning: termination)
         }
@@ -182,22 +177,25 @@ final class ChildProcess: Sendable {
                 return
             }
             guard let id = registered.id, let timeout else { return }
-            // An unstructured timer, so a cancelled caller still waits the full timeout. Whichever of the timer and
-            // `finish` removes the waiter first resumes it; the other finds it gone.
-            let timer = Task { [weak self] in
-                try? await Task.sleep(for: timeout)
-                self?.timeOut(waiterID: id)
-            }
-            let stored = exitState.withLock { state in
-                guard case .running(var waiters) = state, waiters.continuations[id] != nil else { return false }
-                waiters.timers[id] = timer
-                state = .running(waiters)
-                return true
-            }
-            if !stored {
-                timer.cancel()
+            // A timer of its own, not tied to the caller, so a cancelled caller still waits the full timeout; and on
+            // a serial dispatch queue rather than a task, so it fires even while the cooperative pool's few threads
+            // are all busy (a test suite that blocks them must not turn a 1-second bound into a minute). Whichever
+            // of the timer and `finish` removes the waiter first resumes it; the other finds it gone. A timer that
+            // fires after the exit finds nothing to do; it holds the child until then.
+            Self.timerQueue.asyncAfter(deadline: .now() + Self.dispatchInterval(timeout)) {
+                self.timeOut(waiterID: id)
             }
         }
+    }
+
+    /// Where wait timeouts fire: a serial queue (served by dispatch's own threads, which grow when others block).
+    private static let timerQueue = DispatchQueue(label: "PostgresTestServer.ChildProcess.timeouts")
+
+    private static func dispatchInterval(_ duration: Duration) -> DispatchTimeInterval {
+        let (seconds, attoseconds) = duration.components
+        let nanoseconds = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        guard !nanoseconds.overflow, nanoseconds.partialValue < Int64(Int.max) else { return .never }
+        return .nanoseconds(Int(max(0, nanoseconds.partialValue + attoseconds / 1_000_000_000)))
     }
 
     private func timeOut(waiterID: UInt64) {
@@ -205,7 +203,6 @@ final class ChildProcess: Sendable {
             switch state {
             case .running(var waiters):
                 let continuation = waiters.continuations.removeValue(forKey: waiterID)
-                waiters.timers[waiterID] = nil
                 state = .running(waiters)
                 return continuation
             case .exited:
