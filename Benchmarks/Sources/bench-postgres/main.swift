@@ -8,7 +8,9 @@
 // Client cost per query comes from getrusage: RUSAGE_SELF around the in-process phases (PostgresPool,
 // PostgresClient), RUSAGE_CHILDREN around pgbench (the tool is a child of this process). CPU is user + system time;
 // user time alone is shown beside it (the client's own code, without the kernel's socket and scheduling work);
-// context switches are voluntary + involuntary. The server's own cost is not counted.
+// context switches are voluntary + involuntary. The server's CPU per query is the machine's busy time (/proc/stat,
+// without `nice` time) less the client's: with client and server on the same two cores, the machine's busy share says
+// whether a phase was bound by CPU (near 1) or waited (well below 1).
 //
 // Plus pgbench's TPC-B-like transaction (`-b tpcb-like -M prepared`: five statements between BEGIN and COMMIT) at 8
 // and 64 clients, against the same transaction through `pool.withTransaction` (its body on the connection's thread)
@@ -53,6 +55,23 @@ struct Usage {
     }
 }
 
+/// The machine's busy time from /proc/stat: user, system, interrupt and softirq time of every processor, without
+/// `nice` time (the busy loops of a loaded run are `nice -n 19`). During a phase this is the client's and the server's
+/// CPU (and the little anything else uses): the server's share is what remains after the client's own.
+enum MachineUsage {
+    static let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
+
+    static func busySeconds() -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") })
+        else { return .nan }
+        // cpu user nice system idle iowait irq softirq steal ...
+        let fields = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+        guard fields.count >= 7 else { return .nan }
+        return (fields[0] + fields[2] + fields[5] + fields[6]) / ticksPerSecond
+    }
+}
+
 /// One measured phase.
 struct Sample {
     var queriesPerSecond: Double
@@ -61,6 +80,17 @@ struct Sample {
     var cpuMicrosecondsPerQuery: Double
     var userMicrosecondsPerQuery: Double
     var contextSwitchesPerQuery: Double
+    /// The machine's busy CPU per query in the same phase (client, server and anything else, without `nice` time).
+    var machineMicrosecondsPerQuery: Double = .nan
+
+    /// The server's CPU per query: the machine's, less the client's.
+    var serverMicrosecondsPerQuery: Double { machineMicrosecondsPerQuery - cpuMicrosecondsPerQuery }
+
+    /// The share of the machine's processors kept busy (1 = every processor all the time): well below 1, the phase
+    /// waited rather than computed.
+    var machineShare: Double {
+        machineMicrosecondsPerQuery * queriesPerSecond / 1e6 / Double(ProcessInfo.processInfo.activeProcessorCount)
+    }
 }
 
 func monotonicNanoseconds() -> UInt64 {
@@ -108,6 +138,7 @@ func measureInProcess<Random>(
     _ operation: @escaping @Sendable (inout Random) async throws -> Int32
 ) async throws -> Sample {
     let before = Usage.current(RUSAGE_SELF.rawValue)
+    let machineBefore = MachineUsage.busySeconds()
     let start = monotonicNanoseconds()
     let deadline = start + UInt64(seconds) * 1_000_000_000
     let perTask = try await withThrowingTaskGroup(of: [UInt64].self) { group in
@@ -133,6 +164,7 @@ func measureInProcess<Random>(
     }
     let elapsed = Double(monotonicNanoseconds() - start) / 1e9
     let after = Usage.current(RUSAGE_SELF.rawValue)
+    let machineAfter = MachineUsage.busySeconds()
     let latencies = perTask.flatMap { $0 }.sorted()
     let queries = Double(latencies.count * queriesPerCall)
     return Sample(
@@ -141,7 +173,8 @@ func measureInProcess<Random>(
         p99Microseconds: percentile(latencies, 0.99),
         cpuMicrosecondsPerQuery: (after.cpuSeconds - before.cpuSeconds) * 1e6 / queries,
         userMicrosecondsPerQuery: (after.userSeconds - before.userSeconds) * 1e6 / queries,
-        contextSwitchesPerQuery: Double(after.contextSwitches - before.contextSwitches) / queries
+        contextSwitchesPerQuery: Double(after.contextSwitches - before.contextSwitches) / queries,
+        machineMicrosecondsPerQuery: (machineAfter - machineBefore) * 1e6 / queries
     )
 }
 
@@ -154,6 +187,7 @@ func measurePgbench(
     try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
     let prefix = logDirectory + "/" + label
     let before = Usage.current(RUSAGE_CHILDREN.rawValue)
+    let machineBefore = MachineUsage.busySeconds()
     let output = try await server.pgbench(
         arguments: [
             "-n"] + script + ["-M", "prepared", "-j", "\(min(2, clients))", "-c", "\(clients)", "-T", "\(phaseSeconds)",
@@ -162,6 +196,7 @@ func measurePgbench(
         environment: ["PGHOST": "127.0.0.1"]
     )
     let after = Usage.current(RUSAGE_CHILDREN.rawValue)
+    let machineAfter = MachineUsage.busySeconds()
     var tps = Double.nan
     var transactions = 0
     for line in output.standardOutput.split(separator: "\n") {
@@ -189,7 +224,8 @@ func measurePgbench(
         p99Microseconds: percentile(latencies, 0.99),
         cpuMicrosecondsPerQuery: (after.cpuSeconds - before.cpuSeconds) * 1e6 / queries,
         userMicrosecondsPerQuery: (after.userSeconds - before.userSeconds) * 1e6 / queries,
-        contextSwitchesPerQuery: Double(after.contextSwitches - before.contextSwitches) / queries
+        contextSwitchesPerQuery: Double(after.contextSwitches - before.contextSwitches) / queries,
+        machineMicrosecondsPerQuery: (machineAfter - machineBefore) * 1e6 / queries
     )
 }
 
@@ -217,6 +253,7 @@ struct Series {
             format(qps, 0), spread, format(median(samples.map(\.p50Microseconds))),
             format(median(samples.map(\.p99Microseconds))), format(median(samples.map(\.cpuMicrosecondsPerQuery))),
             format(median(samples.map(\.userMicrosecondsPerQuery))), format(median(samples.map(\.contextSwitchesPerQuery)), 2),
+            format(median(samples.map(\.serverMicrosecondsPerQuery))), format(median(samples.map(\.machineShare)), 2),
         ]
     }
 }
@@ -364,9 +401,11 @@ try await withThrowingTaskGroup(of: Void.self) { group in
 print("")
 print("Point select, scale 10, TCP loopback, \(rounds) rounds × \(phaseSeconds) s per phase, interleaved.")
 print("PostgresPool and PostgresClient: at most \(poolConnections) connections; pgbench: one connection per client.")
-print("Client cost per query from getrusage (user+system CPU; voluntary+involuntary context switches).")
+print("Client cost per query from getrusage (user+system CPU; voluntary+involuntary context switches); the server's")
+print("CPU per query: the machine's busy time (/proc/stat, without nice time) less the client's; machine used: the")
+print("share of all processors busy during the phase.")
 print("")
-let header = ["clients", "client", "q/s (median)", "spread", "p50 µs", "p99 µs", "CPU µs/q", "user µs/q", "ctx sw/q"]
+let header = ["clients", "client", "q/s (median)", "spread", "p50 µs", "p99 µs", "CPU µs/q", "user µs/q", "ctx sw/q", "server CPU µs/q", "machine used"]
 if phases.contains("select") || phases.contains("pipeline") { print(header.joined(separator: " | ")) }
 for clients in concurrencies {
     for system in System.allCases {
@@ -382,7 +421,7 @@ if phases.contains("pipeline") {
 if !tpcbResults.isEmpty {
     print("")
     print("TPC-B-like (pgbench -b tpcb-like -M prepared), scale 10: transactions of five statements; per transaction.")
-    print(["clients", "client", "tx/s (median)", "spread", "p50 µs", "p99 µs", "CPU µs/tx", "user µs/tx", "ctx sw/tx"].joined(separator: " | "))
+    print(["clients", "client", "tx/s (median)", "spread", "p50 µs", "p99 µs", "CPU µs/tx", "user µs/tx", "ctx sw/tx", "server CPU µs/tx", "machine used"].joined(separator: " | "))
     for clients in tpcbConcurrencies {
         for system in TPCBSystem.allCases {
             guard let series = tpcbResults[clients]?[system] else { continue }
@@ -401,6 +440,9 @@ for clients in tpcbConcurrencies {
         print("pg.tpcb_c\(clients).\(key).tps=\(format(sample.qps, 0))")
         print("pg.tpcb_c\(clients).\(key).cpu_us_per_transaction=\(format(median(sample.samples.map(\.cpuMicrosecondsPerQuery)), 2))")
         print(
+            "pg.tpcb_c\(clients).\(key).server_cpu_us_per_transaction="
+                + format(median(sample.samples.map(\.serverMicrosecondsPerQuery)), 2))
+        print(
             "pg.tpcb_c\(clients).\(key).context_switches_per_transaction="
                 + format(median(sample.samples.map(\.contextSwitchesPerQuery)), 2))
     }
@@ -417,6 +459,8 @@ for clients in concurrencies {
         print("\(key).cpu_us_per_query=\(format(median(series.samples.map(\.cpuMicrosecondsPerQuery)), 2))")
         print("\(key).user_cpu_us_per_query=\(format(median(series.samples.map(\.userMicrosecondsPerQuery)), 2))")
         print("\(key).context_switches_per_query=\(format(median(series.samples.map(\.contextSwitchesPerQuery)), 2))")
+        print("\(key).server_cpu_us_per_query=\(format(median(series.samples.map(\.serverMicrosecondsPerQuery)), 2))")
+        print("\(key).machine_used=\(format(median(series.samples.map(\.machineShare)), 2))")
     }
 }
 for clients in concurrencies {
