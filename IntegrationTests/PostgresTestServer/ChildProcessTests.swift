@@ -43,9 +43,18 @@ struct ChildProcessTests {
                     release.wait()
                 }
             }
-            for _ in 0..<width { started.wait() }  // on the executor's own thread: nothing else needs it now
             let bound = DispatchWorkItem { releaseAll() }
             DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(20), execute: bound)
+            // On the executor's own thread, which nothing else needs now; bounded, in case the pool has fewer threads
+            // than processors (the blockers that got none would never start).
+            for _ in 0..<width {
+                if started.wait(timeout: .now() + .seconds(10)) == .timedOut {
+                    bound.cancel()
+                    releaseAll()
+                    Issue.record("fewer than \(width) cooperative threads picked up a blocker within 10 s")
+                    return (false, false)
+                }
+            }
             let termination = await child.waitForExit(timeout: .milliseconds(200))
             let stillBlocked = !released.load(ordering: .acquiring)
             bound.cancel()
