@@ -188,14 +188,15 @@ final class ChildProcess: Sendable {
         }
     }
 
-    /// Where wait timeouts fire: a serial queue (served by dispatch's own threads, which grow when others block).
+    /// Where wait timeouts fire: a serial dispatch queue, served by dispatch's own (overcommitting) threads, not by
+    /// the cooperative pool's.
     private static let timerQueue = DispatchQueue(label: "PostgresTestServer.ChildProcess.timeouts")
 
     private static func dispatchInterval(_ duration: Duration) -> DispatchTimeInterval {
         let (seconds, attoseconds) = duration.components
-        let nanoseconds = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        guard !nanoseconds.overflow, nanoseconds.partialValue < Int64(Int.max) else { return .never }
-        return .nanoseconds(Int(max(0, nanoseconds.partialValue + attoseconds / 1_000_000_000)))
+        if seconds < 0 { return .nanoseconds(0) }
+        if seconds >= 1_000_000_000 { return .never }  // over 31 years
+        return .nanoseconds(Int(seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
     }
 
     private func timeOut(waiterID: UInt64) {
