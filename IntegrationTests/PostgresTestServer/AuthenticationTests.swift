@@ -1,6 +1,7 @@
 import Foundation
-import ReservoirPostgresTestKit
 import Testing
+
+@testable import ReservoirPostgresTestKit
 
 #if canImport(Glibc)
     import Glibc
@@ -86,29 +87,26 @@ struct AuthenticationTests {
         else { return }
         try await PostgresTestServer.withServer { server in
             let psql = server.binaryDirectory + "/psql"
-            func asNobody(_ connectionString: String) throws -> (status: Int32, error: String) {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: setpriv)
-                process.arguments = [
-                    "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", psql, "-X", "-c", "SELECT 1", "-d",
-                    connectionString,
-                ]
-                process.environment = ["PATH": "/usr/bin:/bin", "LC_ALL": "C", "HOME": "/nonexistent"]
-                let errors = Pipe()
-                process.standardError = errors
-                process.standardOutput = FileHandle.nullDevice
-                try process.run()
-                let output = errors.fileHandleForReading.readDataToEndOfFile()
-                process.waitUntilExit()
-                return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+            func asNobody(_ connectionString: String) async throws -> (status: Int32, error: String) {
+                let output = try await ChildProcess.run(
+                    executable: setpriv,
+                    arguments: [
+                        "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", psql, "-X", "-c", "SELECT 1",
+                        "-d", connectionString,
+                    ],
+                    environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C", "HOME": "/nonexistent"],
+                    workingDirectory: "/",
+                    scratchDirectory: FileManager.default.temporaryDirectory.path
+                )
+                return (output.termination.killedBySignal ? -1 : output.termination.status, output.standardError)
             }
             var withoutPassword = server.connection
             withoutPassword.password = nil
-            let tcp = try asNobody(withoutPassword.tcpConnectionString)
+            let tcp = try await asNobody(withoutPassword.tcpConnectionString)
             #expect(tcp.status != 0)
             #expect(tcp.error.contains("no password supplied"), "\(tcp.error)")
 
-            let socket = try asNobody(server.connection.unixSocketConnectionString)
+            let socket = try await asNobody(server.connection.unixSocketConnectionString)
             #expect(socket.status != 0)
             #expect(socket.error.contains("Permission denied"), "\(socket.error)")
         }

@@ -1,8 +1,9 @@
 import Foundation
 import Logging
 import ReservoirPostgres
-import ReservoirPostgresTestKit
 import Testing
+
+@testable import ReservoirPostgresTestKit
 
 /// libpq's `sslmode` against the throwaway server with a certificate that `openssl` makes for the test: what
 /// `docs/postgres.md` ("TLS") recommends, checked.
@@ -95,7 +96,7 @@ private func withTLSServer(
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tls-\(UUID().uuidString)").path
     try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: folder) }
-    let certificates = try makeCertificates(in: folder)
+    let certificates = try await makeCertificates(in: folder)
     var configuration = PostgresTestServer.Configuration()
     configuration.tls = .init(
         certificateFile: certificates.serverCertificate,
@@ -126,25 +127,25 @@ private func isEncrypted(_ connection: PostgresConnection) async throws -> Bool 
 
 /// Runs `openssl` to make a root certificate authority, a server certificate it signs for ``TLSTests/serverName``,
 /// and a second, unrelated authority. EC keys (P-256): made in milliseconds.
-private func makeCertificates(in folder: String) throws -> TestCertificates {
-    func openssl(_ arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["openssl"] + arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: folder)
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let output = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw OpenSSLFailed(arguments: arguments, output: String(decoding: output, as: UTF8.self))
+///
+/// Through the test kit's `ChildProcess`, not Foundation's `Process`: `Process.waitUntilExit` missed an `openssl`
+/// exit for the whole run once, while a server started by a parallel test held the socket it watches.
+private func makeCertificates(in folder: String) async throws -> TestCertificates {
+    func openssl(_ arguments: [String]) async throws {
+        let output = try await ChildProcess.run(
+            executable: "/usr/bin/env",
+            arguments: ["openssl"] + arguments,
+            environment: ProcessInfo.processInfo.environment,
+            workingDirectory: folder,
+            scratchDirectory: folder
+        )
+        guard output.termination.succeeded else {
+            throw OpenSSLFailed(arguments: arguments, output: output.standardError)
         }
     }
     let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     for authority in ["root", "other-root"] {
-        try openssl(
+        try await openssl(
             ["req", "-x509"] + key + [
                 "-keyout", "\(authority).key", "-out", "\(authority).crt", "-days", "2",
                 "-subj", "/CN=Reservoir test \(authority) CA",
@@ -152,11 +153,11 @@ private func makeCertificates(in folder: String) throws -> TestCertificates {
             ]
         )
     }
-    try openssl(
+    try await openssl(
         ["req", "-new"] + key + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=\(TLSTests.serverName)"])
     try "subjectAltName=DNS:\(TLSTests.serverName)\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
         .write(toFile: folder + "/server.ext", atomically: true, encoding: .utf8)
-    try openssl([
+    try await openssl([
         "x509", "-req", "-in", "server.csr", "-CA", "root.crt", "-CAkey", "root.key", "-CAcreateserial",
         "-out", "server.crt", "-days", "2", "-extfile", "server.ext",
     ])

@@ -1,9 +1,10 @@
 import Foundation
 import Glibc
 import ReservoirPostgres
-import ReservoirPostgresTestKit
 import Synchronization
 import Testing
+
+@testable import ReservoirPostgresTestKit
 
 /// Debian's `pgbouncer`, started on loopback in front of a throwaway server for one test.
 ///
@@ -32,7 +33,7 @@ final class PgBouncerProcess: Sendable {
     private struct GuardProcess {
         /// The write end of the guard's stdin.
         let input: Int32
-        let exited: AsyncStream<Void>
+        let child: ChildProcess
     }
 
     /// The libpq connection string of a client of this PgBouncer.
@@ -138,21 +139,23 @@ final class PgBouncerProcess: Sendable {
         _ = fcntl(ends[0], F_SETFD, FD_CLOEXEC)
         _ = fcntl(ends[1], F_SETFD, FD_CLOEXEC)
         defer { close(ends[0]) }
-        let arguments = ["/bin/sh", "-c", script, "reservoir-pgbouncer-guard"] + command
-        let pid: pid_t
+        // Through the test kit's spawn: the guard gets this stdin, stdout and stderr to /dev/null, no other
+        // descriptor, and no signal blocked (a guard that cannot see SIGCHLD, or a PgBouncer that cannot see SIGTERM,
+        // never ends).
+        let child: ChildProcess
         do {
-            pid = try Self.spawn(arguments, standardInput: ends[0])
+            child = try ChildProcess.spawn(
+                executable: "/bin/sh",
+                arguments: ["-c", script, "reservoir-pgbouncer-guard"] + command,
+                environment: ProcessInfo.processInfo.environment,
+                workingDirectory: "/",
+                standardInput: FileHandle(fileDescriptor: ends[0], closeOnDealloc: false)
+            )
         } catch {
             close(ends[1])
             throw error
         }
-        let (exited, continuation) = AsyncStream<Void>.makeStream()
-        Thread.detachNewThread {
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            continuation.finish()
-        }
-        guardProcess.withLock { $0 = GuardProcess(input: ends[1], exited: exited) }
+        guardProcess.withLock { $0 = GuardProcess(input: ends[1], child: child) }
         try await waitUntilAccepting()
     }
 
@@ -163,7 +166,7 @@ final class PgBouncerProcess: Sendable {
         guard let running = guardProcess.withLock({ state in defer { state = nil }; return state }) else { return }
         _ = "keep\n".withCString { write(running.input, $0, 5) }
         close(running.input)
-        for await _ in running.exited {}
+        _ = await running.child.waitForExit()
     }
 
     /// Connects until PgBouncer answers (each attempt is a connect, refused at once until it listens), at most 10 s.
@@ -185,55 +188,6 @@ final class PgBouncerProcess: Sendable {
             }
         }
         throw TestFailure("pgbouncer did not accept connections within 10 s: \(String(describing: lastError))\n\(log)")
-    }
-
-    /// Starts `arguments` with `standardInput` as its stdin, stdout and stderr to `/dev/null`, no other descriptor,
-    /// no signal blocked and every signal at its default: Foundation's `Process` passes on the spawning thread's blocked signals, and a
-    /// guard that cannot see SIGCHLD, or a PgBouncer that cannot see SIGTERM, never ends.
-    private static func spawn(_ arguments: [String], standardInput: Int32) throws -> pid_t {
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var allSignals = sigset_t()
-        sigfillset(&allSignals)
-        posix_spawnattr_setsigdefault(&attributes, &allSignals)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, standardInput, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        // Nothing else of this process reaches the guard: without this, a long-lived guard inherits whatever
-        // descriptor another test opened without close-on-exec at that moment (a pipe's write end, say), and that
-        // test's read never sees the end of its pipe while this guard lives.
-        try closeDescriptorsFromThree(&actions)
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        defer { for argument in argv { free(argument) } }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, arguments[0], &actions, &attributes, &argv, environ)
-        guard result == 0 else { throw TestFailure("posix_spawn \(arguments[0]) failed: \(result)") }
-        return pid
-    }
-
-    /// Adds "close every descriptor from 3 on" to `actions`: glibc's `posix_spawn_file_actions_addclosefrom_np`
-    /// (2.34 and later; Swift's Glibc module does not declare it, so it is looked up), else one close per descriptor
-    /// open now.
-    private static func closeDescriptorsFromThree(_ actions: inout posix_spawn_file_actions_t) throws {
-        typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-        if let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") {
-            let closeFrom = unsafeBitCast(symbol, to: CloseFrom.self)
-            let result = closeFrom(&actions, 3)
-            guard result == 0 else { throw TestFailure("posix_spawn_file_actions_addclosefrom_np failed: \(result)") }
-            return
-        }
-        let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-        for descriptor in open.compactMap({ Int32($0) }) where descriptor > 2 {
-            posix_spawn_file_actions_addclose(&actions, descriptor)
-        }
     }
 
     /// A port on 127.0.0.1 that was free a moment ago.

@@ -69,33 +69,27 @@ extension PostgresTestServer {
         toolEnvironment["PGPASSFILE"] = cluster.passwordFile
         toolEnvironment.merge(environment) { _, given in given }
 
-        let files = try ToolFiles(directory: cluster.directory, input: input)
-        defer { files.remove() }
-        let child: ChildProcess
+        let output: ChildProcess.Output
         do {
-            child = try await ChildProcess.spawn(
+            output = try await ChildProcess.run(
                 executable: executable,
                 arguments: arguments,
                 environment: toolEnvironment,
                 workingDirectory: cluster.directory,
-                standardInput: files.inputHandle,
-                standardOutput: files.outputHandle,
-                standardError: files.errorHandle
+                input: input,
+                scratchDirectory: cluster.directory
             )
+        } catch let error as PostgresTestServerError {
+            throw error
         } catch {
             throw PostgresTestServerError(.fileSystem, message: "Could not run \(executable).", underlying: error)
         }
-        let termination = await withTaskCancellationHandler {
-            await child.waitForExit()
-        } onCancel: {
-            child.send(signal: SIGTERM)
-        }
         try Task.checkCancellation()
         return ToolOutput(
-            exitStatus: termination.status,
-            killedBySignal: termination.killedBySignal,
-            standardOutput: Cluster.text(ofFile: files.outputPath),
-            standardError: Cluster.text(ofFile: files.errorPath)
+            exitStatus: output.termination.status,
+            killedBySignal: output.termination.killedBySignal,
+            standardOutput: output.standardOutput,
+            standardError: output.standardError
         )
     }
 
@@ -164,45 +158,5 @@ extension PostgresTestServer {
     public func log(lastLines lines: Int? = nil) -> String {
         guard let lines else { return Cluster.text(ofFile: logFile) }
         return Cluster.tail(ofFile: logFile, lines: lines)
-    }
-}
-
-/// The files behind one tool run: stdin (when given), stdout and stderr, in the server's private folder.
-private struct ToolFiles {
-    let outputPath: String
-    let errorPath: String
-    let inputPath: String?
-    let outputHandle: FileHandle
-    let errorHandle: FileHandle
-    let inputHandle: FileHandle?
-
-    init(directory: String, input: String?) throws {
-        let stem = directory + "/tool-" + UUID().uuidString
-        outputPath = stem + ".out"
-        errorPath = stem + ".err"
-        outputHandle = try System.openForAppending(outputPath)
-        errorHandle = try System.openForAppending(errorPath)
-        if let input {
-            let path = stem + ".in"
-            guard FileManager.default.createFile(atPath: path, contents: Data(input.utf8)),
-                let handle = FileHandle(forReadingAtPath: path)
-            else {
-                throw PostgresTestServerError(.fileSystem, message: "Could not write the tool's input to \(path).")
-            }
-            inputPath = path
-            inputHandle = handle
-        } else {
-            inputPath = nil
-            inputHandle = nil
-        }
-    }
-
-    func remove() {
-        try? outputHandle.close()
-        try? errorHandle.close()
-        try? inputHandle?.close()
-        for path in [outputPath, errorPath, inputPath].compactMap({ $0 }) {
-            try? FileManager.default.removeItem(atPath: path)
-        }
     }
 }

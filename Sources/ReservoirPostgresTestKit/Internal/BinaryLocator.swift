@@ -1,6 +1,14 @@
 import Foundation
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// The PostgreSQL programs a test server uses, all from one installation.
 struct PostgresBinaries: Sendable, Equatable {
     /// The folder holding `initdb` and `postgres`.
@@ -78,7 +86,7 @@ enum BinaryLocator {
 
     /// Runs `pg_config --bindir` synchronously (it prints one line and exits at once), once per path.
     ///
-    /// The pipe is close-on-exec in this process (Foundation dup's it onto the child's stdout, which clears the flag
+    /// The pipe is close-on-exec in this process (the spawn dup's it onto the child's stdout, which clears the flag
     /// there), so no other child started at the same moment holds its write end and keeps the read from ending.
     private static func bindir(from pgConfig: String) -> String? {
         if let known = bindirs.withLock({ $0[pgConfig] }) {
@@ -91,21 +99,29 @@ enum BinaryLocator {
 
     private static func runBindir(_ pgConfig: String) -> String? {
         guard let output = try? System.makePipe() else { return nil }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: pgConfig)
-        process.arguments = ["--bindir"]
-        process.standardOutput = output.write
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
+        let pid: pid_t
         do {
-            try process.run()
+            pid = try Spawn.start(
+                executable: pgConfig,
+                arguments: ["--bindir"],
+                environment: ProcessInfo.processInfo.environment,
+                workingDirectory: nil,
+                standardOutput: output.write.fileDescriptor
+            )
         } catch {
             return nil
         }
         try? output.write.close()
         let data = output.read.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0, let text = String(data: data, encoding: .utf8) else { return nil }
+        // Reaps the child here (nothing else waits for it); it has closed its stdout, so it is exiting.
+        var status: Int32 = 0
+        var reaped: pid_t
+        repeat {
+            reaped = waitpid(pid, &status, 0)
+        } while reaped < 0 && errno == EINTR
+        guard reaped == pid, ProcessTermination(waitStatus: status).succeeded,
+            let text = String(data: data, encoding: .utf8)
+        else { return nil }
         let folder = text.trimmingCharacters(in: .whitespacesAndNewlines)
         return folder.isEmpty ? nil : folder
     }

@@ -18,14 +18,32 @@ struct ProcessTermination: Sendable, Equatable, CustomStringConvertible {
 
     var succeeded: Bool { status == 0 && !killedBySignal }
 
+    init(status: Int32, killedBySignal: Bool) {
+        self.status = status
+        self.killedBySignal = killedBySignal
+    }
+
+    /// Decodes a status from `waitpid` of a child that has ended (exited, or killed by a signal).
+    init(waitStatus: Int32) {
+        let signal = waitStatus & 0x7f
+        if signal == 0 {
+            self.init(status: (waitStatus >> 8) & 0xff, killedBySignal: false)
+        } else {
+            self.init(status: signal, killedBySignal: true)
+        }
+    }
+
     var description: String {
         killedBySignal ? "killed by signal \(status)" : "exit status \(status)"
     }
 }
 
-/// A spawned child process whose exit can be awaited without blocking a thread.
+/// A spawned child process whose exit can be awaited without blocking a thread of the cooperative pool.
 ///
-/// Foundation reaps the child on its own thread and calls the termination handler, which resumes every waiter.
+/// A thread of its own per child waits for the process id to exit (`waitid` with `WNOWAIT`, which leaves the child
+/// a zombie), then reaps it under the same lock ``send(signal:)`` holds: a signal can never reach a process id that
+/// was reaped and reused. The exit is observed whatever descriptors the child or its own children hold (see
+/// ``Spawn`` for why that matters).
 final class ChildProcess: Sendable {
     private struct Waiters {
         var nextID: UInt64 = 0
@@ -42,32 +60,25 @@ final class ChildProcess: Sendable {
     let pid: Int32
     let executable: String
     private let exitState: Mutex<ExitState>
-    /// Keeps Foundation's process object (and its termination handler) alive as long as the child is referenced.
-    private let process: Process
 
-    private init(process: Process, executable: String) {
-        self.process = process
-        self.pid = process.processIdentifier
+    private init(pid: Int32, executable: String) {
+        self.pid = pid
         self.executable = executable
         self.exitState = Mutex(.running(Waiters()))
     }
 
-    /// Starts a child process with no signals blocked.
-    ///
-    /// A child inherits the signal mask of the thread that spawns it, and Swift's cooperative threads (libdispatch
-    /// workers) block SIGTERM, SIGINT, SIGQUIT and most others: a tool spawned from one would ignore SIGTERM (the
-    /// PostgreSQL server unblocks its own, `psql` and `pgbench` do not). So the spawn runs on a short-lived thread
-    /// whose mask is empty.
+    /// Starts a child process (through ``Spawn``: only the given standard descriptors, no signal blocked) and a
+    /// thread that reaps it.
     ///
     /// - Parameters:
     ///   - executable: Absolute path of the program.
     ///   - arguments: Its arguments, passed as they are (no shell).
     ///   - environment: The complete environment of the child.
     ///   - workingDirectory: The child's working directory.
-    ///   - standardInput: A `FileHandle` or `Pipe` for stdin; `nil` means /dev/null.
+    ///   - standardInput: A `FileHandle` for stdin; `nil` means /dev/null.
     ///   - standardOutput: Where stdout goes; `nil` means /dev/null.
     ///   - standardError: Where stderr goes; `nil` means /dev/null.
-    /// - Throws: Foundation's error when the program cannot be started.
+    /// - Throws: ``Spawn/Failure`` when the program cannot be started.
     static func spawn(
         executable: String,
         arguments: [String],
@@ -76,53 +87,51 @@ final class ChildProcess: Sendable {
         standardInput: FileHandle? = nil,
         standardOutput: FileHandle? = nil,
         standardError: FileHandle? = nil
-    ) async throws -> ChildProcess {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = environment
-        process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory, isDirectory: true)
-        process.standardInput = standardInput ?? FileHandle.nullDevice
-        process.standardOutput = standardOutput ?? FileHandle.nullDevice
-        process.standardError = standardError ?? FileHandle.nullDevice
-
-        // The handler runs on Foundation's thread, possibly before `ChildProcess` exists: the box bridges the two.
-        let box = ExitBox()
-        process.terminationHandler = { finished in
-            let termination = ProcessTermination(
-                status: finished.terminationStatus,
-                killedBySignal: finished.terminationReason == .uncaughtSignal
-            )
-            box.finish(termination)
-        }
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let thread = Thread {
-                var nothingBlocked = sigset_t()
-                sigemptyset(&nothingBlocked)
-                pthread_sigmask(SIG_SETMASK, &nothingBlocked, nil)
-                do {
-                    try process.run()
-                    continuation.resume()
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
-            thread.name = "PostgresTestServer spawn"
-            thread.start()
-        }
-        let child = ChildProcess(process: process, executable: executable)
-        box.attach(child)
+    ) throws -> ChildProcess {
+        let pid = try Spawn.start(
+            executable: executable,
+            arguments: arguments,
+            environment: environment,
+            workingDirectory: workingDirectory,
+            standardInput: standardInput?.fileDescriptor,
+            standardOutput: standardOutput?.fileDescriptor,
+            standardError: standardError?.fileDescriptor
+        )
+        let child = ChildProcess(pid: pid, executable: executable)
+        // The thread holds the child until it has reaped it: a child whose owner let go is still reaped.
+        let reaper = Thread { child.awaitExitAndReap() }
+        reaper.name = "PostgresTestServer reaper"
+        reaper.stackSize = 64 * 1024
+        reaper.start()
         return child
     }
 
-    fileprivate func finish(_ termination: ProcessTermination) {
-        let waiters: Waiters? = exitState.withLock { state in
+    /// Blocks this (dedicated) thread until the child has exited, then reaps it and resumes the waiters.
+    private func awaitExitAndReap() {
+        var information = siginfo_t()
+        while waitid(P_PID, id_t(pid), &information, WEXITED | WNOWAIT) != 0 {
+            // EINTR: wait again. ECHILD cannot happen (only this thread reaps the child); should it, reaping below
+            // reports it rather than waiting forever.
+            if errno != EINTR { break }
+        }
+        // Reaping and the state change happen under the lock that `send(signal:)` holds while it signals; the child
+        // is a zombie by now, so `waitpid` returns at once.
+        let (waiters, termination): (Waiters?, ProcessTermination) = exitState.withLock { state in
+            var status: Int32 = 0
+            var reaped: pid_t
+            repeat {
+                reaped = waitpid(pid, &status, 0)
+            } while reaped < 0 && errno == EINTR
+            let termination =
+                reaped == pid
+                ? ProcessTermination(waitStatus: status)
+                : ProcessTermination(status: -1, killedBySignal: false)
             switch state {
             case .running(let waiters):
                 state = .exited(termination)
-                return waiters
-            case .exited:
-                return nil
+                return (waiters, termination)
+            case .exited(let known):
+                return (nil, known)
             }
         }
         guard let waiters else { return }
@@ -145,7 +154,7 @@ final class ChildProcess: Sendable {
 
     /// Waits until the child has exited. Not cancellable: the child's exit is always observed.
     func waitForExit() async -> ProcessTermination {
-        // Without a timeout the waiter is only ever resumed by `finish`, which always passes a termination.
+        // Without a timeout the waiter is only ever resumed by the reaper, which always passes a termination.
         await wait(timeout: nil) ?? ProcessTermination(status: -1, killedBySignal: false)
     }
 
@@ -180,7 +189,7 @@ final class ChildProcess: Sendable {
             // A timer of its own, not tied to the caller, so a cancelled caller still waits the full timeout; and on
             // a serial dispatch queue rather than a task, so it fires even while the cooperative pool's few threads
             // are all busy (a test suite that blocks them must not turn a 1-second bound into a minute). Whichever
-            // of the timer and `finish` removes the waiter first resumes it; the other finds it gone. A timer that
+            // of the timer and the reaper removes the waiter first resumes it; the other finds it gone. A timer that
             // fires after the exit finds nothing to do; it holds the child until then.
             Self.timerQueue.asyncAfter(deadline: .now() + Self.dispatchInterval(timeout)) {
                 self.timeOut(waiterID: id)
@@ -229,49 +238,90 @@ final class ChildProcess: Sendable {
     }
 }
 
-/// Connects Foundation's termination handler, which exists before the `ChildProcess` does, to the `ChildProcess`.
-private final class ExitBox: Sendable {
-    private enum State {
-        case waitingForOwner(early: ProcessTermination?)
-        case attached(ChildProcess)
-        case finished
+extension ChildProcess {
+    /// What a program run to its end printed, and how it ended.
+    struct Output: Sendable {
+        var termination: ProcessTermination
+        var standardOutput: String
+        var standardError: String
     }
 
-    private let state = Mutex(State.waitingForOwner(early: nil))
-
-    func attach(_ child: ChildProcess) {
-        let early: ProcessTermination? = state.withLock { state in
-            switch state {
-            case .waitingForOwner(let early):
-                if let early {
-                    state = .finished
-                    return early
-                }
-                state = .attached(child)
-                return nil
-            case .attached, .finished:
-                return nil
-            }
+    /// Runs a program to its end with `input` on its stdin, collecting stdout and stderr in files (so a large output
+    /// never blocks it) in `scratchDirectory`, removed afterwards.
+    ///
+    /// Cancelling the calling task sends the program SIGTERM and still waits for it to exit; the caller decides
+    /// whether to throw `CancellationError`.
+    ///
+    /// - Throws: ``PostgresTestServerError/Code-swift.struct/fileSystem`` when the files cannot be made;
+    ///   ``Spawn/Failure`` when the program cannot be started.
+    static func run(
+        executable: String,
+        arguments: [String],
+        environment: [String: String],
+        workingDirectory: String,
+        input: String? = nil,
+        scratchDirectory: String
+    ) async throws -> Output {
+        let files = try OutputFiles(directory: scratchDirectory, input: input)
+        defer { files.remove() }
+        let child = try spawn(
+            executable: executable,
+            arguments: arguments,
+            environment: environment,
+            workingDirectory: workingDirectory,
+            standardInput: files.inputHandle,
+            standardOutput: files.outputHandle,
+            standardError: files.errorHandle
+        )
+        let termination = await withTaskCancellationHandler {
+            await child.waitForExit()
+        } onCancel: {
+            child.send(signal: SIGTERM)
         }
-        if let early {
-            child.finish(early)
+        return Output(
+            termination: termination,
+            standardOutput: Cluster.text(ofFile: files.outputPath),
+            standardError: Cluster.text(ofFile: files.errorPath)
+        )
+    }
+}
+
+/// The files behind one run: stdin (when given), stdout and stderr.
+private struct OutputFiles {
+    let outputPath: String
+    let errorPath: String
+    let inputPath: String?
+    let outputHandle: FileHandle
+    let errorHandle: FileHandle
+    let inputHandle: FileHandle?
+
+    init(directory: String, input: String?) throws {
+        let stem = directory + "/tool-" + UUID().uuidString
+        outputPath = stem + ".out"
+        errorPath = stem + ".err"
+        outputHandle = try System.openForAppending(outputPath)
+        errorHandle = try System.openForAppending(errorPath)
+        if let input {
+            let path = stem + ".in"
+            guard FileManager.default.createFile(atPath: path, contents: Data(input.utf8)),
+                let handle = FileHandle(forReadingAtPath: path)
+            else {
+                throw PostgresTestServerError(.fileSystem, message: "Could not write the tool's input to \(path).")
+            }
+            inputPath = path
+            inputHandle = handle
+        } else {
+            inputPath = nil
+            inputHandle = nil
         }
     }
 
-    func finish(_ termination: ProcessTermination) {
-        let child: ChildProcess? = state.withLock { state in
-            switch state {
-            case .waitingForOwner:
-                state = .waitingForOwner(early: termination)
-                return nil
-            case .attached(let child):
-                // Drops the reference: the process, its handler and this box no longer keep the child alive.
-                state = .finished
-                return child
-            case .finished:
-                return nil
-            }
+    func remove() {
+        try? outputHandle.close()
+        try? errorHandle.close()
+        try? inputHandle?.close()
+        for path in [outputPath, errorPath, inputPath].compactMap({ $0 }) {
+            try? FileManager.default.removeItem(atPath: path)
         }
-        child?.finish(termination)
     }
 }

@@ -371,7 +371,7 @@ struct Cluster: Sendable {
         let command = launcher.command(binaries.postgres, arguments)
         let child: ChildProcess
         do {
-            child = try await ChildProcess.spawn(
+            child = try ChildProcess.spawn(
                 executable: command.executable,
                 arguments: command.arguments,
                 environment: serverEnvironment,
@@ -509,7 +509,7 @@ struct Cluster: Sendable {
         defer { try? log.close() }
         let child: ChildProcess
         do {
-            child = try await ChildProcess.spawn(
+            child = try ChildProcess.spawn(
                 executable: command.executable,
                 arguments: command.arguments,
                 environment: environment,

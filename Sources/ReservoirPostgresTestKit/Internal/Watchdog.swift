@@ -46,7 +46,7 @@ final class Watchdog: Sendable {
         let pipe = try System.makePipe()
         let child: ChildProcess
         do {
-            child = try await ChildProcess.spawn(
+            child = try ChildProcess.spawn(
                 executable: "/bin/sh",
                 arguments: ["-c", Self.script, "reservoir-postgres-watchdog", directory],
                 environment: ["PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LC_ALL": "C"],
