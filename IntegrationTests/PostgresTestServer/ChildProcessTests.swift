@@ -81,7 +81,9 @@ struct ChildProcessTests {
         )
         let termination = await child.waitForExit(timeout: .seconds(10))
         let background = try #require(
-            Int32(String(contentsOfFile: folder + "/background.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+            Int32(
+                String(contentsOfFile: folder + "/background.pid", encoding: .utf8).trimmingCharacters(
+                    in: .whitespacesAndNewlines)))
         defer { kill(background, SIGKILL) }
         #expect(termination == ProcessTermination(status: 3, killedBySignal: false))
         #expect(kill(background, 0) == 0, "the background process was still running when the exit was seen")

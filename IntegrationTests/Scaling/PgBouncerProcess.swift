@@ -163,7 +163,12 @@ final class PgBouncerProcess: Sendable {
     /// folder stays, for ``start()`` or for the caller to delete; a guard whose pipe closes without this (the test
     /// process died) deletes it.
     func stop() async {
-        guard let running = guardProcess.withLock({ state in defer { state = nil }; return state }) else { return }
+        guard
+            let running = guardProcess.withLock({ state in
+                defer { state = nil }
+                return state
+            })
+        else { return }
         _ = "keep\n".withCString { write(running.input, $0, 5) }
         close(running.input)
         _ = await running.child.waitForExit()

@@ -78,7 +78,8 @@ enum Spawn {
         for (source, target) in [(standardInput, Int32(0)), (standardOutput, 1), (standardError, 2)] {
             if let source {
                 // `dup2` onto the target clears close-on-exec there (glibc does so even when source == target).
-                try check(posix_spawn_file_actions_adddup2(&actions, source, target), "posix_spawn_file_actions_adddup2")
+                try check(
+                    posix_spawn_file_actions_adddup2(&actions, source, target), "posix_spawn_file_actions_adddup2")
             } else {
                 let mode = target == 0 ? O_RDONLY : O_WRONLY
                 try check(
@@ -92,7 +93,8 @@ enum Spawn {
             guard let changeDirectory = Extensions.changeDirectory else {
                 throw Failure(executable: executable, step: "posix_spawn_file_actions_addchdir_np", code: ENOSYS)
             }
-            try check(workingDirectory.withCString { changeDirectory(&actions, $0) }, "posix_spawn_file_actions_addchdir_np")
+            try check(
+                workingDirectory.withCString { changeDirectory(&actions, $0) }, "posix_spawn_file_actions_addchdir_np")
         }
 
         let argumentVector: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
