@@ -28,7 +28,7 @@ final class PgBouncerProcess: Sendable {
 
     let port: Int
     let directory: String
-    private let guardProcess: Mutex<GuardProcess?>
+    private let guardProcess: Synchronization.Mutex<GuardProcess?>
 
     private struct GuardProcess {
         /// The write end of the guard's stdin.
@@ -45,7 +45,7 @@ final class PgBouncerProcess: Sendable {
     private init(port: Int, directory: String) {
         self.port = port
         self.directory = directory
-        self.guardProcess = Mutex(nil)
+        self.guardProcess = Synchronization.Mutex(nil)
     }
 
     /// Starts PgBouncer in front of `server`, runs `body`, and stops PgBouncer and deletes its folder, also when
