@@ -76,8 +76,8 @@ enum System {
         guard pipe(&descriptors) == 0 else {
             throw PostgresTestServerError(.fileSystem, message: "Could not create a pipe: \(errorText()).")
         }
-        // Set at once; Foundation's Process closes other descriptors in its children too, this covers any other
-        // spawner in the process.
+        // Set at once. The kit's own spawns close every other descriptor in their children anyway; this covers any
+        // other spawner in the process (Glibc's pipe2 is not visible from Swift).
         for descriptor in descriptors {
             _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
         }
