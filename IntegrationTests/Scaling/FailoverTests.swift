@@ -335,7 +335,7 @@ final class FailoverLoad: Sendable {
                         state.writes.append((writer: writer, n: n, at: now))
                         var due: [(CheckedContinuation<ContinuousClock.Instant, Never>, ContinuousClock.Instant)] = []
                         state.waiters.removeAll { waiter in
-                            guard state.writes.count { $0.at > waiter.after } >= waiter.count else { return false }
+                            guard state.writes.count(where: { $0.at > waiter.after }) >= waiter.count else { return false }
                             due.append((waiter.continuation, now))
                             return true
                         }
