@@ -24,7 +24,13 @@ extension PostgresEncodable {
 public struct PostgresEncodingBuffer: Sendable {
     @usableFromInline var bytes: [UInt8]
     @usableFromInline var isNull = false
-    @usableFromInline var failure: PostgresError?
+    /// The first failure, boxed: every query carries this buffer, and an inline `PostgresError?` (some 300 bytes of
+    /// strings) made each copy or destruction of a query go through an out-of-line copy or destruction of it; a `nil`
+    /// reference is one word.
+    @usableFromInline var failureBox: EncodingFailure?
+
+    /// The first encoding failure, if any.
+    var failure: PostgresError? { failureBox?.error }
 
     @inlinable init(bytes: [UInt8]) { self.bytes = bytes }
 
@@ -57,8 +63,15 @@ public struct PostgresEncodingBuffer: Sendable {
     ///
     /// - Parameter message: What went wrong, without the value itself.
     public mutating func fail(_ message: String) {
-        if failure == nil { failure = PostgresError(.encodingFailed, message: message) }
+        if failureBox == nil { failureBox = EncodingFailure(PostgresError(.encodingFailed, message: message)) }
     }
+}
+
+/// An encoding failure kept by reference in `PostgresEncodingBuffer`; immutable.
+@usableFromInline final class EncodingFailure: Sendable {
+    let error: PostgresError
+
+    init(_ error: PostgresError) { self.error = error }
 }
 
 /// The bound parameters of a query, encoded and ready to send.
