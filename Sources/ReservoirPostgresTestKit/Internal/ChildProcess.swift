@@ -101,7 +101,7 @@ final class ChildProcess: Sendable {
         // The thread holds the child until it has reaped it: a child whose owner let go is still reaped.
         let reaper = Thread { child.awaitExitAndReap() }
         reaper.name = "PostgresTestServer reaper"
-        reaper.stackSize = 64 * 1024
+        reaper.stackSize = 512 * 1024  // ample for a blocking wait and a resume, sanitizers included
         reaper.start()
         return child
     }
