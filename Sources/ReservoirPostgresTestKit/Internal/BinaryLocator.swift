@@ -114,13 +114,7 @@ enum BinaryLocator {
         try? output.write.close()
         let data = output.read.readDataToEndOfFile()
         // Reaps the child here (nothing else waits for it); it has closed its stdout, so it is exiting.
-        var status: Int32 = 0
-        var reaped: pid_t
-        repeat {
-            reaped = waitpid(pid, &status, 0)
-        } while reaped < 0 && errno == EINTR
-        guard reaped == pid, ProcessTermination(waitStatus: status).succeeded,
-            let text = String(data: data, encoding: .utf8)
+        guard Spawn.reap(pid).succeeded, let text = String(data: data, encoding: .utf8)
         else { return nil }
         let folder = text.trimmingCharacters(in: .whitespacesAndNewlines)
         return folder.isEmpty ? nil : folder

@@ -117,15 +117,7 @@ final class ChildProcess: Sendable {
         // Reaping and the state change happen under the lock that `send(signal:)` holds while it signals; the child
         // is a zombie by now, so `waitpid` returns at once.
         let (waiters, termination): (Waiters?, ProcessTermination) = exitState.withLock { state in
-            var status: Int32 = 0
-            var reaped: pid_t
-            repeat {
-                reaped = waitpid(pid, &status, 0)
-            } while reaped < 0 && errno == EINTR
-            let termination =
-                reaped == pid
-                ? ProcessTermination(waitStatus: status)
-                : ProcessTermination(status: -1, killedBySignal: false)
+            let termination = Spawn.reap(pid)
             switch state {
             case .running(let waiters):
                 state = .exited(termination)

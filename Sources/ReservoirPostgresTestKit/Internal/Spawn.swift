@@ -112,6 +112,19 @@ enum Spawn {
         return pid
     }
 
+    /// Waits for child `pid` to end and reaps it (blocking: call it where blocking is fine, or once the child is a
+    /// zombie). Returns how it ended, or an exit status of -1 when it cannot be reaped (not our child, or already
+    /// reaped).
+    static func reap(_ pid: pid_t) -> ProcessTermination {
+        var status: Int32 = 0
+        var reaped: pid_t
+        repeat {
+            reaped = waitpid(pid, &status, 0)
+        } while reaped < 0 && errno == EINTR
+        return reaped == pid
+            ? ProcessTermination(waitStatus: status) : ProcessTermination(status: -1, killedBySignal: false)
+    }
+
     /// Adds "close every descriptor from 3 on" to `actions`: `posix_spawn_file_actions_addclosefrom_np` where the C
     /// library has it (glibc 2.34 and later), else one close per descriptor open now. The fallback misses a
     /// descriptor opened between this listing and the spawn; descriptors this kit opens are close-on-exec anyway.
