@@ -100,6 +100,47 @@ struct PostgresPoolTests {
         }
     }
 
+    @Test(
+        "a stream left part-way inside withConnection (break, or the task cancelled) drains before the release: the connection is reused, nothing is counted dirty"
+    )
+    func streamLeftPartWayIsNotDirty() async throws {
+        let logs = LogCapture()
+        try await PoolTest.withPool(configure: { $0.pool.maximumSize = 1 }, logs: logs) { pool in
+            // A set-returning function in the select list: rows flow while the server is still producing them, so the
+            // statement is certainly running when the loop is left.
+            let statement: PostgresQuery = "SELECT generate_series(1, \(5_000_000))::int4"
+            let firstBackend = try await pool.withConnection { connection in
+                var seen = 0
+                for try await _ in connection.stream(statement, bufferSize: 16) {
+                    seen += 1
+                    if seen == 10 { break }
+                }
+                #expect(seen == 10)
+                return connection.backendProcessID
+            }
+            // The consuming task cancelled part-way.
+            let (started, startedContinuation) = AsyncStream<Void>.makeStream()
+            let consumer = Task {
+                try await pool.withConnection { connection in
+                    for try await _ in connection.stream(statement, bufferSize: 16) { startedContinuation.yield() }
+                }
+            }
+            var iterator = started.makeAsyncIterator()
+            _ = await iterator.next()
+            consumer.cancel()
+            await #expect(throws: CancellationError.self) { try await consumer.value }
+            let next = try await pool.withConnection { connection in
+                #expect(connection.transactionStatus == .idle)
+                return (connection.backendProcessID, try await connection.query("SELECT \(Int32(7))").singleValue(Int32.self))
+            }
+            #expect(next.0 == firstBackend)  // drained and kept, not closed and replaced
+            #expect(next.1 == 7)
+            #expect(pool.statistics.dirtyReturns == 0)
+            #expect(pool.statistics.pool.totals.creations == 1)
+            #expect(logs.records(atLeast: .warning).isEmpty)
+        }
+    }
+
     @Test("the pool's validation policy decides the round trips: .always validates every lease, a fresh connection under .ifIdle is not")
     func validationAfterIdleThreshold() async throws {
         try await PoolTest.withPool(configure: {

@@ -17,6 +17,9 @@ enum CommandKind {
     case stream(PostgresQuery, StreamState)
     /// Not a statement: waits for the connection to become free and makes `scope` its exclusive owner.
     case acquireSession(UInt64)
+    /// Not a statement: waits until the commands before it have ended (whatever the calling task's cancellation),
+    /// without taking the connection.
+    case awaitIdle
 }
 
 /// How a command ended; handed to the waiting task.
@@ -36,7 +39,7 @@ enum CommandOutcome {
 /// mean what) is the pure ``CommandStateMachine`` in `protocolState`, created when the command starts.
 final class Command: @unchecked Sendable {
     enum Kind {
-        case query, script, pipeline, stream, acquireSession
+        case query, script, pipeline, stream, acquireSession, awaitIdle
     }
 
     let id: UInt64
@@ -92,6 +95,8 @@ final class Command: @unchecked Sendable {
         case .acquireSession(let scope):
             self.kind = .acquireSession
             session = scope
+        case .awaitIdle:
+            self.kind = .awaitIdle
         }
         self.query = query
         self.cacheable = cacheable
@@ -121,7 +126,7 @@ final class Command: @unchecked Sendable {
             .pipeline(
                 queries.map { StatementCache.Key(sql: $0.sql, types: $0.bindings.types) },
                 transaction: pipelineIsTransaction)
-        case .acquireSession:
+        case .acquireSession, .awaitIdle:
             nil
         }
     }
@@ -131,7 +136,7 @@ final class Command: @unchecked Sendable {
         switch kind {
         case .query, .stream: query.bindings.encodingFailure
         case .pipeline: queries.lazy.compactMap(\.bindings.encodingFailure).first
-        case .script, .acquireSession: nil
+        case .script, .acquireSession, .awaitIdle: nil
         }
     }
 }
@@ -309,8 +314,11 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             deadline = deadline.map { min($0, bound) } ?? bound
         }
         let kind: ConnectionStateMachine<Command>.Kind =
-            command.kind == .acquireSession
-            ? .acquireSession(scope: command.sessionToAcquire) : .statement(cancellable: cancellable)
+            switch command.kind {
+            case .acquireSession: .acquireSession(scope: command.sessionToAcquire)
+            case .awaitIdle: .awaitIdle
+            case .query, .script, .pipeline, .stream: .statement(cancellable: cancellable)
+            }
         let action = machine.commandSubmitted(
             id: command.id,
             command: command,
@@ -324,7 +332,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
         case .start(let command):
             if deadline != nil { wakeThread() }  // the thread's wait must honour the deadline
             start(command, completions: &completions)
-        case .sessionAcquired(let command):
+        case .sessionAcquired(let command), .idle(let command):
             completions.append(command, .done)
         case .wait:
             break
@@ -400,7 +408,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
             case .start(let command):
                 if machine.nextDeadline != nil { wakeThread() }  // its wait must honour the deadline
                 start(command, completions: &completions)
-            case .sessionAcquired(let command):
+            case .sessionAcquired(let command), .idle(let command):
                 completions.append(command, .done)
             }
         }
@@ -409,7 +417,7 @@ final class ConnectionCore: TaskExecutor, @unchecked Sendable {
     /// Sends a command's first step, or completes it at once. Requires the lock and a free connection.
     func start(_ command: Command, completions: inout Completions) {
         switch command.kind {
-        case .acquireSession:
+        case .acquireSession, .awaitIdle:
             return  // the state machine resolves these itself
         case .pipeline where command.queries.isEmpty:
             complete(command, .pipeline([]), completions: &completions)

@@ -40,6 +40,10 @@ struct ConnectionStateMachine<Command> {
         case statement(cancellable: Bool)
         /// Makes `scope` the exclusive owner of the connection (a transaction) until ``sessionEnded(_:)``.
         case acquireSession(scope: UInt64)
+        /// Waits until the commands before it have ended and no session holds the connection, then resolves without
+        /// taking the connection (a pool waits so for a stream abandoned part-way to drain). The submitting task's
+        /// cancellation does not end the wait: what bounds it is the deadline of the command it waits for.
+        case awaitIdle
     }
 
     /// Why the connection ended.
@@ -103,6 +107,8 @@ struct ConnectionStateMachine<Command> {
         case start(Command)
         /// Indicates that the session was acquired at once: resume the command with `.done`.
         case sessionAcquired(Command)
+        /// Indicates that an ``Kind/awaitIdle`` command found the connection idle: resume it with `.done`.
+        case idle(Command)
         /// Indicates that the command waits for the connection; nothing to do now.
         case wait
         /// Indicates that the task was already cancelled: resume the command with `.cancelled`.
@@ -117,6 +123,8 @@ struct ConnectionStateMachine<Command> {
         case start(Command)
         /// Indicates that this command acquired the session: resume it with `.done`.
         case sessionAcquired(Command)
+        /// Indicates that the connection became idle for this ``Kind/awaitIdle`` command: resume it with `.done`.
+        case idle(Command)
     }
 
     /// Indicates what the shell does after ``cancelRequested(id:now:gracePeriod:)``.
@@ -184,6 +192,7 @@ struct ConnectionStateMachine<Command> {
         switch kind {
         case .statement(let isCancellable): cancellable = isCancellable
         case .acquireSession: cancellable = true
+        case .awaitIdle: cancellable = false
         }
         if taskIsCancelled && cancellable { return .cancelled(command) }
         let entry = Entry(
@@ -197,6 +206,8 @@ struct ConnectionStateMachine<Command> {
         case .acquireSession(let owner):
             sessionOwner = owner
             return .sessionAcquired(command)
+        case .awaitIdle:
+            return .idle(command)
         case .statement:
             active = entry
             return .start(command)
@@ -223,6 +234,8 @@ struct ConnectionStateMachine<Command> {
     /// The task of command `id` was cancelled.
     mutating func cancelRequested(id: UInt64, now: ContinuousClock.Instant, gracePeriod: Duration) -> CancelAction {
         if let index = waiting.firstIndex(where: { $0.id == id }) {
+            // A wait for idleness is not the task's to end: it ends when the connection is idle (or closed).
+            if waiting[index].kind == .awaitIdle { return .none }
             let entry = waiting.remove(at: index)
             return .cancelWaiting(entry.command)
         }
@@ -235,7 +248,7 @@ struct ConnectionStateMachine<Command> {
         case .statement(cancellable: true), .acquireSession:
             entry.cancelRequestPending = true
             action = .sendCancelRequest
-        case .statement(cancellable: false):
+        case .statement(cancellable: false), .awaitIdle:
             action = .armDeadline
         }
         active = entry
@@ -301,7 +314,7 @@ struct ConnectionStateMachine<Command> {
 
     private func isEligible(_ entry: Entry) -> Bool {
         switch entry.kind {
-        case .acquireSession: sessionOwner == nil
+        case .acquireSession, .awaitIdle: sessionOwner == nil
         case .statement: sessionOwner == nil || sessionOwner == entry.scope
         }
     }
@@ -317,6 +330,8 @@ struct ConnectionStateMachine<Command> {
             case .acquireSession(let owner):
                 sessionOwner = owner
                 actions.append(.sessionAcquired(entry.command))
+            case .awaitIdle:
+                actions.append(.idle(entry.command))
             case .statement:
                 active = entry
                 actions.append(.start(entry.command))

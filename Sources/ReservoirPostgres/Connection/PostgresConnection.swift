@@ -331,7 +331,7 @@ public final class PostgresConnection: Sendable {
             (sql, parameterised) = (query.sql, cacheable)
         case .script(let script):
             (sql, parameterised) = (script, false)
-        case .pipeline, .stream, .acquireSession:
+        case .pipeline, .stream, .acquireSession, .awaitIdle:
             return try await runUntraced(kind)
         }
         return try await tracing.withSpan(

@@ -34,6 +34,19 @@ extension PostgresConnection {
         }
     }
 
+    /// Whether the running command was cancelled and is still reading its last results: a stream left part-way
+    /// (the consumer broke out of its loop), whose cancel request is out. The connection ends it within the grace
+    /// period, or breaks.
+    var isDrainingCancelledCommand: Bool {
+        core.lock.withLock { core.machine.activeCancelRequested }
+    }
+
+    /// Waits until the commands submitted before this call have ended. The calling task's cancellation does not end
+    /// the wait; the running command's deadline bounds it (see ``isDrainingCancelledCommand``).
+    func awaitIdle() async {
+        _ = await core.run(.awaitIdle, scope: nil)
+    }
+
     /// Proves the connection with a round trip (`SELECT 1`), bounded by the grace period: a backend that does not
     /// answer in time (frozen, or behind a network that stopped answering) breaks the connection instead of holding
     /// the acquiring caller. Cancelling the caller cancels it like any statement.

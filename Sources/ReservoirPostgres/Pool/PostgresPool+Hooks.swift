@@ -105,7 +105,14 @@ struct PostgresPoolHooks: Sendable {
             readOnlyServerFound(connection)
             return .discard
         }
-        let (closeReason, status) = connection.releaseCheck()
+        var (closeReason, status) = connection.releaseCheck()
+        if closeReason == nil, status == .active, connection.isDrainingCancelledCommand {
+            // A stream left part-way (the documented `break` out of its loop): its cancel is out and the connection
+            // reads what is left, within the grace period or it breaks. Wait for that instead of closing a connection
+            // the caller used as documented.
+            await connection.awaitIdle()
+            (closeReason, status) = connection.releaseCheck()
+        }
         switch closeReason {
         case nil:
             break

@@ -67,6 +67,51 @@ struct ConnectionStateMachineTests {
         #expect(machine.sessionOwner == 8)
     }
 
+    @Test("a wait for idleness resolves at once when idle, else after the commands before it, and no cancel ends it")
+    func awaitIdle() {
+        var machine = openMachine()
+        #expect(machine.commandSubmitted(id: 1, command: 1, kind: .awaitIdle, scope: nil, taskIsCancelled: false) == .idle(1))
+        #expect(machine.isIdle)
+        // A stream left part-way: its cancel is out, and it still holds the wire while it drains.
+        #expect(
+            machine.commandSubmitted(id: 2, command: 2, kind: .statement(cancellable: true), scope: nil, taskIsCancelled: false)
+                == .start(2))
+        #expect(machine.cancelRequested(id: 2, now: start, gracePeriod: grace) == .sendCancelRequest)
+        #expect(machine.activeCancelRequested)
+        // The releasing task is itself cancelled (the usual reason to leave a stream): the wait is still queued...
+        #expect(machine.commandSubmitted(id: 3, command: 3, kind: .awaitIdle, scope: nil, taskIsCancelled: true) == .wait)
+        // ...and its cancellation does not remove it.
+        #expect(machine.cancelRequested(id: 3, now: start, gracePeriod: grace) == .none)
+        #expect(
+            machine.commandSubmitted(id: 4, command: 4, kind: .statement(cancellable: true), scope: nil, taskIsCancelled: false)
+                == .wait)
+        // The drain ends: the wait resolves without taking the wire, and the next statement starts.
+        #expect(machine.commandFinished(id: 2) == [.idle(3), .start(4)])
+        #expect(machine.activeID == 4)
+        // A session holds the connection: a wait for idleness waits for its end too.
+        #expect(machine.commandFinished(id: 4) == [])
+        #expect(
+            machine.commandSubmitted(id: 5, command: 5, kind: .acquireSession(scope: 9), scope: nil, taskIsCancelled: false)
+                == .sessionAcquired(5))
+        #expect(machine.commandSubmitted(id: 6, command: 6, kind: .awaitIdle, scope: 9, taskIsCancelled: false) == .wait)
+        #expect(machine.sessionEnded(9) == [.idle(6)])
+        #expect(machine.isIdle)
+    }
+
+    @Test("a wait for idleness ends with the connection when the drained command outlives its grace period")
+    func awaitIdleEndsWithBrokenConnection() {
+        var machine = openMachine()
+        _ = machine.commandSubmitted(id: 1, command: 1, kind: .statement(cancellable: true), scope: nil, taskIsCancelled: false)
+        #expect(machine.cancelRequested(id: 1, now: start, gracePeriod: grace) == .sendCancelRequest)
+        #expect(machine.commandSubmitted(id: 2, command: 2, kind: .awaitIdle, scope: nil, taskIsCancelled: false) == .wait)
+        #expect(machine.deadlinePassed(now: start + grace) == .breakConnection(active: 1, outcome: .cancelled, waiting: [2]))
+        #expect(machine.state == .closed(.deadlineExpired))
+        // On a closed connection it fails at once, like any command.
+        #expect(
+            machine.commandSubmitted(id: 3, command: 3, kind: .awaitIdle, scope: nil, taskIsCancelled: false)
+                == .failClosed(3, .deadlineExpired))
+    }
+
     @Test("a task cancelled before its command exists never reaches the wire")
     func cancelledBeforeSubmission() {
         var machine = openMachine()
