@@ -80,9 +80,10 @@ struct PoolChaosTests {
         let seed = UInt64.random(in: 1...UInt64.max)
         print("pool_chaos seed=\(seed)")
         let record = Record()
-        try await PoolTest.withPool(configure: { configuration in
-            configuration.pool.maximumSize = 6
-        }) { pool in
+        let metrics = RecordingMetricsFactory()
+        try await PoolTest.withPool(
+            configure: { configuration in configuration.pool.maximumSize = 6 }, metrics: metrics
+        ) { pool in
             let accounts = TestDatabase.uniqueName("chaos_accounts")
             let transfers = TestDatabase.uniqueName("chaos_transfers")
             try await pool.withConnection { connection in
@@ -193,7 +194,10 @@ struct PoolChaosTests {
             )
             let statistics = pool.statistics
             print(
-                "pool_chaos dirty_returns=\(statistics.dirtyReturns) \(statistics.dirtyReturnsBySite) "
+                "pool_chaos dirty_returns=\(statistics.dirtyReturns) "
+                    + ["in_transaction", "in_failed_transaction", "active", "unknown"].map {
+                        "\($0)=\(metrics.counter("reservoir.postgres.dirty_returns", ["state": $0]))"
+                    }.joined(separator: " ") + " "
                     + "fatal_errors=\(statistics.fatalErrors) cancellations_reused=\(statistics.cancellationsReused) "
                     + "cancellations_closed=\(statistics.cancellationsClosed)"
             )
