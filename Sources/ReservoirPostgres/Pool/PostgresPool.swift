@@ -25,7 +25,8 @@ import ServiceLifecycle
 /// - **Dirty returns.** A connection that comes back inside a transaction (or a failed one) is rolled back before
 ///   anyone else can lease it, or closed if that fails; it is counted in ``Counters/dirtyReturns`` and
 ///   `reservoir.postgres.dirty_returns{db.client.connection.pool.name,state,lease.site}` and logged (warning) with its acquire site. A
-///   connection that comes back with a command still running is closed.
+///   connection that comes back with a command still running is closed, except a stream left part-way (a `break` out
+///   of its loop, or a cancelled consumer): its drain is awaited (at most the grace period) and the connection kept.
 /// - **Cancellation.** Cancelling a task during a statement sends a cancel request to the server and waits at most
 ///   ``Configuration/cancellationGracePeriod`` for the statement to stop; the connection goes back to the pool only
 ///   if it is idle again, otherwise it is closed and replaced.
@@ -213,7 +214,8 @@ extension PostgresPool {
 
     /// PostgreSQL-specific counters since the pool was created.
     public struct Counters: Sendable, Equatable {
-        /// Connections that came back inside a transaction, a failed transaction or with a command running.
+        /// Connections that came back inside a transaction, a failed transaction or with a command running (a stream
+        /// left part-way and drained before the release is not one).
         public var dirtyReturns = 0
         /// Dirty returns by acquire site (`File.swift:line`): where the code that leaked a transaction lives.
         public var dirtyReturnsBySite: [String: Int] = [:]
