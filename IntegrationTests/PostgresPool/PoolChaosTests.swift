@@ -43,19 +43,6 @@ struct PoolChaosTests {
     /// A backend of the pool is terminated after every this many finished operations.
     static let operationsPerKill = 15
 
-    /// A small seeded generator: the seed in the log gives a failing run's choices (operations, amounts, where each
-    /// task is cancelled); the interleaving with the server and the kills is the machine's.
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// Sorts an error by what it says about a transfer's commit. `implicitTransaction`: the transfer was one pipeline
     /// in one implicit transaction, whose outcome a lost connection leaves open.
     static func classify(_ error: any Error, implicitTransaction: Bool) -> Outcome? {
@@ -77,6 +64,8 @@ struct PoolChaosTests {
         "money is kept, a transfer that returned is committed and one that failed is not (unless its outcome is unknown), no session is left in a transaction, and no lease is lost"
     )
     func transfersUnderCancelsAndKills() async throws {
+        // The seed in the log gives a failing run's choices (operations, amounts, where each task is cancelled); the
+        // interleaving with the server and the kills is the machine's.
         let seed = UInt64.random(in: 1...UInt64.max)
         print("pool_chaos seed=\(seed)")
         let record = Record()
@@ -123,7 +112,7 @@ struct PoolChaosTests {
                 await withTaskGroup(of: Void.self) { workers in
                     for worker in 0..<Self.workers {
                         workers.addTask {
-                            var random = Generator(state: seed &+ UInt64(worker) &* 0x1000_0000_01B3)
+                            var random = SeededRandomNumberGenerator(seed: seed &+ UInt64(worker) &* 0x1000_0000_01B3)
                             for index in 0..<Self.operationsPerWorker {
                                 let id = Int64(worker) * 1_000_000 + Int64(index)
                                 await Self.runOne(
@@ -233,7 +222,7 @@ struct PoolChaosTests {
         accounts: String,
         transfers: String,
         total: Int64,
-        random: inout Generator,
+        random: inout SeededRandomNumberGenerator,
         record: Record
     ) async {
         let source = Int32.random(in: 1...Int32(Self.accounts), using: &random)

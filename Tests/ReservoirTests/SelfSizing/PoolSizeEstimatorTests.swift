@@ -1,3 +1,4 @@
+import ReservoirTestKit
 import Testing
 
 @testable import Reservoir
@@ -32,23 +33,11 @@ struct USLPoolSimulation {
         var testDescription: String { "peak at \(bestFixedSize(maximum: 1_000))" }
     }
 
-    /// SplitMix64, so every run sees the same jitter.
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     var curve: Curve
     let clients: Int
     var estimator: PoolSizeEstimator
     var now = 0.0
-    var random = Generator(state: 42)
+    var random = SeededRandomNumberGenerator(seed: 42)  // every run sees the same jitter
     /// Completion time and start time of each lease in flight.
     var inFlight: [(ends: Double, started: Double)] = []
     var waiting: Int

@@ -1,3 +1,4 @@
+import ReservoirTestKit
 import Testing
 
 @testable import Reservoir
@@ -75,7 +76,7 @@ struct PoolStateMachineWaitersTests {
     )
     func matchesAModel(seed: UInt64) {
         final class Box: Sendable {}
-        var generator = USLPoolSimulation.Generator(state: seed)
+        var generator = SeededRandomNumberGenerator(seed: seed)
         var queue = Machine.WaiterQueue()
         // The model: retries in order, then first-time waiters in order.
         var retries: [(id: Machine.WaiterID, box: Box)] = []

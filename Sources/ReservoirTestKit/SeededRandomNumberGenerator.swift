@@ -1,0 +1,20 @@
+/// A small deterministic random number generator (SplitMix64) for tests whose inputs are random but must be
+/// reproducible: the same seed gives the same sequence on every run and every platform.
+///
+/// ```swift
+/// var random = SeededRandomNumberGenerator(seed: 42)
+/// let amount = Int.random(in: 1...50, using: &random)
+/// ```
+public struct SeededRandomNumberGenerator: RandomNumberGenerator, Sendable {
+    public var state: UInt64
+
+    public init(seed: UInt64) { self.state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
