@@ -183,7 +183,7 @@ struct PoolChaosTests {
             )
             let statistics = pool.statistics
             print(
-                "pool_chaos dirty_returns=\(statistics.dirtyReturns) "
+                "pool_chaos dirty_returns=\(statistics.dirtyReturns) \(statistics.dirtyReturnsBySite) "
                     + ["in_transaction", "in_failed_transaction", "active", "unknown"].map {
                         "\($0)=\(metrics.counter("reservoir.postgres.dirty_returns", ["state": $0]))"
                     }.joined(separator: " ") + " "
